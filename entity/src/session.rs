@@ -1,0 +1,55 @@
+use sea_orm::entity::prelude::*;
+
+/// A login session. Revocation keeps the row: `revoked_at` is set.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "sessions")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    /// SHA-256 of the bearer token (hex). The token itself is never stored.
+    #[sea_orm(unique)]
+    pub token_hash: String,
+    /// First 8 characters of the token, for display.
+    pub token_prefix: String,
+    pub user_id: Uuid,
+    pub impersonator_id: Option<Uuid>,
+    pub impersonation_reason: Option<String>,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: DateTimeUtc,
+    pub last_active_at: DateTimeUtc,
+    pub expires_at: DateTimeUtc,
+    pub revoked_at: Option<DateTimeUtc>,
+    pub revoked_by: Option<Uuid>,
+    pub revoke_reason: Option<String>,
+}
+
+impl Model {
+    pub fn is_expired(&self, now: DateTimeUtc) -> bool {
+        self.expires_at <= now
+    }
+
+    /// Neither expired nor revoked.
+    pub fn is_active(&self, now: DateTimeUtc) -> bool {
+        self.revoked_at.is_none() && !self.is_expired(now)
+    }
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::user::Entity",
+        from = "Column::UserId",
+        to = "super::user::Column::Id",
+        on_delete = "Cascade"
+    )]
+    User,
+}
+
+impl Related<super::user::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::User.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,257 @@
+//! Credentials: bearer tokens, password hashes, and the caller of a request.
+
+use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier, password_hash::SaltString};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use entity::{session, user};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use crate::error::{AppError, AppResult, BAD_TOKEN};
+
+/// Fixed prefix of every token, so secret scanners can spot a leaked one.
+pub const TOKEN_PREFIX: &str = "smt_";
+/// Random bytes in a token (from the OS CSPRNG).
+const TOKEN_BYTES: usize = 32;
+/// Length of a well-formed token: the prefix and 43 base64url characters.
+pub const TOKEN_LEN: usize = TOKEN_PREFIX.len() + 43;
+/// How many characters of a token are kept for display.
+pub const DISPLAY_PREFIX_LEN: usize = 8;
+
+pub const MIN_PASSWORD_LEN: usize = 12;
+/// Bounds the cost of hashing whatever a client sends.
+pub const MAX_PASSWORD_LEN: usize = 256;
+
+/// A freshly made token: the plaintext goes to the client once, the rest to
+/// the database.
+pub struct NewToken {
+    pub plaintext: String,
+    pub hash: String,
+    pub display_prefix: String,
+}
+
+pub fn generate_token() -> AppResult<NewToken> {
+    let mut bytes = [0u8; TOKEN_BYTES];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| AppError::internal(anyhow::anyhow!("OS random source failed: {e}")))?;
+    let plaintext = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
+    Ok(NewToken {
+        hash: hash_token(&plaintext),
+        display_prefix: plaintext[..DISPLAY_PREFIX_LEN].to_owned(),
+        plaintext,
+    })
+}
+
+/// SHA-256 of the token, hex. Tokens carry 256 bits of entropy, so a fast
+/// hash is enough; what matters is that the database never holds a usable
+/// token.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Checks the shape of a token before any database work.
+pub fn is_well_formed_token(token: &str) -> bool {
+    token.len() == TOKEN_LEN
+        && token.starts_with(TOKEN_PREFIX)
+        && token[TOKEN_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Extracts the token from an `Authorization` header value. Anything other
+/// than `Bearer <well-formed token>` is refused: a client that sends a
+/// header means to be someone, and must not silently become anonymous.
+pub fn bearer_token(header: &[u8]) -> AppResult<&str> {
+    let value = std::str::from_utf8(header).map_err(|_| AppError::Unauthenticated(BAD_TOKEN))?;
+    let (scheme, token) = value
+        .trim()
+        .split_once(' ')
+        .ok_or(AppError::Unauthenticated(BAD_TOKEN))?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || !is_well_formed_token(token) {
+        return Err(AppError::Unauthenticated(BAD_TOKEN));
+    }
+    Ok(token)
+}
+
+/// The display form of a token: its first characters and an ellipsis.
+pub fn mask_token(display_prefix: &str) -> String {
+    format!("{display_prefix}…")
+}
+
+/// Hashes and verifies passwords with argon2id off the async runtime, at
+/// most `permits` at a time so sign-in bursts cannot starve other work.
+#[derive(Clone)]
+pub struct PasswordHasherPool {
+    permits: Arc<Semaphore>,
+    /// Verified against when the email is unknown, so both failures take
+    /// about the same time.
+    dummy_hash: Arc<String>,
+}
+
+impl PasswordHasherPool {
+    pub fn new() -> AppResult<Self> {
+        let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut filler = [0u8; 24];
+        getrandom::fill(&mut filler)
+            .map_err(|e| AppError::internal(anyhow::anyhow!("OS random source failed: {e}")))?;
+        let dummy = hash_password_blocking(&URL_SAFE_NO_PAD.encode(filler))?;
+        Ok(Self {
+            permits: Arc::new(Semaphore::new(parallelism.max(1))),
+            dummy_hash: Arc::new(dummy),
+        })
+    }
+
+    pub async fn hash(&self, password: String) -> AppResult<String> {
+        let _permit = self.permits.acquire().await.map_err(AppError::internal)?;
+        tokio::task::spawn_blocking(move || hash_password_blocking(&password))
+            .await
+            .map_err(AppError::internal)?
+    }
+
+    /// Verifies `password` against `hash`, or against a dummy hash when
+    /// there is no account, always spending the same work.
+    pub async fn verify(&self, password: String, hash: Option<String>) -> AppResult<bool> {
+        let _permit = self.permits.acquire().await.map_err(AppError::internal)?;
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| self.dummy_hash.as_ref().clone());
+        let ok = tokio::task::spawn_blocking(move || verify_password_blocking(&password, &hash))
+            .await
+            .map_err(AppError::internal)??;
+        Ok(ok && known)
+    }
+}
+
+fn hash_password_blocking(password: &str) -> AppResult<String> {
+    let mut salt_bytes = [0u8; 16];
+    getrandom::fill(&mut salt_bytes)
+        .map_err(|e| AppError::internal(anyhow::anyhow!("OS random source failed: {e}")))?;
+    let salt = SaltString::encode_b64(&salt_bytes)
+        .map_err(|e| AppError::internal(anyhow::anyhow!("salt encoding failed: {e}")))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AppError::internal(anyhow::anyhow!("password hashing failed: {e}")))
+}
+
+fn verify_password_blocking(password: &str, hash: &str) -> AppResult<bool> {
+    let parsed = PasswordHash::new(hash).map_err(|e| {
+        AppError::internal(anyhow::anyhow!("stored password hash is unreadable: {e}"))
+    })?;
+    Ok(Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok())
+}
+
+/// Checks the password rules; the message says which one failed.
+pub fn validate_new_password(field: &'static str, password: &str) -> AppResult<()> {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_LEN {
+        return Err(AppError::bad_input(
+            field,
+            format!("password must be at least {MIN_PASSWORD_LEN} characters"),
+        ));
+    }
+    if chars > MAX_PASSWORD_LEN {
+        return Err(AppError::bad_input(
+            field,
+            format!("password must be at most {MAX_PASSWORD_LEN} characters"),
+        ));
+    }
+    if password.trim().is_empty() {
+        return Err(AppError::bad_input(field, "password must not be blank"));
+    }
+    Ok(())
+}
+
+/// Where a request came from, for sessions and audit events.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMeta {
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// The authenticated caller: the session's user (the subject) and, for an
+/// impersonation session, the admin behind it (the actor).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: user::Model,
+    pub session: session::Model,
+}
+
+impl Caller {
+    /// Who is really acting: the impersonator when there is one.
+    pub fn actor_id(&self) -> Uuid {
+        self.session.impersonator_id.unwrap_or(self.user.id)
+    }
+
+    pub fn is_impersonation(&self) -> bool {
+        self.session.impersonator_id.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_tokens_are_well_formed_unique_and_hashed() {
+        let a = generate_token().unwrap();
+        let b = generate_token().unwrap();
+        assert!(is_well_formed_token(&a.plaintext), "{}", a.plaintext);
+        assert_ne!(a.plaintext, b.plaintext);
+        assert_eq!(a.hash, hash_token(&a.plaintext));
+        assert_eq!(a.hash.len(), 64);
+        assert!(!a.hash.contains(&a.plaintext[TOKEN_PREFIX.len()..]));
+        assert_eq!(a.display_prefix, &a.plaintext[..8]);
+    }
+
+    #[test]
+    fn bearer_header_accepts_only_a_well_formed_bearer_token() {
+        let token = generate_token().unwrap().plaintext;
+        assert_eq!(
+            bearer_token(format!("Bearer {token}").as_bytes()).unwrap(),
+            token
+        );
+        assert_eq!(
+            bearer_token(format!("bearer  {token} ").as_bytes()).unwrap(),
+            token
+        );
+        let bad = [
+            (String::new(), "empty"),
+            ("Bearer".to_owned(), "no token"),
+            ("Bearer ".to_owned(), "empty token"),
+            (format!("Basic {token}"), "wrong scheme"),
+            (token.clone(), "no scheme"),
+            (format!("Bearer {}", &token[..TOKEN_LEN - 1]), "truncated"),
+            (format!("Bearer {token}x"), "too long"),
+            (
+                format!("Bearer {}", token.replacen("smt_", "xyz_", 1)),
+                "wrong prefix",
+            ),
+            (
+                format!("Bearer {}=", &token[..TOKEN_LEN - 1]),
+                "bad character",
+            ),
+        ];
+        for (header, why) in bad {
+            assert!(
+                bearer_token(header.as_bytes()).is_err(),
+                "{why}: {header:?}"
+            );
+        }
+        assert!(bearer_token(b"Bearer \xff\xfe").is_err(), "non-UTF-8");
+    }
+
+    #[test]
+    fn password_rules_name_the_bound() {
+        assert!(validate_new_password("password", "correct horse battery").is_ok());
+        let short = validate_new_password("password", "short").unwrap_err();
+        assert!(short.to_string().contains("at least 12"), "{short}");
+        let long =
+            validate_new_password("password", &"x".repeat(MAX_PASSWORD_LEN + 1)).unwrap_err();
+        assert!(long.to_string().contains("at most"), "{long}");
+        assert!(validate_new_password("password", &" ".repeat(20)).is_err());
+    }
+}

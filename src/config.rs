@@ -1,0 +1,241 @@
+//! Typed configuration: every setting is a flag with an environment
+//! fallback, parsed and validated once at start-up.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Default SQLite database: a file under `./data/`, created if missing.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/session-manager.db?mode=rwc";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "session-manager",
+    version,
+    about = "GraphQL API for login sessions: inventory, revocation, impersonation, audit"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Database URL: `sqlite://path?mode=rwc` or `postgres://user@host/db`.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
+    pub database_url: String,
+    /// Log output format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Run the database migrations and exit.
+    Migrate,
+    /// Print the GraphQL schema (SDL) to standard output.
+    PrintSchema,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Create the demo users if missing and print their credentials.
+    Demo,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user; the password is read from standard input.
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// user, admin or owner.
+        #[arg(long, default_value = "user")]
+        role: String,
+        /// Read the password from standard input (required: passwords never go on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "BIND", default_value = "127.0.0.1:8000", global = true)]
+    pub bind: SocketAddr,
+    /// Absolute lifetime of a session, e.g. `30d`, `12h`.
+    #[arg(long, env = "SESSION_TTL", default_value = "30d", value_parser = parse_duration, global = true)]
+    pub session_ttl: Duration,
+    /// Create the demo users (if missing) at start-up and print their credentials.
+    #[arg(long, global = true)]
+    pub demo: bool,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8000".parse().expect("valid default address"),
+            session_ttl: Duration::from_secs(30 * 86_400),
+            demo: false,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Everything the server needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub bind: SocketAddr,
+    pub session_ttl: Duration,
+    pub max_body_bytes: usize,
+}
+
+impl Config {
+    pub fn new(global: &GlobalArgs, serve: &ServeArgs) -> anyhow::Result<Self> {
+        let config = Self {
+            database_url: global.database_url.clone(),
+            bind: serve.bind,
+            session_ttl: serve.session_ttl,
+            max_body_bytes: serve.max_body_bytes,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// A configuration for tests and embedding: defaults, the given database.
+    pub fn with_database(database_url: impl Into<String>) -> Self {
+        let serve = ServeArgs::default();
+        Self {
+            database_url: database_url.into(),
+            bind: serve.bind,
+            session_ttl: serve.session_ttl,
+            max_body_bytes: serve.max_body_bytes,
+        }
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.session_ttl >= Duration::from_secs(1),
+            "SESSION_TTL must be at least 1s"
+        );
+        anyhow::ensure!(
+            self.session_ttl <= Duration::from_secs(366 * 86_400),
+            "SESSION_TTL must be at most 366d"
+        );
+        anyhow::ensure!(
+            self.max_body_bytes >= 1024,
+            "MAX_BODY_BYTES must be at least 1024"
+        );
+        anyhow::ensure!(
+            self.database_url.starts_with("sqlite:")
+                || self.database_url.starts_with("postgres://")
+                || self.database_url.starts_with("postgresql://"),
+            "DATABASE_URL must start with sqlite:, postgres:// or postgresql://"
+        );
+        Ok(())
+    }
+
+    /// The directory a SQLite URL points into, when it is a file.
+    pub fn sqlite_dir(&self) -> Option<PathBuf> {
+        let rest = self.database_url.strip_prefix("sqlite:")?;
+        let path = rest.trim_start_matches("//").split('?').next()?;
+        if path.is_empty() || path == ":memory:" || path.starts_with(":memory:") {
+            return None;
+        }
+        PathBuf::from(path).parent().map(PathBuf::from)
+    }
+}
+
+/// Parses `30d`, `1h`, `15m`, `2s`, `500ms` (one number and one unit).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("`{text}` has no unit: write it like 30d, 1h, 15m, 2s or 500ms"))?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` does not start with a whole number"))?;
+    let seconds_per_unit = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}`: use d, h, m, s or ms"
+            ));
+        }
+    };
+    n.checked_mul(seconds_per_unit)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_every_unit() {
+        let cases = [
+            ("30d", 30 * 86_400_000),
+            ("1h", 3_600_000),
+            ("15m", 900_000),
+            ("2s", 2_000),
+            ("500ms", 500),
+            (" 7d ", 7 * 86_400_000),
+        ];
+        for (text, millis) in cases {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_millis(millis)),
+                "parsing {text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_durations_are_refused_with_a_reason() {
+        for (text, why) in [
+            ("", "empty"),
+            ("30", "no unit"),
+            ("d", "no number"),
+            ("1w", "unknown unit"),
+            ("-1s", "negative"),
+            ("1.5h", "fraction"),
+            ("99999999999999999999d", "overflow"),
+        ] {
+            assert!(
+                parse_duration(text).is_err(),
+                "{text:?} ({why}) should fail"
+            );
+        }
+    }
+
+    #[test]
+    fn sqlite_dir_is_found_for_file_urls_only() {
+        let dir = |url: &str| Config::with_database(url).sqlite_dir();
+        assert_eq!(dir(DEFAULT_DATABASE_URL), Some(PathBuf::from("data")));
+        assert_eq!(dir("sqlite::memory:"), None);
+        assert_eq!(dir("postgres://localhost/test"), None);
+    }
+}

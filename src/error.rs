@@ -1,0 +1,92 @@
+//! One error type for the whole server. Every GraphQL error leaves through
+//! [`AppError::extend`], which sets the stable `extensions.code`.
+
+use async_graphql::ErrorExtensions;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{message}")]
+    BadInput {
+        field: &'static str,
+        message: String,
+    },
+    #[error("too many attempts; try again in {retry_after_secs}s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+impl AppError {
+    pub fn bad_input(field: &'static str, message: impl Into<String>) -> Self {
+        Self::BadInput {
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
+        let err = err.into();
+        // Logged where it is made; clients only ever see "internal error".
+        tracing::error!(error = ?err, "internal error");
+        Self::Internal(err)
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::Unauthenticated(_) => "UNAUTHENTICATED",
+            AppError::Forbidden(_) => "FORBIDDEN",
+            AppError::NotFound(_) => "NOT_FOUND",
+            AppError::BadInput { .. } => "BAD_USER_INPUT",
+            AppError::RateLimited { .. } => "RATE_LIMITED",
+            AppError::Internal(_) => "INTERNAL",
+        }
+    }
+
+    /// The GraphQL error with its code; use as `.map_err(AppError::extend)`.
+    pub fn extend(self) -> async_graphql::Error {
+        ErrorExtensions::extend(&self)
+    }
+}
+
+impl ErrorExtensions for AppError {
+    fn extend(&self) -> async_graphql::Error {
+        async_graphql::Error::new(self.to_string()).extend_with(|_, ext| {
+            ext.set("code", self.code());
+            match self {
+                AppError::BadInput { field, .. } => ext.set("field", *field),
+                AppError::RateLimited { retry_after_secs } => {
+                    ext.set("retryAfter", *retry_after_secs)
+                }
+                _ => {}
+            }
+        })
+    }
+}
+
+impl From<sea_orm::DbErr> for AppError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        AppError::internal(err)
+    }
+}
+
+impl From<sea_orm::TransactionError<AppError>> for AppError {
+    fn from(err: sea_orm::TransactionError<AppError>) -> Self {
+        match err {
+            sea_orm::TransactionError::Connection(db) => AppError::internal(db),
+            sea_orm::TransactionError::Transaction(app) => app,
+        }
+    }
+}
+
+/// A missing or unusable bearer token.
+pub const BAD_TOKEN: &str = "invalid or expired session token";
+/// An operation that needs a signed-in caller.
+pub const SIGN_IN_REQUIRED: &str = "sign in required";

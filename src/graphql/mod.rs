@@ -1,0 +1,88 @@
+//! The GraphQL schema: thin resolvers over [`crate::service`].
+
+pub mod session;
+pub mod user;
+
+use async_graphql::{
+    Context, EmptySubscription, MergedObject, Schema, SchemaBuilder, dataloader::DataLoader,
+};
+
+use crate::{
+    auth::{Caller, RequestMeta},
+    error::{AppError, SIGN_IN_REQUIRED},
+    startup::AppState,
+};
+
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(session::SessionQuery);
+
+#[derive(MergedObject, Default)]
+pub struct MutationRoot(session::SessionMutation);
+
+pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+/// The schema without its state: enough to print the SDL.
+pub fn schema_builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+}
+
+/// The one schema that `main` and the tests serve.
+pub fn build_schema(state: AppState) -> AppSchema {
+    schema_builder().data(state).finish()
+}
+
+/// The SDL as committed in `schema.graphql`: sorted, so it is stable.
+pub fn sdl() -> String {
+    schema_builder().finish().sdl_with_options(
+        async_graphql::SDLExportOptions::new()
+            .sorted_fields()
+            .sorted_arguments()
+            .sorted_enum_items(),
+    )
+}
+
+/// Per-request data: who is calling (if anyone), from where, and the
+/// request's batch loaders.
+pub fn request_data(
+    request: async_graphql::Request,
+    state: &AppState,
+    caller: Option<Caller>,
+    meta: RequestMeta,
+) -> async_graphql::Request {
+    let request = request.data(meta).data(DataLoader::new(
+        user::UserLoader::new(state.db.clone()),
+        tokio::spawn,
+    ));
+    match caller {
+        Some(caller) => request.data(caller),
+        None => request,
+    }
+}
+
+pub(crate) fn state<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a AppState> {
+    ctx.data::<AppState>().map_err(|_| {
+        AppError::internal(anyhow::anyhow!("AppState missing from the schema")).extend()
+    })
+}
+
+/// The signed-in caller, or `UNAUTHENTICATED`.
+pub(crate) fn caller<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Caller> {
+    ctx.data_opt::<Caller>()
+        .ok_or_else(|| AppError::Unauthenticated(SIGN_IN_REQUIRED).extend())
+}
+
+pub(crate) fn request_meta<'a>(ctx: &Context<'a>) -> RequestMeta {
+    ctx.data_opt::<RequestMeta>().cloned().unwrap_or_default()
+}
+
+pub(crate) fn users<'a>(
+    ctx: &Context<'a>,
+) -> async_graphql::Result<&'a DataLoader<user::UserLoader>> {
+    ctx.data::<DataLoader<user::UserLoader>>().map_err(|_| {
+        AppError::internal(anyhow::anyhow!("UserLoader missing from the request")).extend()
+    })
+}

@@ -1,0 +1,82 @@
+//! Users as the schema shows them (never the password hash).
+
+use std::collections::HashMap;
+
+use async_graphql::{Enum, SimpleObject, dataloader::Loader};
+use chrono::{DateTime, Utc};
+use entity::user;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use uuid::Uuid;
+
+use crate::error::AppError;
+
+/// What an account may do.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Sees and ends their own sessions.
+    User,
+    /// Also sees and ends users' and admins' sessions, reads all audit
+    /// events, and may impersonate users.
+    Admin,
+    /// Everything, including acting on admins and owners.
+    Owner,
+}
+
+impl From<user::Role> for Role {
+    fn from(role: user::Role) -> Self {
+        match role {
+            user::Role::User => Role::User,
+            user::Role::Admin => Role::Admin,
+            user::Role::Owner => Role::Owner,
+        }
+    }
+}
+
+/// An account.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct User {
+    pub id: Uuid,
+    /// Lower-case, unique.
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<user::Model> for User {
+    fn from(model: user::Model) -> Self {
+        Self {
+            id: model.id,
+            email: model.email,
+            name: model.name,
+            role: model.role.into(),
+            created_at: model.created_at,
+        }
+    }
+}
+
+/// Loads users by id in one query per batch, so lists that show each
+/// row's user do not cost a query per row.
+pub struct UserLoader {
+    db: DatabaseConnection,
+}
+
+impl UserLoader {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+}
+
+impl Loader<Uuid> for UserLoader {
+    type Value = User;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, User>, Self::Error> {
+        let users = user::Entity::find()
+            .filter(user::Column::Id.is_in(keys.iter().copied()))
+            .all(&self.db)
+            .await
+            .map_err(|e| AppError::from(e).extend())?;
+        Ok(users.into_iter().map(|u| (u.id, User::from(u))).collect())
+    }
+}

@@ -1,0 +1,14 @@
+//! session-manager: a GraphQL API for login sessions — inventory,
+//! revocation, impersonation and a tamper-evident audit log.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod graphiql;
+pub mod graphql;
+pub mod service;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,18 @@
+#![forbid(unsafe_code)]
+
+use clap::Parser;
+use session_manager::{cli, config::Cli, telemetry};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Cli::parse();
+    telemetry::init(args.global.log_format);
+    match cli::run(args.global, args.serve, args.command).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! The append-only, hash-chained audit log.
+//!
+//! `hash = SHA-256(prev_hash ‖ canonical event)`, where the canonical event
+//! is JSON with sorted keys and RFC 3339 timestamps in microseconds. Events
+//! are appended under a lock on the chain-head row, in the same transaction
+//! as the change they record.
+
+use entity::{
+    audit_chain::{self, CHAIN_ID},
+    audit_event::{self, AuditStatus},
+};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::{
+    auth::{Caller, RequestMeta},
+    db,
+    error::{AppError, AppResult},
+};
+
+/// Event types written by the server.
+pub mod events {
+    pub const SIGN_IN: &str = "auth.sign_in";
+    pub const SESSION_REVOKED: &str = "session.revoked";
+    pub const ACCESS_DENIED: &str = "access.denied";
+    pub const USER_CREATED: &str = "user.created";
+}
+
+/// An event about to be appended.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_type: &'static str,
+    pub status: AuditStatus,
+    pub message: String,
+    pub actor_id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
+    pub session_id: Option<Uuid>,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+    pub metadata: Value,
+}
+
+impl NewEvent {
+    pub fn new(event_type: &'static str, status: AuditStatus, message: impl Into<String>) -> Self {
+        Self {
+            event_type,
+            status,
+            message: message.into(),
+            actor_id: None,
+            user_id: None,
+            session_id: None,
+            ip_address: None,
+            user_agent: None,
+            metadata: json!({}),
+        }
+    }
+
+    pub fn success(event_type: &'static str, message: impl Into<String>) -> Self {
+        Self::new(event_type, AuditStatus::Success, message)
+    }
+
+    pub fn failed(event_type: &'static str, message: impl Into<String>) -> Self {
+        Self::new(event_type, AuditStatus::Failed, message)
+    }
+
+    /// Where the request came from.
+    pub fn from_request(mut self, meta: &RequestMeta) -> Self {
+        self.ip_address = meta.ip_address.clone();
+        self.user_agent = meta.user_agent.clone();
+        self
+    }
+
+    /// Done by `caller`: the actor is the impersonator when there is one,
+    /// and the metadata says so.
+    pub fn by(mut self, caller: &Caller) -> Self {
+        self.actor_id = Some(caller.actor_id());
+        if let Some(admin) = caller.session.impersonator_id {
+            self = self.meta("impersonatedBy", admin.to_string());
+        }
+        self
+    }
+
+    pub fn actor(mut self, actor_id: Uuid) -> Self {
+        self.actor_id = Some(actor_id);
+        self
+    }
+
+    /// Whose account or session the event concerns.
+    pub fn subject(mut self, user_id: Uuid) -> Self {
+        self.user_id = Some(user_id);
+        self
+    }
+
+    pub fn session(mut self, session_id: Uuid) -> Self {
+        self.session_id = Some(session_id);
+        self
+    }
+
+    pub fn meta(mut self, key: &str, value: impl Into<Value>) -> Self {
+        if let Value::Object(map) = &mut self.metadata {
+            map.insert(key.to_owned(), value.into());
+        }
+        self
+    }
+}
+
+/// Appends `event` to the chain. Call it inside a write transaction
+/// ([`db::begin_write`]) together with the change it records.
+pub async fn record(conn: &impl ConnectionTrait, event: NewEvent) -> AppResult<audit_event::Model> {
+    let mut head_query = audit_chain::Entity::find_by_id(CHAIN_ID);
+    if conn.get_database_backend() == DatabaseBackend::Postgres {
+        // SQLite needs no row lock: the immediate transaction already holds
+        // the database's write lock.
+        head_query = head_query.lock_exclusive();
+    }
+    let head = head_query
+        .one(conn)
+        .await?
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("audit chain head row is missing")))?;
+
+    let mut model = audit_event::Model {
+        id: Uuid::now_v7(),
+        seq: head.head_seq + 1,
+        created_at: db::now(),
+        event_type: event.event_type.to_owned(),
+        status: event.status,
+        message: event.message,
+        actor_id: event.actor_id,
+        user_id: event.user_id,
+        session_id: event.session_id,
+        ip_address: event.ip_address,
+        user_agent: event.user_agent,
+        metadata: event.metadata,
+        prev_hash: head.head_hash.clone(),
+        hash: String::new(),
+    };
+    model.hash = event_hash(&model);
+
+    audit_chain::Entity::update(audit_chain::ActiveModel {
+        id: Set(CHAIN_ID),
+        head_seq: Set(model.seq),
+        head_hash: Set(model.hash.clone()),
+        ..Default::default()
+    })
+    .exec(conn)
+    .await?;
+    let active: audit_event::ActiveModel = model.clone().into();
+    audit_event::Entity::insert(active)
+        .exec_without_returning(conn)
+        .await?;
+    tracing::info!(
+        event_type = model.event_type,
+        status = model.status.as_str(),
+        actor_id = ?model.actor_id,
+        user_id = ?model.user_id,
+        session_id = ?model.session_id,
+        "audit: {}",
+        model.message
+    );
+    Ok(model)
+}
+
+/// Appends `event` in a transaction of its own: for outcomes that change
+/// nothing else, such as a denied or failed attempt.
+pub async fn record_alone(
+    db: &DatabaseConnection,
+    event: NewEvent,
+) -> AppResult<audit_event::Model> {
+    let txn = db::begin_write(db).await?;
+    let model = record(&txn, event).await?;
+    txn.commit().await?;
+    Ok(model)
+}
+
+/// `SHA-256(prev_hash ‖ canonical event)`, hex.
+pub fn event_hash(event: &audit_event::Model) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(event.prev_hash.as_bytes());
+    hasher.update(canonical_event(event).as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+/// The canonical encoding of everything in an event but its hashes.
+pub fn canonical_event(event: &audit_event::Model) -> String {
+    let value = json!({
+        "seq": event.seq,
+        "id": event.id.to_string(),
+        "createdAt": event.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "eventType": event.event_type,
+        "status": event.status.as_str(),
+        "message": event.message,
+        "actorId": event.actor_id.map(|id| id.to_string()),
+        "userId": event.user_id.map(|id| id.to_string()),
+        "sessionId": event.session_id.map(|id| id.to_string()),
+        "ipAddress": event.ip_address,
+        "userAgent": event.user_agent,
+        "metadata": event.metadata,
+    });
+    let mut out = String::new();
+    write_canonical(&value, &mut out);
+    out
+}
+
+/// JSON with object keys sorted at every level, whatever map type
+/// serde_json was built with, so the encoding never depends on features
+/// or on how a database stored the document.
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// What a walk of the chain found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    pub intact: bool,
+    /// Events checked.
+    pub checked: u64,
+    /// The first event that does not fit the chain (or the one after a gap).
+    pub first_broken_id: Option<Uuid>,
+    /// `seq` where the break was found.
+    pub first_broken_seq: Option<i64>,
+    pub problem: Option<String>,
+}
+
+/// Walks the whole chain from its anchor, in pages, recomputing each hash.
+pub async fn verify_chain(conn: &impl ConnectionTrait) -> AppResult<ChainReport> {
+    const PAGE: u64 = 2_000;
+    let head = audit_chain::Entity::find_by_id(CHAIN_ID)
+        .one(conn)
+        .await?
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("audit chain head row is missing")))?;
+    let mut expected_seq = head.anchor_seq + 1;
+    let mut expected_prev = head.anchor_hash.clone();
+    let mut checked = 0u64;
+    let broken = |event: &audit_event::Model, checked: u64, problem: String| ChainReport {
+        intact: false,
+        checked,
+        first_broken_id: Some(event.id),
+        first_broken_seq: Some(event.seq),
+        problem: Some(problem),
+    };
+    loop {
+        let page = audit_event::Entity::find()
+            .filter(audit_event::Column::Seq.gte(expected_seq))
+            .order_by_asc(audit_event::Column::Seq)
+            .limit(PAGE)
+            .all(conn)
+            .await?;
+        let done = (page.len() as u64) < PAGE;
+        for event in page {
+            checked += 1;
+            if event.seq != expected_seq {
+                return Ok(broken(
+                    &event,
+                    checked,
+                    format!(
+                        "event {} has seq {} where {} was expected: events are missing",
+                        event.id, event.seq, expected_seq
+                    ),
+                ));
+            }
+            if event.prev_hash != expected_prev {
+                return Ok(broken(
+                    &event,
+                    checked,
+                    format!(
+                        "event {} (seq {}) does not link to the event before it",
+                        event.id, event.seq
+                    ),
+                ));
+            }
+            if event_hash(&event) != event.hash {
+                return Ok(broken(
+                    &event,
+                    checked,
+                    format!(
+                        "event {} (seq {}) was altered: its hash does not match its content",
+                        event.id, event.seq
+                    ),
+                ));
+            }
+            expected_prev = event.hash.clone();
+            expected_seq += 1;
+        }
+        if done {
+            break;
+        }
+    }
+    if expected_seq - 1 != head.head_seq || expected_prev != head.head_hash {
+        return Ok(ChainReport {
+            intact: false,
+            checked,
+            first_broken_id: None,
+            first_broken_seq: Some(expected_seq),
+            problem: Some(format!(
+                "the chain ends at seq {} but its head says {}: the newest events are missing",
+                expected_seq - 1,
+                head.head_seq
+            )),
+        });
+    }
+    Ok(ChainReport {
+        intact: true,
+        checked,
+        first_broken_id: None,
+        first_broken_seq: None,
+        problem: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> audit_event::Model {
+        audit_event::Model {
+            id: Uuid::nil(),
+            seq: 1,
+            created_at: chrono::DateTime::from_timestamp(1_700_000_000, 123_456_000).unwrap(),
+            event_type: events::SIGN_IN.into(),
+            status: AuditStatus::Success,
+            message: "signed in".into(),
+            actor_id: None,
+            user_id: None,
+            session_id: None,
+            ip_address: Some("127.0.0.1".into()),
+            user_agent: None,
+            metadata: json!({"b": 1, "a": {"d": [1, 2], "c": "x"}}),
+            prev_hash: entity::audit_chain::GENESIS_HASH.into(),
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn canonical_encoding_sorts_keys_at_every_level() {
+        let text = canonical_event(&sample());
+        assert!(
+            text.contains(r#""metadata":{"a":{"c":"x","d":[1,2]},"b":1}"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""createdAt":"2023-11-14T22:13:20.123456Z""#),
+            "{text}"
+        );
+        assert!(text.starts_with(r#"{"actorId":null,"createdAt""#), "{text}");
+    }
+
+    #[test]
+    fn any_change_to_an_event_changes_its_hash() {
+        let base = sample();
+        let hash = event_hash(&base);
+        assert_eq!(hash.len(), 64);
+        let mut changed = base.clone();
+        changed.message.push('!');
+        assert_ne!(event_hash(&changed), hash, "message");
+        let mut changed = base.clone();
+        changed.prev_hash = "1".repeat(64);
+        assert_ne!(event_hash(&changed), hash, "prev_hash");
+        let mut changed = base.clone();
+        changed.metadata = json!({"b": 2, "a": {"d": [1, 2], "c": "x"}});
+        assert_ne!(event_hash(&changed), hash, "metadata");
+        let mut changed = base;
+        changed.status = AuditStatus::Failed;
+        assert_ne!(event_hash(&changed), hash, "status");
+    }
+}

@@ -1,0 +1,8 @@
+//! Business logic. Functions take `&impl ConnectionTrait` so they run the
+//! same inside a transaction or on the pool, and return [`AppError`].
+//!
+//! [`AppError`]: crate::error::AppError
+
+pub mod audit;
+pub mod session;
+pub mod user;

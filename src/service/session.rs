@@ -1,0 +1,273 @@
+//! Sessions: sign-in, the per-request token check, and ending sessions.
+
+use chrono::Utc;
+use entity::{session, user};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, sea_query::Expr,
+};
+use uuid::Uuid;
+
+use crate::{
+    auth::{self, Caller, MAX_PASSWORD_LEN, PasswordHasherPool, RequestMeta},
+    config::Config,
+    db,
+    error::{AppError, AppResult, BAD_TOKEN},
+    service::{
+        audit::{self, NewEvent, events},
+        user as users,
+    },
+};
+
+/// The one message for an unknown email and a wrong password.
+pub const BAD_CREDENTIALS: &str = "invalid email or password";
+
+/// Why a session ended, as stored in `revoke_reason` and the audit event.
+pub mod reasons {
+    pub const SIGN_OUT: &str = "sign_out";
+}
+
+/// Longest User-Agent kept; longer ones are cut at a character boundary.
+const MAX_USER_AGENT_LEN: usize = 512;
+const MAX_IP_LEN: usize = 64;
+
+fn clip(value: Option<&str>, max: usize) -> Option<String> {
+    let value = value?.trim();
+    if value.is_empty() {
+        return None;
+    }
+    let end = value
+        .char_indices()
+        .map(|(i, c)| i + c.len_utf8())
+        .take_while(|&end| end <= max)
+        .last()
+        .unwrap_or(0);
+    Some(value[..end].to_owned())
+}
+
+impl RequestMeta {
+    /// Builds the request's origin, bounded to what the columns hold.
+    pub fn new(ip_address: Option<&str>, user_agent: Option<&str>) -> Self {
+        Self {
+            ip_address: clip(ip_address, MAX_IP_LEN),
+            user_agent: clip(user_agent, MAX_USER_AGENT_LEN),
+        }
+    }
+}
+
+/// A session just opened: the token is shown to the client this once.
+pub struct OpenedSession {
+    pub token: String,
+    pub session: session::Model,
+    pub user: user::Model,
+}
+
+/// Verifies the credentials (argon2id, off the runtime) and opens a
+/// session; success and failure are both audited as `auth.sign_in`.
+#[tracing::instrument(skip_all)]
+pub async fn sign_in(
+    db: &DatabaseConnection,
+    hasher: &PasswordHasherPool,
+    config: &Config,
+    email: &str,
+    password: String,
+    meta: &RequestMeta,
+) -> AppResult<OpenedSession> {
+    if password.chars().count() > MAX_PASSWORD_LEN {
+        return Err(AppError::bad_input(
+            "password",
+            format!("password must be at most {MAX_PASSWORD_LEN} characters"),
+        ));
+    }
+    let email = email.trim().to_lowercase();
+    let user = if email.is_empty() || email.len() > users::MAX_EMAIL_LEN {
+        None
+    } else {
+        users::find_by_email(db, &email).await?
+    };
+    let verified = hasher
+        .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
+        .await?;
+
+    let user = match user {
+        Some(user) if verified => user,
+        user => {
+            let mut event =
+                NewEvent::failed(events::SIGN_IN, "sign-in failed: invalid email or password")
+                    .from_request(meta)
+                    .meta(
+                        "email",
+                        clip(Some(&email), users::MAX_EMAIL_LEN).unwrap_or_default(),
+                    )
+                    .meta(
+                        "reason",
+                        if user.is_some() {
+                            "wrong_password"
+                        } else {
+                            "unknown_email"
+                        },
+                    );
+            if let Some(user) = &user {
+                event = event.subject(user.id);
+            }
+            audit::record_alone(db, event).await?;
+            return Err(AppError::Unauthenticated(BAD_CREDENTIALS));
+        }
+    };
+
+    let token = auth::generate_token()?;
+    let now = db::now();
+    let ttl = chrono::Duration::from_std(config.session_ttl).map_err(AppError::internal)?;
+    let session = session::Model {
+        id: Uuid::new_v4(),
+        token_hash: token.hash,
+        token_prefix: token.display_prefix,
+        user_id: user.id,
+        impersonator_id: None,
+        impersonation_reason: None,
+        ip_address: meta.ip_address.clone(),
+        user_agent: meta.user_agent.clone(),
+        created_at: now,
+        last_active_at: now,
+        expires_at: now + ttl,
+        revoked_at: None,
+        revoked_by: None,
+        revoke_reason: None,
+    };
+    let txn = db::begin_write(db).await?;
+    session::Entity::insert(session::ActiveModel::from(session.clone()))
+        .exec_without_returning(&txn)
+        .await?;
+    audit::record(
+        &txn,
+        NewEvent::success(events::SIGN_IN, format!("{} signed in", user.email))
+            .from_request(meta)
+            .actor(user.id)
+            .subject(user.id)
+            .session(session.id)
+            .meta("email", user.email.clone())
+            .meta("expiresAt", session.expires_at.to_rfc3339()),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(OpenedSession {
+        token: token.plaintext,
+        session,
+        user,
+    })
+}
+
+/// The token check on every authenticated request: one read on the unique
+/// token-hash index, joined with the user. Revoked and expired sessions are
+/// refused here, so a revoked token fails on the very next request.
+pub async fn authenticate(conn: &impl ConnectionTrait, token: &str) -> AppResult<Caller> {
+    let found = session::Entity::find()
+        .filter(session::Column::TokenHash.eq(auth::hash_token(token)))
+        .find_also_related(user::Entity)
+        .one(conn)
+        .await?;
+    let Some((session, Some(user))) = found else {
+        return Err(AppError::Unauthenticated(BAD_TOKEN));
+    };
+    if !session.is_active(Utc::now()) {
+        return Err(AppError::Unauthenticated(BAD_TOKEN));
+    }
+    Ok(Caller { user, session })
+}
+
+/// Ends `target` (owned by `owner`) on behalf of `caller`, with its audit
+/// event, inside the caller's write transaction. Returns the ended session,
+/// or `None` when it had already ended: then nothing is written.
+pub async fn end_session(
+    conn: &impl ConnectionTrait,
+    target: &session::Model,
+    owner: &user::Model,
+    caller: &Caller,
+    meta: &RequestMeta,
+    reason: &str,
+) -> AppResult<Option<session::Model>> {
+    let now = db::now();
+    let revoked_by = caller.actor_id();
+    // Conditional, so two concurrent revocations end it (and audit it) once.
+    let updated = session::Entity::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(now))
+        .col_expr(session::Column::RevokedBy, Expr::value(revoked_by))
+        .col_expr(session::Column::RevokeReason, Expr::value(reason))
+        .filter(session::Column::Id.eq(target.id))
+        .filter(session::Column::RevokedAt.is_null())
+        .filter(session::Column::ExpiresAt.gt(now))
+        .exec(conn)
+        .await?;
+    if updated.rows_affected == 0 {
+        return Ok(None);
+    }
+    audit::record(
+        conn,
+        NewEvent::success(
+            events::SESSION_REVOKED,
+            format!(
+                "session {}… of {} revoked ({reason})",
+                target.token_prefix, owner.email
+            ),
+        )
+        .from_request(meta)
+        .by(caller)
+        .subject(owner.id)
+        .session(target.id)
+        .meta("sessionId", target.id.to_string())
+        .meta("userId", owner.id.to_string())
+        .meta("userEmail", owner.email.clone())
+        .meta("revokedBy", revoked_by.to_string())
+        .meta("revokedAt", now.to_rfc3339())
+        .meta("reason", reason),
+    )
+    .await?;
+    let mut ended = target.clone();
+    ended.revoked_at = Some(now);
+    ended.revoked_by = Some(revoked_by);
+    ended.revoke_reason = Some(reason.to_owned());
+    Ok(Some(ended))
+}
+
+/// Ends the caller's own session.
+#[tracing::instrument(skip_all, fields(session_id = %caller.session.id))]
+pub async fn sign_out(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    meta: &RequestMeta,
+) -> AppResult<()> {
+    let txn = db::begin_write(db).await?;
+    let ended = end_session(
+        &txn,
+        &caller.session,
+        &caller.user,
+        caller,
+        meta,
+        reasons::SIGN_OUT,
+    )
+    .await?;
+    txn.commit().await?;
+    // Ended between the token check and now (a concurrent revocation):
+    // the caller is no longer signed in.
+    ended
+        .map(|_| ())
+        .ok_or(AppError::Unauthenticated(BAD_TOKEN))
+}
+
+/// Looks up one session by id.
+pub async fn find(conn: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<session::Model>> {
+    Ok(session::Entity::find_by_id(id).one(conn).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_keeps_whole_characters_within_the_bound() {
+        assert_eq!(clip(Some("  "), 10), None);
+        assert_eq!(clip(None, 10), None);
+        assert_eq!(clip(Some("abc"), 10).as_deref(), Some("abc"));
+        assert_eq!(clip(Some("ééé"), 5).as_deref(), Some("éé"));
+        assert_eq!(clip(Some(&"x".repeat(600)), 512).unwrap().len(), 512);
+    }
+}

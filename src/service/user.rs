@@ -1,0 +1,188 @@
+//! Accounts: creation (command line and demo), look-ups.
+
+use entity::user::{self, Role};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, SqlErr};
+use uuid::Uuid;
+
+use crate::{
+    auth::{PasswordHasherPool, validate_new_password},
+    db,
+    error::{AppError, AppResult},
+    service::audit::{self, NewEvent, events},
+};
+
+pub const MAX_EMAIL_LEN: usize = 320;
+pub const MAX_NAME_LEN: usize = 200;
+
+/// What it takes to make an account.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub password: String,
+}
+
+/// Trims and lower-cases an email and checks its shape.
+pub fn normalize_email(email: &str) -> AppResult<String> {
+    let email = email.trim().to_lowercase();
+    let valid = email.len() <= MAX_EMAIL_LEN
+        && !email.chars().any(char::is_whitespace)
+        && matches!(email.split_once('@'), Some((local, domain))
+            if !local.is_empty() && !domain.is_empty() && !domain.contains('@'));
+    if !valid {
+        return Err(AppError::bad_input(
+            "email",
+            "email must look like name@example.com",
+        ));
+    }
+    Ok(email)
+}
+
+fn validate_name(name: &str) -> AppResult<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
+        return Err(AppError::bad_input(
+            "name",
+            format!("name must be 1 to {MAX_NAME_LEN} characters"),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// Creates an account, audited as `user.created`. A taken email is
+/// `BAD_USER_INPUT`, recognised by the unique constraint, not by a prior
+/// look-up that a concurrent insert could race.
+pub async fn create_user(
+    db: &DatabaseConnection,
+    hasher: &PasswordHasherPool,
+    new: NewUser,
+) -> AppResult<user::Model> {
+    let email = normalize_email(&new.email)?;
+    let name = validate_name(&new.name)?;
+    validate_new_password("password", &new.password)?;
+    let password_hash = hasher.hash(new.password).await?;
+
+    let model = user::Model {
+        id: Uuid::new_v4(),
+        email,
+        name,
+        role: new.role,
+        password_hash,
+        created_at: db::now(),
+    };
+    let txn = db::begin_write(db).await?;
+    let inserted = user::Entity::insert(user::ActiveModel::from(model.clone()))
+        .exec_without_returning(&txn)
+        .await;
+    if let Err(err) = inserted {
+        return Err(match err.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(_)) => AppError::bad_input(
+                "email",
+                format!("a user with email {} already exists", model.email),
+            ),
+            _ => AppError::from(err),
+        });
+    }
+    audit::record(
+        &txn,
+        NewEvent::success(
+            events::USER_CREATED,
+            format!("user {} created", model.email),
+        )
+        .subject(model.id)
+        .meta("email", model.email.clone())
+        .meta("role", model.role.as_str()),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(model)
+}
+
+pub async fn find_by_email(
+    conn: &impl ConnectionTrait,
+    email: &str,
+) -> AppResult<Option<user::Model>> {
+    Ok(user::Entity::find()
+        .filter(user::Column::Email.eq(email))
+        .one(conn)
+        .await?)
+}
+
+/// The demo accounts: an owner, an admin and two users.
+pub const DEMO_USERS: [(&str, &str, Role, &str); 4] = [
+    (
+        "owner@example.com",
+        "Olivia Owner",
+        Role::Owner,
+        "owner-password-1",
+    ),
+    (
+        "admin@example.com",
+        "Adam Admin",
+        Role::Admin,
+        "admin-password-1",
+    ),
+    (
+        "alice@example.com",
+        "Alice User",
+        Role::User,
+        "alice-password-1",
+    ),
+    ("bob@example.com", "Bob User", Role::User, "bob-password-1"),
+];
+
+/// Creates the demo accounts that do not exist yet; returns every demo
+/// account with whether it was created now.
+pub async fn ensure_demo_users(
+    db: &DatabaseConnection,
+    hasher: &PasswordHasherPool,
+) -> AppResult<Vec<(user::Model, bool)>> {
+    let mut out = Vec::new();
+    for (email, name, role, password) in DEMO_USERS {
+        let existing = find_by_email(db, email).await?;
+        let entry = match existing {
+            Some(user) => (user, false),
+            None => {
+                let new = NewUser {
+                    email: email.into(),
+                    name: name.into(),
+                    role,
+                    password: password.into(),
+                };
+                (create_user(db, hasher, new).await?, true)
+            }
+        };
+        out.push(entry);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_trimmed_and_lower_cased() {
+        assert_eq!(
+            normalize_email("  Alice@Example.COM ").unwrap(),
+            "alice@example.com"
+        );
+    }
+
+    #[test]
+    fn malformed_emails_are_refused() {
+        for (email, why) in [
+            ("", "empty"),
+            ("alice", "no @"),
+            ("@example.com", "no local part"),
+            ("alice@", "no domain"),
+            ("a@b@c", "two @"),
+            ("al ice@example.com", "inner space"),
+        ] {
+            assert!(normalize_email(email).is_err(), "{why}: {email:?}");
+        }
+        let long = format!("{}@example.com", "a".repeat(MAX_EMAIL_LEN));
+        assert!(normalize_email(&long).is_err(), "too long");
+    }
+}
