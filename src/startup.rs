@@ -184,7 +184,21 @@ async fn execute(
         }
     };
     let request = graphql::request_data(request.into_inner(), &http.app, caller, meta);
-    respond(headers, http.schema.execute(request).await)
+    let mut response = http.schema.execute(request).await;
+    code_uncoded_errors(&mut response);
+    respond(headers, response)
+}
+
+/// async-graphql's own parse, validation and input-coercion errors carry no
+/// `extensions.code`; they are all the client's mistakes. Errors made by
+/// this server always have one already (see [`AppError`]).
+fn code_uncoded_errors(response: &mut async_graphql::Response) {
+    for error in &mut response.errors {
+        let extensions = error.extensions.get_or_insert_with(Default::default);
+        if extensions.get("code").is_none() {
+            extensions.set("code", "BAD_USER_INPUT");
+        }
+    }
 }
 
 /// The caller from `Authorization: Bearer`, once per request. No header is

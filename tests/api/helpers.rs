@@ -1,0 +1,272 @@
+use std::{path::PathBuf, sync::OnceLock};
+
+use entity::{audit_event, session, user::Role};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait, QueryOrder};
+use serde_json::{Value, json};
+use session_manager::{
+    auth::PasswordHasherPool,
+    config::Config,
+    service::user::{NewUser, create_user},
+    startup::{AppState, Application},
+};
+use uuid::Uuid;
+
+/// A running server with its own database.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub database_url: String,
+    _db: TestDatabase,
+}
+
+/// A test user: the account and the password it was created with.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: Uuid,
+    pub email: String,
+    pub password: String,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the server with a configuration the test may adjust.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    init_logs();
+    let db = TestDatabase::create().await;
+    let mut config = Config::with_database(db.url.clone());
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    adjust(&mut config);
+    let app = Application::build(config).await.expect("the app builds");
+    let address = format!("http://{}", app.local_addr());
+    let state = app.state().clone();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        state,
+        database_url: db.url.clone(),
+        _db: db,
+    }
+}
+
+fn init_logs() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter("info,sqlx=warn")
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+/// One hasher for the whole test binary: its dummy hash costs a hash.
+fn hasher() -> &'static PasswordHasherPool {
+    static HASHER: OnceLock<PasswordHasherPool> = OnceLock::new();
+    HASHER.get_or_init(|| PasswordHasherPool::new().unwrap())
+}
+
+impl TestApp {
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.state.db
+    }
+
+    pub fn graphql_url(&self) -> String {
+        format!("{}/graphql", self.address)
+    }
+
+    /// Sends a GraphQL request and returns the response body.
+    pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut request = self
+            .client
+            .post(self.graphql_url())
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON (HTTP {status}): {body}"))
+    }
+
+    /// Sends a request with a raw `Authorization` header value.
+    pub async fn gql_with_authorization(&self, authorization: &str, query: &str) -> Value {
+        self.client
+            .post(self.graphql_url())
+            .header("authorization", authorization)
+            .json(&json!({ "query": query }))
+            .send()
+            .await
+            .expect("request sent")
+            .json()
+            .await
+            .expect("JSON body")
+    }
+
+    pub async fn create_user(&self, role: Role) -> TestUser {
+        let id = Uuid::new_v4().simple().to_string();
+        let email = format!("{}-{}@example.com", role.as_str(), &id[..12]);
+        let password = format!("pw-{id}");
+        let user = create_user(
+            self.db(),
+            hasher(),
+            NewUser {
+                email: email.clone(),
+                name: format!("Test {}", role.as_str()),
+                role,
+                password: password.clone(),
+            },
+        )
+        .await
+        .expect("user created");
+        TestUser {
+            id: user.id,
+            email,
+            password,
+        }
+    }
+
+    /// Signs in through the API with a given User-Agent; returns the
+    /// token and the session id.
+    pub async fn sign_in_as(&self, user: &TestUser, user_agent: &str) -> (String, Uuid) {
+        let body: Value = self
+            .client
+            .post(self.graphql_url())
+            .header("user-agent", user_agent)
+            .json(&json!({
+                "query": "mutation($e: String!, $p: String!) { signIn(email: $e, password: $p) { token session { id } } }",
+                "variables": { "e": user.email, "p": user.password },
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let payload = &body["data"]["signIn"];
+        assert!(payload.is_object(), "sign-in failed: {body}");
+        (
+            payload["token"].as_str().unwrap().to_owned(),
+            payload["session"]["id"].as_str().unwrap().parse().unwrap(),
+        )
+    }
+
+    pub async fn sign_in(&self, user: &TestUser) -> String {
+        self.sign_in_as(user, "test-client/1.0").await.0
+    }
+
+    /// The whole audit log, oldest first.
+    pub async fn audit_events(&self) -> Vec<audit_event::Model> {
+        audit_event::Entity::find()
+            .order_by_asc(audit_event::Column::Seq)
+            .all(self.db())
+            .await
+            .unwrap()
+    }
+
+    pub async fn sessions(&self) -> Vec<session::Model> {
+        session::Entity::find().all(self.db()).await.unwrap()
+    }
+}
+
+/// The `extensions.code` of the first error, if any.
+pub fn error_code(body: &Value) -> Option<&str> {
+    body["errors"][0]["extensions"]["code"].as_str()
+}
+
+#[track_caller]
+pub fn assert_error_code(body: &Value, code: &str, context: &str) {
+    assert_eq!(error_code(body), Some(code), "{context}: {body}");
+}
+
+/// A fresh database: a temporary SQLite file, or a new PostgreSQL database
+/// (dropped afterwards) when `TEST_DATABASE_URL` names a server.
+struct TestDatabase {
+    url: String,
+    kind: DatabaseKind,
+}
+
+enum DatabaseKind {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestDatabase {
+    async fn create() -> Self {
+        match std::env::var("TEST_DATABASE_URL") {
+            Ok(admin_url) if admin_url.starts_with("postgres") => {
+                let name = format!("sm_test_{}", Uuid::new_v4().simple());
+                let admin = Database::connect(&admin_url)
+                    .await
+                    .expect("PostgreSQL reachable");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("test database created");
+                admin.close().await.ok();
+                Self {
+                    url: replace_database(&admin_url, &name),
+                    kind: DatabaseKind::Postgres { admin_url, name },
+                }
+            }
+            _ => {
+                let dir = tempfile::tempdir().expect("temporary directory");
+                let path: PathBuf = dir.path().join("test.db");
+                Self {
+                    url: format!("sqlite://{}?mode=rwc", path.display()),
+                    kind: DatabaseKind::Sqlite(dir),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let DatabaseKind::Postgres { admin_url, name } = &self.kind {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop runs inside the test's runtime; use a thread with its own.
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    if let Ok(admin) = Database::connect(&admin_url).await {
+                        let _ = admin
+                            .execute_unprepared(&format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            ))
+                            .await;
+                        admin.close().await.ok();
+                    }
+                });
+            })
+            .join()
+            .ok();
+        }
+    }
+}
+
+/// `postgres://u@h:5432/test?x=y` with the database name replaced.
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[scheme_end..].find('/').map(|i| scheme_end + i);
+    let host_part = path_start.map_or(base, |i| &base[..i]);
+    match query {
+        Some(query) => format!("{host_part}/{name}?{query}"),
+        None => format!("{host_part}/{name}"),
+    }
+}
