@@ -56,8 +56,12 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let bind = config.bind;
-        let state = AppState::new(config).await?;
+        Self::from_state(AppState::new(config).await?).await
+    }
+
+    /// Serves an already connected and migrated state.
+    pub async fn from_state(state: AppState) -> anyhow::Result<Self> {
+        let bind = state.config.bind;
         let listener = TcpListener::bind(bind)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;

@@ -1,5 +1,6 @@
 //! The GraphQL schema: thin resolvers over [`crate::service`].
 
+pub mod guards;
 pub mod session;
 pub mod user;
 

@@ -3,10 +3,22 @@
 use async_graphql::{ComplexObject, Context, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::session;
+use sea_orm::EntityTrait;
 use uuid::Uuid;
 
-use super::{caller, request_meta, state, user::User, users};
-use crate::{auth, error::AppError, service::session as sessions};
+use super::{
+    caller,
+    guards::{SessionAccess, SessionsOf, SignedIn},
+    request_meta, state,
+    user::User,
+    users,
+};
+use crate::{
+    auth::{self, Caller},
+    error::AppError,
+    service::{access::Action, device, session as sessions},
+    startup::AppState,
+};
 
 /// A login session. The token itself is never shown again after sign-in:
 /// `sessionToken` is its first characters and an ellipsis.
@@ -68,6 +80,12 @@ impl Session {
         super::caller(ctx).is_ok_and(|c| c.session.id == self.id)
     }
 
+    /// A readable label for the client, e.g. "Firefox 131 on Linux",
+    /// parsed from `userAgent`; null when it is not recognised.
+    async fn device(&self) -> Option<String> {
+        self.user_agent.as_deref().and_then(device::label)
+    }
+
     /// The session's owner.
     async fn user(&self, ctx: &Context<'_>) -> Result<User> {
         users(ctx)?
@@ -111,18 +129,104 @@ impl Viewer {
     }
 }
 
+/// A user's sessions.
+#[derive(SimpleObject)]
+pub struct SessionList {
+    /// Newest first.
+    pub sessions: Vec<Session>,
+    /// How many are listed.
+    pub count: i32,
+    /// How many of those listed are active (neither expired nor revoked).
+    pub active_count: i32,
+}
+
+impl SessionList {
+    fn new(models: Vec<session::Model>) -> Self {
+        let now = Utc::now();
+        let active_count = models.iter().filter(|s| s.is_active(now)).count();
+        let sessions: Vec<Session> = models.into_iter().map(Session::from).collect();
+        Self {
+            count: i32::try_from(sessions.len()).unwrap_or(i32::MAX),
+            active_count: i32::try_from(active_count).unwrap_or(i32::MAX),
+            sessions,
+        }
+    }
+}
+
+/// The owner of the sessions a user-scoped operation targets: the caller,
+/// or the named user (whom the guard has already allowed).
+async fn target_user(
+    app: &AppState,
+    caller: &Caller,
+    user_id: Option<Uuid>,
+) -> Result<entity::user::Model> {
+    match user_id {
+        None => Ok(caller.user.clone()),
+        Some(id) if id == caller.user.id => Ok(caller.user.clone()),
+        Some(id) => entity::user::Entity::find_by_id(id)
+            .one(&app.db)
+            .await
+            .map_err(|e| AppError::from(e).extend())?
+            .ok_or_else(|| AppError::NotFound("user not found".into()).extend()),
+    }
+}
+
+/// One session with its owner (the guard has already allowed it).
+async fn target_session(app: &AppState, id: Uuid) -> Result<(session::Model, entity::user::Model)> {
+    sessions::find_with_owner(&app.db, id)
+        .await
+        .map_err(AppError::extend)?
+        .ok_or_else(|| AppError::NotFound("session not found".into()).extend())
+}
+
 #[derive(Default)]
 pub struct SessionQuery;
 
 #[Object]
 impl SessionQuery {
     /// The signed-in user and the session of this request.
+    #[graphql(guard = "SignedIn")]
     async fn viewer(&self, ctx: &Context<'_>) -> Result<Viewer> {
         let caller = caller(ctx)?;
         Ok(Viewer {
             user: caller.user.clone().into(),
             session: caller.session.clone().into(),
         })
+    }
+
+    /// Sessions of a user, newest first: the caller's own, or with `userId`
+    /// another user's (admins: users' and admins'; owners: everyone's).
+    /// Active ones only, unless `includeExpired` adds the expired and
+    /// revoked ones.
+    #[graphql(guard = "SessionsOf::new(user_id, Action::ViewSessions)")]
+    async fn sessions(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = false)] include_expired: bool,
+        user_id: Option<Uuid>,
+    ) -> Result<SessionList> {
+        let app = state(ctx)?;
+        let caller = caller(ctx)?;
+        let owner = target_user(app, caller, user_id).await?;
+        let list = sessions::sessions_of(&app.db, owner.id, include_expired)
+            .await
+            .map_err(AppError::extend)?;
+        sessions::audit_viewed(&app.db, caller, &request_meta(ctx), &owner, None)
+            .await
+            .map_err(AppError::extend)?;
+        Ok(SessionList::new(list))
+    }
+
+    /// One session, under the same rules as `sessions`.
+    #[graphql(guard = "SessionAccess::new(id, Action::ViewSessions)")]
+    async fn session(&self, ctx: &Context<'_>, id: Uuid) -> Result<Session> {
+        let app = state(ctx)?;
+        let caller = caller(ctx)?;
+        let (session, owner) = target_session(app, id).await?;
+        sessions::audit_viewed(&app.db, caller, &request_meta(ctx), &owner, Some(id))
+            .await
+            .map_err(AppError::extend)?;
+        Ok(session.into())
     }
 }
 
@@ -156,7 +260,42 @@ impl SessionMutation {
         })
     }
 
+    /// Revokes one session; its token stops working at once. The row is
+    /// kept, with `revokedAt` set. Revoking a session that has already
+    /// ended changes nothing.
+    #[graphql(guard = "SessionAccess::new(id, Action::RevokeSessions)")]
+    async fn revoke_session(&self, ctx: &Context<'_>, id: Uuid) -> Result<Session> {
+        let app = state(ctx)?;
+        let caller = caller(ctx)?;
+        let (session, owner) = target_session(app, id).await?;
+        sessions::revoke(&app.db, caller, &request_meta(ctx), session, &owner)
+            .await
+            .map(Session::from)
+            .map_err(AppError::extend)
+    }
+
+    /// Revokes all active sessions of a user (the caller when `userId` is
+    /// omitted), except the caller's own current session unless
+    /// `exceptCurrent` is false. Returns how many were ended.
+    #[graphql(guard = "SessionsOf::new(user_id, Action::RevokeSessions)")]
+    async fn revoke_sessions(
+        &self,
+        ctx: &Context<'_>,
+        user_id: Option<Uuid>,
+        #[graphql(default = true)] except_current: bool,
+    ) -> Result<i32> {
+        let app = state(ctx)?;
+        let caller = caller(ctx)?;
+        let owner = target_user(app, caller, user_id).await?;
+        let ended =
+            sessions::revoke_all(&app.db, caller, &request_meta(ctx), &owner, except_current)
+                .await
+                .map_err(AppError::extend)?;
+        Ok(i32::try_from(ended).unwrap_or(i32::MAX))
+    }
+
     /// Ends the session making this request; its token stops working at once.
+    #[graphql(guard = "SignedIn")]
     async fn sign_out(&self, ctx: &Context<'_>) -> Result<bool> {
         let app = state(ctx)?;
         let caller = caller(ctx)?;

@@ -28,6 +28,7 @@ pub mod events {
     pub const SIGN_IN: &str = "auth.sign_in";
     pub const SESSION_REVOKED: &str = "session.revoked";
     pub const ACCESS_DENIED: &str = "access.denied";
+    pub const SESSIONS_VIEWED: &str = "sessions.viewed";
     pub const USER_CREATED: &str = "user.created";
 }
 

@@ -3,6 +3,8 @@
 //!
 //! [`AppError`]: crate::error::AppError
 
+pub mod access;
 pub mod audit;
+pub mod device;
 pub mod session;
 pub mod user;

@@ -3,7 +3,8 @@
 use chrono::Utc;
 use entity::{session, user};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, sea_query::Expr,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -24,6 +25,10 @@ pub const BAD_CREDENTIALS: &str = "invalid email or password";
 /// Why a session ended, as stored in `revoke_reason` and the audit event.
 pub mod reasons {
     pub const SIGN_OUT: &str = "sign_out";
+    /// `revokeSession`.
+    pub const REVOKE: &str = "revoke";
+    /// `revokeSessions`.
+    pub const BULK: &str = "bulk";
 }
 
 /// Longest User-Agent kept; longer ones are cut at a character boundary.
@@ -253,9 +258,113 @@ pub async fn sign_out(
         .ok_or(AppError::Unauthenticated(BAD_TOKEN))
 }
 
-/// Looks up one session by id.
-pub async fn find(conn: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<session::Model>> {
-    Ok(session::Entity::find_by_id(id).one(conn).await?)
+/// One session with its owner.
+pub async fn find_with_owner(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+) -> AppResult<Option<(session::Model, user::Model)>> {
+    Ok(session::Entity::find_by_id(id)
+        .find_also_related(user::Entity)
+        .one(conn)
+        .await?
+        .and_then(|(session, owner)| owner.map(|owner| (session, owner))))
+}
+
+/// The sessions of one user, newest first: the active ones, or all of them
+/// with `include_ended`. The scope is written once, here.
+pub async fn sessions_of(
+    conn: &impl ConnectionTrait,
+    user_id: Uuid,
+    include_ended: bool,
+) -> AppResult<Vec<session::Model>> {
+    let mut query = session::Entity::find().filter(session::Column::UserId.eq(user_id));
+    if !include_ended {
+        query = query
+            .filter(session::Column::RevokedAt.is_null())
+            .filter(session::Column::ExpiresAt.gt(db::now()));
+    }
+    Ok(query
+        .order_by_desc(session::Column::CreatedAt)
+        .order_by_desc(session::Column::Id)
+        .all(conn)
+        .await?)
+}
+
+/// Audits that `caller` looked at someone else's sessions.
+pub async fn audit_viewed(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    meta: &RequestMeta,
+    owner: &user::Model,
+    session_id: Option<Uuid>,
+) -> AppResult<()> {
+    if owner.id == caller.user.id {
+        return Ok(());
+    }
+    let mut event = NewEvent::success(
+        events::SESSIONS_VIEWED,
+        format!("sessions of {} viewed", owner.email),
+    )
+    .from_request(meta)
+    .by(caller)
+    .subject(owner.id)
+    .meta("userEmail", owner.email.clone());
+    if let Some(id) = session_id {
+        event = event.session(id);
+    }
+    audit::record_alone(db, event).await?;
+    Ok(())
+}
+
+/// Revokes one session (already authorised). Revoking a session that has
+/// already ended changes nothing and writes no event; either way the
+/// session is returned as it now stands.
+#[tracing::instrument(skip_all, fields(session_id = %target.id))]
+pub async fn revoke(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    meta: &RequestMeta,
+    target: session::Model,
+    owner: &user::Model,
+) -> AppResult<session::Model> {
+    let txn = db::begin_write(db).await?;
+    let ended = end_session(&txn, &target, owner, caller, meta, reasons::REVOKE).await?;
+    txn.commit().await?;
+    match ended {
+        Some(ended) => Ok(ended),
+        // Ended meanwhile or before: show it as stored.
+        None => Ok(find_with_owner(db, target.id)
+            .await?
+            .map_or(target, |(s, _)| s)),
+    }
+}
+
+/// Ends every active session of `owner` (already authorised), keeping the
+/// caller's own session when `except_current`. One event per ended
+/// session, all in one transaction. Returns how many ended.
+#[tracing::instrument(skip_all, fields(user_id = %owner.id))]
+pub async fn revoke_all(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    meta: &RequestMeta,
+    owner: &user::Model,
+    except_current: bool,
+) -> AppResult<u64> {
+    let txn = db::begin_write(db).await?;
+    let mut ended = 0;
+    for target in sessions_of(&txn, owner.id, false).await? {
+        if except_current && target.id == caller.session.id {
+            continue;
+        }
+        if end_session(&txn, &target, owner, caller, meta, reasons::BULK)
+            .await?
+            .is_some()
+        {
+            ended += 1;
+        }
+    }
+    txn.commit().await?;
+    Ok(ended)
 }
 
 #[cfg(test)]

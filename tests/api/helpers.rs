@@ -1,4 +1,10 @@
-use std::{path::PathBuf, sync::OnceLock};
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
 
 use entity::{audit_event, session, user::Role};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait, QueryOrder};
@@ -17,6 +23,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub state: AppState,
     pub database_url: String,
+    /// Statements the server has run so far.
+    pub queries: Arc<AtomicUsize>,
     _db: TestDatabase,
 }
 
@@ -39,7 +47,15 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config::with_database(db.url.clone());
     config.bind = "127.0.0.1:0".parse().unwrap();
     adjust(&mut config);
-    let app = Application::build(config).await.expect("the app builds");
+    let mut state = AppState::new(config).await.expect("the database is ready");
+    let queries = Arc::new(AtomicUsize::new(0));
+    let counter = queries.clone();
+    state.db.set_metric_callback(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    let app = Application::from_state(state)
+        .await
+        .expect("the app builds");
     let address = format!("http://{}", app.local_addr());
     let state = app.state().clone();
     tokio::spawn(app.run_until_stopped());
@@ -51,6 +67,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
             .unwrap(),
         state,
         database_url: db.url.clone(),
+        queries,
         _db: db,
     }
 }
@@ -174,6 +191,24 @@ impl TestApp {
 
     pub async fn sessions(&self) -> Vec<session::Model> {
         session::Entity::find().all(self.db()).await.unwrap()
+    }
+}
+
+impl TestApp {
+    /// Runs `f` and returns how many statements the server ran meanwhile.
+    pub async fn count_queries<T>(&self, f: impl std::future::Future<Output = T>) -> (T, usize) {
+        let before = self.queries.load(Ordering::SeqCst);
+        let out = f.await;
+        (out, self.queries.load(Ordering::SeqCst) - before)
+    }
+
+    /// Events of one type, oldest first.
+    pub async fn events_of_type(&self, event_type: &str) -> Vec<audit_event::Model> {
+        self.audit_events()
+            .await
+            .into_iter()
+            .filter(|e| e.event_type == event_type)
+            .collect()
     }
 }
 

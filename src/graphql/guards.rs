@@ -1,0 +1,120 @@
+//! Guards: where the rights matrix ([`crate::service::access`]) meets the
+//! schema. Each refusal is answered with a coded error and audited.
+
+use async_graphql::{Context, Guard, Result};
+use entity::user;
+use sea_orm::EntityTrait;
+use uuid::Uuid;
+
+use super::{caller, request_meta, state};
+use crate::{
+    error::AppError,
+    service::{
+        access::{self, Action},
+        session as sessions,
+    },
+};
+
+/// The caller must be signed in.
+pub struct SignedIn;
+
+impl Guard for SignedIn {
+    async fn check(&self, ctx: &Context<'_>) -> Result<()> {
+        caller(ctx).map(|_| ())
+    }
+}
+
+/// Acting on the sessions of the user `user_id` (the caller when `None`).
+pub struct SessionsOf {
+    user_id: Option<Uuid>,
+    action: Action,
+}
+
+impl SessionsOf {
+    pub fn new(user_id: Option<Uuid>, action: Action) -> Self {
+        Self { user_id, action }
+    }
+}
+
+impl Guard for SessionsOf {
+    async fn check(&self, ctx: &Context<'_>) -> Result<()> {
+        let caller = caller(ctx)?;
+        let Some(target) = self.user_id.filter(|id| *id != caller.user.id) else {
+            return Ok(());
+        };
+        let app = state(ctx)?;
+        let meta = request_meta(ctx);
+        let deny = |error: AppError| {
+            access::deny(
+                &app.db,
+                caller,
+                &meta,
+                self.action,
+                Some(target),
+                None,
+                error,
+            )
+        };
+        // Whether the account exists is none of a plain user's business.
+        if let Err(reason) = access::may_manage_others(caller) {
+            return Err(deny(AppError::Forbidden(reason.into())).await.extend());
+        }
+        let owner = user::Entity::find_by_id(target)
+            .one(&app.db)
+            .await
+            .map_err(|e| AppError::from(e).extend())?;
+        let Some(owner) = owner else {
+            return Err(deny(AppError::NotFound("user not found".into()))
+                .await
+                .extend());
+        };
+        match access::may_manage_sessions(caller, &owner) {
+            Ok(()) => Ok(()),
+            Err(reason) => Err(deny(AppError::Forbidden(reason.into())).await.extend()),
+        }
+    }
+}
+
+/// Acting on one session, by id.
+pub struct SessionAccess {
+    id: Uuid,
+    action: Action,
+}
+
+impl SessionAccess {
+    pub fn new(id: Uuid, action: Action) -> Self {
+        Self { id, action }
+    }
+}
+
+impl Guard for SessionAccess {
+    async fn check(&self, ctx: &Context<'_>) -> Result<()> {
+        let caller = caller(ctx)?;
+        if self.id == caller.session.id {
+            return Ok(());
+        }
+        let app = state(ctx)?;
+        let meta = request_meta(ctx);
+        let found = sessions::find_with_owner(&app.db, self.id)
+            .await
+            .map_err(AppError::extend)?;
+        let (subject, error) = match found {
+            None => (None, AppError::NotFound("session not found".into())),
+            Some((_, owner)) => match access::may_manage_sessions(caller, &owner) {
+                Ok(()) => return Ok(()),
+                Err(reason) => (Some(owner.id), AppError::Forbidden(reason.into())),
+            },
+        };
+        let error = access::deny(
+            &app.db,
+            caller,
+            &meta,
+            self.action,
+            subject,
+            Some(self.id),
+            error,
+        )
+        .await;
+        Err(error.extend())
+    }
+}

@@ -1,0 +1,204 @@
+//! Who may do what: the rights matrix of the design, in one place. The
+//! GraphQL guards ([`crate::graphql::guards`]) apply these rules; a denial
+//! is answered `FORBIDDEN` and audited as `access.denied`.
+
+use entity::user::{self, Role};
+use sea_orm::DatabaseConnection;
+use uuid::Uuid;
+
+use crate::{
+    auth::{Caller, RequestMeta},
+    error::AppError,
+    service::audit::{self, NewEvent, events},
+};
+
+/// What a caller attempted, as written into denial events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    ViewSessions,
+    RevokeSessions,
+    ReadAudit,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::ViewSessions => "sessions.view",
+            Action::RevokeSessions => "sessions.revoke",
+            Action::ReadAudit => "audit.read",
+        }
+    }
+}
+
+/// May `caller` list, view or revoke the sessions of `owner`? `Err` holds
+/// the reason, safe to show.
+///
+/// Everyone manages their own; an impersonation session acts only as its
+/// target; otherwise an admin manages users' and admins' sessions and an
+/// owner everyone's.
+pub fn may_manage_sessions(caller: &Caller, owner: &user::Model) -> Result<(), &'static str> {
+    if owner.id == caller.user.id {
+        return Ok(());
+    }
+    may_manage_others(caller)?;
+    match (caller.user.role, owner.role) {
+        (Role::Owner, _) | (Role::Admin, Role::User | Role::Admin) => Ok(()),
+        (Role::Admin, Role::Owner) => Err("admins cannot act on an owner's sessions"),
+        (Role::User, _) => Err(OWN_ONLY),
+    }
+}
+
+const OWN_ONLY: &str = "you can act only on your own sessions";
+
+/// Can `caller` act on anyone's sessions but their own at all? A plain
+/// user cannot, nor can any impersonation session, whoever the other is;
+/// so they are refused before the other account is even looked up.
+pub fn may_manage_others(caller: &Caller) -> Result<(), &'static str> {
+    if caller.is_impersonation() {
+        return Err(
+            "an impersonation session can act only on the impersonated user's own sessions",
+        );
+    }
+    match caller.user.role {
+        Role::User => Err(OWN_ONLY),
+        Role::Admin | Role::Owner => Ok(()),
+    }
+}
+
+/// May `caller` read every audit event (not only those about themselves)?
+pub fn may_read_all_audit(caller: &Caller) -> bool {
+    may_manage_others(caller).is_ok()
+}
+
+/// Audits a refused attempt and returns the error to answer it with.
+/// `subject` is whose account or session it was aimed at, when known.
+pub async fn deny(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    meta: &RequestMeta,
+    action: Action,
+    subject: Option<Uuid>,
+    session_id: Option<Uuid>,
+    error: AppError,
+) -> AppError {
+    let reason = match &error {
+        AppError::NotFound(_) => "not_found",
+        _ => "forbidden",
+    };
+    let mut event = NewEvent::failed(
+        events::ACCESS_DENIED,
+        format!("{} denied: {error}", action.as_str()),
+    )
+    .from_request(meta)
+    .by(caller)
+    .meta("action", action.as_str())
+    .meta("reason", reason)
+    .meta("callerRole", caller.user.role.as_str());
+    if let Some(subject) = subject {
+        event = event.subject(subject);
+    }
+    if let Some(session_id) = session_id {
+        event = event
+            .session(session_id)
+            .meta("sessionId", session_id.to_string());
+    }
+    if let Err(err) = audit::record_alone(db, event).await {
+        // The caller is still refused; the failed write is logged.
+        return err;
+    }
+    error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use entity::session;
+
+    fn user(role: Role) -> user::Model {
+        user::Model {
+            id: Uuid::new_v4(),
+            email: format!("{}@example.com", role.as_str()),
+            name: "x".into(),
+            role,
+            password_hash: String::new(),
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    fn caller(user: &user::Model, impersonator: Option<Uuid>) -> Caller {
+        let now = chrono::Utc::now();
+        Caller {
+            user: user.clone(),
+            session: session::Model {
+                id: Uuid::new_v4(),
+                token_hash: String::new(),
+                token_prefix: String::new(),
+                user_id: user.id,
+                impersonator_id: impersonator,
+                impersonation_reason: None,
+                ip_address: None,
+                user_agent: None,
+                created_at: now,
+                last_active_at: now,
+                expires_at: now,
+                revoked_at: None,
+                revoked_by: None,
+                revoke_reason: None,
+            },
+        }
+    }
+
+    #[test]
+    fn the_session_rights_matrix() {
+        use Role::*;
+        // (caller role, owner role, allowed)
+        let matrix = [
+            (User, User, false),
+            (User, Admin, false),
+            (User, Owner, false),
+            (Admin, User, true),
+            (Admin, Admin, true),
+            (Admin, Owner, false),
+            (Owner, User, true),
+            (Owner, Admin, true),
+            (Owner, Owner, true),
+        ];
+        for (caller_role, owner_role, allowed) in matrix {
+            let me = user(caller_role);
+            let other = user(owner_role);
+            assert_eq!(
+                may_manage_sessions(&caller(&me, None), &other).is_ok(),
+                allowed,
+                "{caller_role:?} on {owner_role:?}'s sessions"
+            );
+            assert!(
+                may_manage_sessions(&caller(&me, None), &me).is_ok(),
+                "{caller_role:?} on own"
+            );
+        }
+    }
+
+    #[test]
+    fn an_impersonation_session_never_carries_admin_rights() {
+        let admin = user(Role::Admin);
+        let target = user(Role::Admin);
+        let other = user(Role::User);
+        let as_target = caller(&target, Some(admin.id));
+        assert!(
+            may_manage_sessions(&as_target, &target).is_ok(),
+            "own sessions"
+        );
+        assert!(
+            may_manage_sessions(&as_target, &other).is_err(),
+            "someone else's"
+        );
+        assert!(!may_read_all_audit(&as_target));
+    }
+
+    #[test]
+    fn only_admins_and_owners_read_all_audit() {
+        assert!(!may_read_all_audit(&caller(&user(Role::User), None)));
+        assert!(may_read_all_audit(&caller(&user(Role::Admin), None)));
+        assert!(may_read_all_audit(&caller(&user(Role::Owner), None)));
+    }
+}
