@@ -52,6 +52,29 @@ pub enum Command {
     User(UserCommand),
     /// Create the demo users if missing and print their credentials.
     Demo,
+    /// Check or export the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the hash chain; exit 0 when intact, 1 naming the first bad event.
+    Verify,
+    /// Write events (with their hashes) to standard output, oldest first.
+    Export {
+        /// Only events from this instant on (RFC 3339, or a date YYYY-MM-DD).
+        #[arg(long, value_parser = parse_instant)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Ndjson)]
+        format: ExportFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Ndjson,
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,6 +105,9 @@ pub struct ServeArgs {
     /// Create the demo users (if missing) at start-up and print their credentials.
     #[arg(long, global = true)]
     pub demo: bool,
+    /// How long audit events are kept before the background task purges them.
+    #[arg(long, env = "AUDIT_RETENTION", default_value = "365d", value_parser = parse_duration, global = true)]
+    pub audit_retention: Duration,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
@@ -92,6 +118,7 @@ impl Default for ServeArgs {
         Self {
             bind: "127.0.0.1:8000".parse().expect("valid default address"),
             session_ttl: Duration::from_secs(30 * 86_400),
+            audit_retention: Duration::from_secs(365 * 86_400),
             demo: false,
             max_body_bytes: 1024 * 1024,
         }
@@ -104,6 +131,7 @@ pub struct Config {
     pub database_url: String,
     pub bind: SocketAddr,
     pub session_ttl: Duration,
+    pub audit_retention: Duration,
     pub max_body_bytes: usize,
 }
 
@@ -113,6 +141,7 @@ impl Config {
             database_url: global.database_url.clone(),
             bind: serve.bind,
             session_ttl: serve.session_ttl,
+            audit_retention: serve.audit_retention,
             max_body_bytes: serve.max_body_bytes,
         };
         config.validate()?;
@@ -126,6 +155,7 @@ impl Config {
             database_url: database_url.into(),
             bind: serve.bind,
             session_ttl: serve.session_ttl,
+            audit_retention: serve.audit_retention,
             max_body_bytes: serve.max_body_bytes,
         }
     }
@@ -138,6 +168,10 @@ impl Config {
         anyhow::ensure!(
             self.session_ttl <= Duration::from_secs(366 * 86_400),
             "SESSION_TTL must be at most 366d"
+        );
+        anyhow::ensure!(
+            self.audit_retention >= Duration::from_secs(60),
+            "AUDIT_RETENTION must be at least 1m"
         );
         anyhow::ensure!(
             self.max_body_bytes >= 1024,
@@ -188,6 +222,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     n.checked_mul(seconds_per_unit)
         .map(Duration::from_secs)
         .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// Parses an RFC 3339 instant or a plain date (midnight UTC).
+pub fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let text = text.trim();
+    if let Ok(instant) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(instant.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(|date| date.and_time(chrono::NaiveTime::MIN).and_utc())
+        .map_err(|_| format!("`{text}` is neither an RFC 3339 instant nor a YYYY-MM-DD date"))
 }
 
 #[cfg(test)]

@@ -11,4 +11,5 @@ pub mod graphiql;
 pub mod graphql;
 pub mod service;
 pub mod startup;
+pub mod tasks;
 pub mod telemetry;

@@ -86,6 +86,7 @@ impl Application {
     /// Serves until SIGTERM or Ctrl-C, then finishes the requests under way.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         tracing::info!(address = %self.local_addr(), "listening; GraphiQL at http://{}/graphql", self.local_addr());
+        let maintenance = crate::tasks::spawn(self.state.clone());
         axum::serve(
             self.listener,
             self.router
@@ -93,6 +94,7 @@ impl Application {
         )
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+        maintenance.abort();
         self.state.db.clone().close().await.ok();
         tracing::info!("stopped");
         Ok(())

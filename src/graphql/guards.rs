@@ -2,7 +2,7 @@
 //! schema. Each refusal is answered with a coded error and audited.
 
 use async_graphql::{Context, Guard, Result};
-use entity::user;
+use entity::user::{self, Role};
 use sea_orm::EntityTrait;
 use uuid::Uuid;
 
@@ -116,5 +116,76 @@ impl Guard for SessionAccess {
         )
         .await;
         Err(error.extend())
+    }
+}
+
+/// The caller must hold at least `role` (never through impersonation).
+pub struct RoleGuard {
+    role: Role,
+    action: Action,
+}
+
+impl RoleGuard {
+    pub fn new(role: Role, action: Action) -> Self {
+        Self { role, action }
+    }
+}
+
+impl Guard for RoleGuard {
+    async fn check(&self, ctx: &Context<'_>) -> Result<()> {
+        let caller = caller(ctx)?;
+        if access::has_role(caller, self.role) {
+            return Ok(());
+        }
+        let app = state(ctx)?;
+        let error = AppError::Forbidden(format!("this needs the {} role", self.role.as_str()));
+        let error = access::deny(
+            &app.db,
+            caller,
+            &request_meta(ctx),
+            self.action,
+            None,
+            None,
+            error,
+        )
+        .await;
+        Err(error.extend())
+    }
+}
+
+/// Reading audit events about `user_id` (unfiltered when `None`): a user
+/// may name only themselves.
+pub struct AuditAccess {
+    user_id: Option<Uuid>,
+}
+
+impl AuditAccess {
+    pub fn new(user_id: Option<Uuid>) -> Self {
+        Self { user_id }
+    }
+}
+
+impl Guard for AuditAccess {
+    async fn check(&self, ctx: &Context<'_>) -> Result<()> {
+        let caller = caller(ctx)?;
+        match self.user_id {
+            Some(id) if id != caller.user.id && !access::may_read_all_audit(caller) => {
+                let app = state(ctx)?;
+                let error =
+                    AppError::Forbidden("you can read only the audit events about yourself".into());
+                let error = access::deny(
+                    &app.db,
+                    caller,
+                    &request_meta(ctx),
+                    Action::ReadAudit,
+                    Some(id),
+                    None,
+                    error,
+                )
+                .await;
+                Err(error.extend())
+            }
+            _ => Ok(()),
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! The GraphQL schema: thin resolvers over [`crate::service`].
 
+pub mod audit;
 pub mod guards;
 pub mod session;
 pub mod user;
@@ -15,7 +16,7 @@ use crate::{
 };
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(session::SessionQuery);
+pub struct QueryRoot(session::SessionQuery, audit::AuditQuery);
 
 #[derive(MergedObject, Default)]
 pub struct MutationRoot(session::SessionMutation);

@@ -18,6 +18,7 @@ pub enum Action {
     ViewSessions,
     RevokeSessions,
     ReadAudit,
+    VerifyAudit,
 }
 
 impl Action {
@@ -26,6 +27,7 @@ impl Action {
             Action::ViewSessions => "sessions.view",
             Action::RevokeSessions => "sessions.revoke",
             Action::ReadAudit => "audit.read",
+            Action::VerifyAudit => "audit.verify",
         }
     }
 }
@@ -68,6 +70,22 @@ pub fn may_manage_others(caller: &Caller) -> Result<(), &'static str> {
 /// May `caller` read every audit event (not only those about themselves)?
 pub fn may_read_all_audit(caller: &Caller) -> bool {
     may_manage_others(caller).is_ok()
+}
+
+/// Does `caller` hold at least `role`? An impersonation session never does
+/// beyond a user's rights.
+pub fn has_role(caller: &Caller, role: Role) -> bool {
+    let rank = |r: Role| match r {
+        Role::User => 0,
+        Role::Admin => 1,
+        Role::Owner => 2,
+    };
+    let held = if caller.is_impersonation() {
+        Role::User
+    } else {
+        caller.user.role
+    };
+    rank(held) >= rank(role)
 }
 
 /// Audits a refused attempt and returns the error to answer it with.

@@ -10,8 +10,8 @@ use entity::{
     audit_event::{self, AuditStatus},
 };
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -113,16 +113,7 @@ impl NewEvent {
 /// Appends `event` to the chain. Call it inside a write transaction
 /// ([`db::begin_write`]) together with the change it records.
 pub async fn record(conn: &impl ConnectionTrait, event: NewEvent) -> AppResult<audit_event::Model> {
-    let mut head_query = audit_chain::Entity::find_by_id(CHAIN_ID);
-    if conn.get_database_backend() == DatabaseBackend::Postgres {
-        // SQLite needs no row lock: the immediate transaction already holds
-        // the database's write lock.
-        head_query = head_query.lock_exclusive();
-    }
-    let head = head_query
-        .one(conn)
-        .await?
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("audit chain head row is missing")))?;
+    let head = lock_head(conn).await?;
 
     let mut model = audit_event::Model {
         id: Uuid::now_v7(),
@@ -240,6 +231,187 @@ fn write_canonical(value: &Value, out: &mut String) {
     }
 }
 
+/// Filters of an audit page; every one is a real, indexed column.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub user_id: Option<Uuid>,
+    pub actor_id: Option<Uuid>,
+    pub session_id: Option<Uuid>,
+    pub event_type: Option<String>,
+    pub status: Option<AuditStatus>,
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl AuditFilter {
+    fn condition(&self) -> Condition {
+        let mut all = Condition::all();
+        if let Some(id) = self.user_id {
+            all = all.add(audit_event::Column::UserId.eq(id));
+        }
+        if let Some(id) = self.actor_id {
+            all = all.add(audit_event::Column::ActorId.eq(id));
+        }
+        if let Some(id) = self.session_id {
+            all = all.add(audit_event::Column::SessionId.eq(id));
+        }
+        if let Some(event_type) = &self.event_type {
+            all = all.add(audit_event::Column::EventType.eq(event_type.clone()));
+        }
+        if let Some(status) = self.status {
+            all = all.add(audit_event::Column::Status.eq(status));
+        }
+        if let Some(since) = self.since {
+            all = all.add(audit_event::Column::CreatedAt.gte(since));
+        }
+        if let Some(until) = self.until {
+            all = all.add(audit_event::Column::CreatedAt.lt(until));
+        }
+        all
+    }
+
+    fn is_empty(&self) -> bool {
+        self.user_id.is_none()
+            && self.actor_id.is_none()
+            && self.session_id.is_none()
+            && self.event_type.is_none()
+            && self.status.is_none()
+            && self.since.is_none()
+            && self.until.is_none()
+    }
+}
+
+/// Largest page of `sessionAudit`.
+pub const MAX_PAGE: u64 = 500;
+/// Deepest offset; past it, narrow the filters (`since`/`until`) instead.
+pub const MAX_OFFSET: u64 = 1_000_000;
+
+/// One page of events, newest first (by chain position, so ties cannot
+/// reorder), with the exact number of matches.
+pub async fn page(
+    conn: &impl ConnectionTrait,
+    filter: &AuditFilter,
+    limit: u64,
+    offset: u64,
+) -> AppResult<(Vec<audit_event::Model>, u64)> {
+    let query = audit_event::Entity::find().filter(filter.condition());
+    let total = if filter.is_empty() {
+        // Unfiltered, the chain head knows the count: no scan of the table.
+        let head = chain_head(conn).await?;
+        u64::try_from(head.head_seq - head.anchor_seq).unwrap_or(0)
+    } else {
+        query.clone().count(conn).await?
+    };
+    let logs = if offset >= total {
+        Vec::new()
+    } else {
+        query
+            .order_by_desc(audit_event::Column::Seq)
+            .limit(limit)
+            .offset(offset)
+            .all(conn)
+            .await?
+    };
+    Ok((logs, total))
+}
+
+async fn chain_head(conn: &impl ConnectionTrait) -> AppResult<audit_chain::Model> {
+    audit_chain::Entity::find_by_id(CHAIN_ID)
+        .one(conn)
+        .await?
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("audit chain head row is missing")))
+}
+
+/// Deletes events older than `cutoff`, oldest first, at most `batch` per
+/// transaction, moving the chain's anchor to the last one deleted so the
+/// rest still verifies. Returns how many were deleted.
+pub async fn purge_before(
+    db: &DatabaseConnection,
+    cutoff: chrono::DateTime<chrono::Utc>,
+    batch: u64,
+) -> AppResult<u64> {
+    let mut purged = 0;
+    loop {
+        let txn = db::begin_write(db).await?;
+        let head = lock_head(&txn).await?;
+        // The newest event of this batch that is old enough.
+        let last = audit_event::Entity::find()
+            .filter(audit_event::Column::Seq.gt(head.anchor_seq))
+            .filter(audit_event::Column::Seq.lte(head.anchor_seq + batch as i64))
+            .filter(audit_event::Column::CreatedAt.lt(cutoff))
+            .order_by_desc(audit_event::Column::Seq)
+            .one(&txn)
+            .await?;
+        let Some(last) = last else {
+            break;
+        };
+        let deleted = audit_event::Entity::delete_many()
+            .filter(audit_event::Column::Seq.lte(last.seq))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        audit_chain::Entity::update(audit_chain::ActiveModel {
+            id: Set(CHAIN_ID),
+            anchor_seq: Set(last.seq),
+            anchor_hash: Set(last.hash.clone()),
+            ..Default::default()
+        })
+        .exec(&txn)
+        .await?;
+        txn.commit().await?;
+        purged += deleted;
+        tracing::info!(
+            deleted,
+            anchor_seq = last.seq,
+            "audit retention: purged old events"
+        );
+    }
+    Ok(purged)
+}
+
+async fn lock_head(conn: &impl ConnectionTrait) -> AppResult<audit_chain::Model> {
+    let mut query = audit_chain::Entity::find_by_id(CHAIN_ID);
+    if conn.get_database_backend() == DatabaseBackend::Postgres {
+        // SQLite needs no row lock: the immediate transaction already holds
+        // the database's write lock.
+        query = query.lock_exclusive();
+    }
+    query
+        .one(conn)
+        .await?
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("audit chain head row is missing")))
+}
+
+/// Events from `since` on, oldest first, one page at a time: for exports.
+pub async fn for_each_event(
+    conn: &impl ConnectionTrait,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    mut each: impl FnMut(&audit_event::Model) -> std::io::Result<()>,
+) -> AppResult<u64> {
+    const PAGE: u64 = 1_000;
+    let mut after = i64::MIN;
+    let mut count = 0;
+    loop {
+        let mut query = audit_event::Entity::find().filter(audit_event::Column::Seq.gt(after));
+        if let Some(since) = since {
+            query = query.filter(audit_event::Column::CreatedAt.gte(since));
+        }
+        let page = query
+            .order_by_asc(audit_event::Column::Seq)
+            .limit(PAGE)
+            .all(conn)
+            .await?;
+        for event in &page {
+            each(event).map_err(AppError::internal)?;
+            count += 1;
+        }
+        match page.last() {
+            Some(last) if page.len() as u64 == PAGE => after = last.seq,
+            _ => return Ok(count),
+        }
+    }
+}
+
 /// What a walk of the chain found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainReport {
@@ -256,10 +428,7 @@ pub struct ChainReport {
 /// Walks the whole chain from its anchor, in pages, recomputing each hash.
 pub async fn verify_chain(conn: &impl ConnectionTrait) -> AppResult<ChainReport> {
     const PAGE: u64 = 2_000;
-    let head = audit_chain::Entity::find_by_id(CHAIN_ID)
-        .one(conn)
-        .await?
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("audit chain head row is missing")))?;
+    let head = chain_head(conn).await?;
     let mut expected_seq = head.anchor_seq + 1;
     let mut expected_prev = head.anchor_hash.clone();
     let mut checked = 0u64;

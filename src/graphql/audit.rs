@@ -1,0 +1,240 @@
+//! The audit log: filtered, paged, and its chain check.
+
+use async_graphql::{Context, Enum, InputObject, Json, Object, Result, SimpleObject};
+use chrono::{DateTime, Utc};
+use entity::{audit_event, user::Role};
+use uuid::Uuid;
+
+use super::{
+    caller,
+    guards::{AuditAccess, RoleGuard},
+    state,
+};
+use crate::{
+    error::AppError,
+    service::{
+        access::{self, Action},
+        audit as audits,
+    },
+};
+
+/// Outcome of an audited attempt.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum AuditStatus {
+    Success,
+    Failed,
+}
+
+impl From<audit_event::AuditStatus> for AuditStatus {
+    fn from(status: audit_event::AuditStatus) -> Self {
+        match status {
+            audit_event::AuditStatus::Success => AuditStatus::Success,
+            audit_event::AuditStatus::Failed => AuditStatus::Failed,
+        }
+    }
+}
+
+impl From<AuditStatus> for audit_event::AuditStatus {
+    fn from(status: AuditStatus) -> Self {
+        match status {
+            AuditStatus::Success => audit_event::AuditStatus::Success,
+            AuditStatus::Failed => audit_event::AuditStatus::Failed,
+        }
+    }
+}
+
+/// One audit event.
+#[derive(SimpleObject)]
+pub struct AuditLog {
+    /// UUIDv7: time-ordered.
+    pub id: Uuid,
+    /// Position in the hash chain.
+    pub seq: i64,
+    /// e.g. `auth.sign_in`, `session.revoked`, `access.denied`.
+    pub event_type: String,
+    pub status: AuditStatus,
+    pub message: String,
+    pub created_at: DateTime<Utc>,
+    /// Who did it (the impersonating admin for actions taken while
+    /// impersonating).
+    pub actor_id: Option<Uuid>,
+    /// Whose account or session it concerns.
+    pub user_id: Option<Uuid>,
+    pub session_id: Option<Uuid>,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+    /// Event details, e.g. a revocation's `reason` and `revokedBy`.
+    pub metadata: Json<serde_json::Value>,
+    /// SHA-256 of the previous event's hash and this event's content.
+    pub hash: String,
+}
+
+impl From<audit_event::Model> for AuditLog {
+    fn from(model: audit_event::Model) -> Self {
+        Self {
+            id: model.id,
+            seq: model.seq,
+            event_type: model.event_type,
+            status: model.status.into(),
+            message: model.message,
+            created_at: model.created_at,
+            actor_id: model.actor_id,
+            user_id: model.user_id,
+            session_id: model.session_id,
+            ip_address: model.ip_address,
+            user_agent: model.user_agent,
+            metadata: Json(model.metadata),
+            hash: model.hash,
+        }
+    }
+}
+
+/// Filters of `sessionAudit`; all optional, combined with AND.
+#[derive(InputObject, Default, Clone)]
+pub struct AuditFilter {
+    /// Events about this user.
+    pub user_id: Option<Uuid>,
+    /// Events done by this user.
+    pub actor_id: Option<Uuid>,
+    pub session_id: Option<Uuid>,
+    /// Exact event type, e.g. `session.revoked`.
+    pub event_type: Option<String>,
+    pub status: Option<AuditStatus>,
+    /// From this instant on (inclusive).
+    pub since: Option<DateTime<Utc>>,
+    /// Before this instant (exclusive).
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl AuditFilter {
+    fn validate(self) -> Result<audits::AuditFilter, AppError> {
+        if let Some(event_type) = &self.event_type
+            && (event_type.is_empty() || event_type.len() > 64)
+        {
+            return Err(AppError::bad_input(
+                "eventType",
+                "eventType must be 1 to 64 characters",
+            ));
+        }
+        if let (Some(since), Some(until)) = (self.since, self.until)
+            && since > until
+        {
+            return Err(AppError::bad_input(
+                "since",
+                "since must not be after until",
+            ));
+        }
+        Ok(audits::AuditFilter {
+            user_id: self.user_id,
+            actor_id: self.actor_id,
+            session_id: self.session_id,
+            event_type: self.event_type,
+            status: self.status.map(Into::into),
+            since: self.since,
+            until: self.until,
+        })
+    }
+}
+
+/// Where a page sits in the whole result.
+#[derive(SimpleObject)]
+pub struct Pagination {
+    /// How many events match the filters.
+    pub total: i32,
+    pub limit: i32,
+    pub offset: i32,
+    /// Whether events follow this page.
+    pub has_more: bool,
+}
+
+/// A page of audit events, newest first.
+#[derive(SimpleObject)]
+pub struct AuditPage {
+    pub logs: Vec<AuditLog>,
+    pub pagination: Pagination,
+}
+
+/// The result of walking the hash chain.
+#[derive(SimpleObject)]
+pub struct AuditChainReport {
+    /// No event was edited, deleted or reordered.
+    pub intact: bool,
+    /// How many events were checked.
+    pub checked: i64,
+    /// The first event that does not fit the chain.
+    pub first_broken_id: Option<Uuid>,
+    /// Chain position of the break.
+    pub first_broken_seq: Option<i64>,
+    /// What is wrong, in words.
+    pub problem: Option<String>,
+}
+
+fn bounded(field: &'static str, value: i32, min: u64, max: u64) -> Result<u64, AppError> {
+    u64::try_from(value)
+        .ok()
+        .filter(|v| (min..=max).contains(v))
+        .ok_or_else(|| {
+            AppError::bad_input(field, format!("{field} must be between {min} and {max}"))
+        })
+}
+
+#[derive(Default)]
+pub struct AuditQuery;
+
+#[Object]
+impl AuditQuery {
+    /// Audit events, newest first. Users see the events about themselves;
+    /// admins and owners see all. `limit` is 1 to 500, `offset` 0 to
+    /// 1000000.
+    #[graphql(guard = "AuditAccess::new(filter.as_ref().and_then(|f| f.user_id))")]
+    async fn session_audit(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<AuditFilter>,
+        #[graphql(default = 100)] limit: i32,
+        #[graphql(default = 0)] offset: i32,
+    ) -> Result<AuditPage> {
+        let app = state(ctx)?;
+        let caller = caller(ctx)?;
+        let limit_n = bounded("limit", limit, 1, audits::MAX_PAGE).map_err(AppError::extend)?;
+        let offset_n =
+            bounded("offset", offset, 0, audits::MAX_OFFSET).map_err(AppError::extend)?;
+        let mut filter = filter
+            .unwrap_or_default()
+            .validate()
+            .map_err(AppError::extend)?;
+        if !access::may_read_all_audit(caller) {
+            filter.user_id = Some(caller.user.id);
+        }
+        let (logs, total) = audits::page(&app.db, &filter, limit_n, offset_n)
+            .await
+            .map_err(AppError::extend)?;
+        let has_more = offset_n + (logs.len() as u64) < total;
+        Ok(AuditPage {
+            logs: logs.into_iter().map(AuditLog::from).collect(),
+            pagination: Pagination {
+                total: i32::try_from(total).unwrap_or(i32::MAX),
+                limit,
+                offset,
+                has_more,
+            },
+        })
+    }
+
+    /// Owners only: walks the whole hash chain and reports whether any
+    /// event was edited, deleted or reordered.
+    #[graphql(guard = "RoleGuard::new(Role::Owner, Action::VerifyAudit)")]
+    async fn audit_chain(&self, ctx: &Context<'_>) -> Result<AuditChainReport> {
+        let app = state(ctx)?;
+        let report = audits::verify_chain(&app.db)
+            .await
+            .map_err(AppError::extend)?;
+        Ok(AuditChainReport {
+            intact: report.intact,
+            checked: i64::try_from(report.checked).unwrap_or(i64::MAX),
+            first_broken_id: report.first_broken_id,
+            first_broken_seq: report.first_broken_seq,
+            problem: report.problem,
+        })
+    }
+}
