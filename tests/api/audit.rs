@@ -107,7 +107,7 @@ async fn users_see_only_events_about_themselves_admins_and_owners_see_all() {
 }
 
 /// Which stored events a filter should return.
-type Matcher = Box<dyn Fn(&audit_event::Model) -> bool>;
+type Matcher<'a> = Box<dyn Fn(&audit_event::Model) -> bool + 'a>;
 
 #[tokio::test]
 async fn each_filter_alone_and_combined() {
@@ -134,7 +134,7 @@ async fn each_filter_alone_and_combined() {
     .await;
     let all = app.audit_events().await;
 
-    let cases: Vec<(Value, Matcher, &str)> = vec![
+    let cases: Vec<(Value, Matcher<'_>, &str)> = vec![
         (
             json!({ "userId": alice.id }),
             Box::new(|e| e.user_id == Some(alice.id)),
