@@ -105,6 +105,9 @@ pub struct ServeArgs {
     /// Create the demo users (if missing) at start-up and print their credentials.
     #[arg(long, global = true)]
     pub demo: bool,
+    /// Longest life of a session opened by impersonation.
+    #[arg(long, env = "IMPERSONATION_TTL", default_value = "1h", value_parser = parse_duration, global = true)]
+    pub impersonation_ttl: Duration,
     /// How long audit events are kept before the background task purges them.
     #[arg(long, env = "AUDIT_RETENTION", default_value = "365d", value_parser = parse_duration, global = true)]
     pub audit_retention: Duration,
@@ -119,6 +122,7 @@ impl Default for ServeArgs {
             bind: "127.0.0.1:8000".parse().expect("valid default address"),
             session_ttl: Duration::from_secs(30 * 86_400),
             audit_retention: Duration::from_secs(365 * 86_400),
+            impersonation_ttl: Duration::from_secs(3_600),
             demo: false,
             max_body_bytes: 1024 * 1024,
         }
@@ -132,6 +136,7 @@ pub struct Config {
     pub bind: SocketAddr,
     pub session_ttl: Duration,
     pub audit_retention: Duration,
+    pub impersonation_ttl: Duration,
     pub max_body_bytes: usize,
 }
 
@@ -142,6 +147,7 @@ impl Config {
             bind: serve.bind,
             session_ttl: serve.session_ttl,
             audit_retention: serve.audit_retention,
+            impersonation_ttl: serve.impersonation_ttl,
             max_body_bytes: serve.max_body_bytes,
         };
         config.validate()?;
@@ -156,6 +162,7 @@ impl Config {
             bind: serve.bind,
             session_ttl: serve.session_ttl,
             audit_retention: serve.audit_retention,
+            impersonation_ttl: serve.impersonation_ttl,
             max_body_bytes: serve.max_body_bytes,
         }
     }
@@ -168,6 +175,11 @@ impl Config {
         anyhow::ensure!(
             self.session_ttl <= Duration::from_secs(366 * 86_400),
             "SESSION_TTL must be at most 366d"
+        );
+        anyhow::ensure!(
+            self.impersonation_ttl >= Duration::from_secs(1)
+                && self.impersonation_ttl <= Duration::from_secs(86_400),
+            "IMPERSONATION_TTL must be between 1s and 1d"
         );
         anyhow::ensure!(
             self.audit_retention >= Duration::from_secs(60),

@@ -12,8 +12,11 @@ pub struct Model {
     /// First 8 characters of the token, for display.
     pub token_prefix: String,
     pub user_id: Uuid,
+    /// The admin who opened this session by impersonation.
     pub impersonator_id: Option<Uuid>,
     pub impersonation_reason: Option<String>,
+    /// The admin's own session it was opened from; it ends with it.
+    pub impersonator_session_id: Option<Uuid>,
     pub ip_address: Option<String>,
     pub user_agent: Option<String>,
     pub created_at: DateTimeUtc,

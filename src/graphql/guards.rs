@@ -189,3 +189,82 @@ impl Guard for AuditAccess {
         }
     }
 }
+
+/// Opening an impersonation session as `user_id`. Refusals are audited as
+/// `impersonation.started` with status `failed`.
+pub struct Impersonation {
+    user_id: Uuid,
+}
+
+impl Impersonation {
+    pub fn new(user_id: Uuid) -> Self {
+        Self { user_id }
+    }
+}
+
+impl Guard for Impersonation {
+    async fn check(&self, ctx: &Context<'_>) -> Result<()> {
+        let caller = caller(ctx)?;
+        let app = state(ctx)?;
+        let meta = request_meta(ctx);
+        let deny = |subject: Option<Uuid>, error: AppError| {
+            access::deny(
+                &app.db,
+                caller,
+                &meta,
+                Action::Impersonate,
+                subject,
+                None,
+                error,
+            )
+        };
+        if let Err(reason) = access::may_start_impersonating(caller) {
+            return Err(deny(Some(self.user_id), AppError::Forbidden(reason.into()))
+                .await
+                .extend());
+        }
+        let target = user::Entity::find_by_id(self.user_id)
+            .one(&app.db)
+            .await
+            .map_err(|e| AppError::from(e).extend())?;
+        let Some(target) = target else {
+            return Err(deny(None, AppError::NotFound("user not found".into()))
+                .await
+                .extend());
+        };
+        match access::may_impersonate(caller, &target) {
+            Ok(()) => Ok(()),
+            Err(reason) => Err(deny(Some(target.id), AppError::Forbidden(reason.into()))
+                .await
+                .extend()),
+        }
+    }
+}
+
+/// Account-wide actions (signing in again, revoking every session,
+/// changing the password) are refused from an impersonation session.
+pub struct NotImpersonating;
+
+impl Guard for NotImpersonating {
+    async fn check(&self, ctx: &Context<'_>) -> Result<()> {
+        let Some(caller) = ctx.data_opt::<crate::auth::Caller>() else {
+            return Ok(());
+        };
+        let Err(reason) = access::not_impersonating(caller) else {
+            return Ok(());
+        };
+        let app = state(ctx)?;
+        let error = AppError::Forbidden(reason.into());
+        let error = access::deny(
+            &app.db,
+            caller,
+            &request_meta(ctx),
+            Action::Sensitive,
+            Some(caller.user.id),
+            Some(caller.session.id),
+            error,
+        )
+        .await;
+        Err(error.extend())
+    }
+}

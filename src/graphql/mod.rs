@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod guards;
+pub mod impersonation;
 pub mod session;
 pub mod user;
 
@@ -19,7 +20,10 @@ use crate::{
 pub struct QueryRoot(session::SessionQuery, audit::AuditQuery);
 
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(session::SessionMutation);
+pub struct MutationRoot(
+    session::SessionMutation,
+    impersonation::ImpersonationMutation,
+);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 

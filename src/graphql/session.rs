@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{
     caller,
-    guards::{SessionAccess, SessionsOf, SignedIn},
+    guards::{NotImpersonating, SessionAccess, SessionsOf, SignedIn},
     request_meta, state,
     user::User,
     users,
@@ -237,6 +237,7 @@ pub struct SessionMutation;
 impl SessionMutation {
     /// Signs in with email and password and opens a session. Unknown email
     /// and wrong password get the same `UNAUTHENTICATED` error.
+    #[graphql(guard = "NotImpersonating")]
     async fn sign_in(
         &self,
         ctx: &Context<'_>,
@@ -277,7 +278,7 @@ impl SessionMutation {
     /// Revokes all active sessions of a user (the caller when `userId` is
     /// omitted), except the caller's own current session unless
     /// `exceptCurrent` is false. Returns how many were ended.
-    #[graphql(guard = "SessionsOf::new(user_id, Action::RevokeSessions)")]
+    #[graphql(guard = "NotImpersonating.and(SessionsOf::new(user_id, Action::RevokeSessions))")]
     async fn revoke_sessions(
         &self,
         ctx: &Context<'_>,

@@ -19,6 +19,9 @@ pub enum Action {
     RevokeSessions,
     ReadAudit,
     VerifyAudit,
+    Impersonate,
+    /// Account-wide actions an impersonation session may not take.
+    Sensitive,
 }
 
 impl Action {
@@ -28,6 +31,8 @@ impl Action {
             Action::RevokeSessions => "sessions.revoke",
             Action::ReadAudit => "audit.read",
             Action::VerifyAudit => "audit.verify",
+            Action::Impersonate => "impersonation.start",
+            Action::Sensitive => "account.sensitive",
         }
     }
 }
@@ -88,6 +93,47 @@ pub fn has_role(caller: &Caller, role: Role) -> bool {
     rank(held) >= rank(role)
 }
 
+/// May `caller` open an impersonation session as `target`? Admins may
+/// impersonate users; owners users and admins; nobody an owner or
+/// themselves, and never from an impersonation session.
+pub fn may_impersonate(caller: &Caller, target: &user::Model) -> Result<(), &'static str> {
+    may_start_impersonating(caller)?;
+    if target.id == caller.user.id {
+        return Err("you cannot impersonate yourself");
+    }
+    may_impersonate_role(caller.user.role, target.role)
+}
+
+/// The checks that need no target: refused before looking anyone up.
+pub fn may_start_impersonating(caller: &Caller) -> Result<(), &'static str> {
+    if caller.is_impersonation() {
+        return Err("an impersonation session cannot start another impersonation");
+    }
+    if caller.user.role == Role::User {
+        return Err("only admins and owners can impersonate");
+    }
+    Ok(())
+}
+
+/// The role part of [`may_impersonate`]; also re-checked on every request
+/// of an impersonation session, so it ends when the admin loses the role.
+pub fn may_impersonate_role(admin: Role, target: Role) -> Result<(), &'static str> {
+    match (admin, target) {
+        (_, Role::Owner) => Err("nobody can impersonate an owner"),
+        (Role::Owner, _) | (Role::Admin, Role::User) => Ok(()),
+        (Role::Admin, Role::Admin) => Err("admins can impersonate users only"),
+        (Role::User, _) => Err("only admins and owners can impersonate"),
+    }
+}
+
+/// Refuses account-wide actions from an impersonation session.
+pub fn not_impersonating(caller: &Caller) -> Result<(), &'static str> {
+    if caller.is_impersonation() {
+        return Err("this action is not allowed from an impersonation session");
+    }
+    Ok(())
+}
+
 /// Audits a refused attempt and returns the error to answer it with.
 /// `subject` is whose account or session it was aimed at, when known.
 pub async fn deny(
@@ -103,15 +149,18 @@ pub async fn deny(
         AppError::NotFound(_) => "not_found",
         _ => "forbidden",
     };
-    let mut event = NewEvent::failed(
-        events::ACCESS_DENIED,
-        format!("{} denied: {error}", action.as_str()),
-    )
-    .from_request(meta)
-    .by(caller)
-    .meta("action", action.as_str())
-    .meta("reason", reason)
-    .meta("callerRole", caller.user.role.as_str());
+    // A refused impersonation is recorded under its own type, so the log of
+    // impersonations is complete with one filter.
+    let event_type = match action {
+        Action::Impersonate => events::IMPERSONATION_STARTED,
+        _ => events::ACCESS_DENIED,
+    };
+    let mut event = NewEvent::failed(event_type, format!("{} denied: {error}", action.as_str()))
+        .from_request(meta)
+        .by(caller)
+        .meta("action", action.as_str())
+        .meta("reason", reason)
+        .meta("callerRole", caller.user.role.as_str());
     if let Some(subject) = subject {
         event = event.subject(subject);
     }
@@ -154,6 +203,7 @@ mod tests {
                 user_id: user.id,
                 impersonator_id: impersonator,
                 impersonation_reason: None,
+                impersonator_session_id: None,
                 ip_address: None,
                 user_agent: None,
                 created_at: now,
@@ -211,6 +261,38 @@ mod tests {
             "someone else's"
         );
         assert!(!may_read_all_audit(&as_target));
+    }
+
+    #[test]
+    fn who_may_impersonate_whom() {
+        use Role::*;
+        let matrix = [
+            (User, User, false),
+            (User, Admin, false),
+            (User, Owner, false),
+            (Admin, User, true),
+            (Admin, Admin, false),
+            (Admin, Owner, false),
+            (Owner, User, true),
+            (Owner, Admin, true),
+            (Owner, Owner, false),
+        ];
+        for (admin_role, target_role, allowed) in matrix {
+            let admin = user(admin_role);
+            let target = user(target_role);
+            assert_eq!(
+                may_impersonate(&caller(&admin, None), &target).is_ok(),
+                allowed,
+                "{admin_role:?} impersonating {target_role:?}"
+            );
+            assert!(
+                may_impersonate(&caller(&admin, None), &admin).is_err(),
+                "{admin_role:?} as self"
+            );
+        }
+        let owner = user(Owner);
+        let nested = caller(&user(User), Some(owner.id));
+        assert!(may_impersonate(&nested, &user(User)).is_err(), "no nesting");
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub mod events {
     pub const SESSION_REVOKED: &str = "session.revoked";
     pub const ACCESS_DENIED: &str = "access.denied";
     pub const SESSIONS_VIEWED: &str = "sessions.viewed";
+    pub const IMPERSONATION_STARTED: &str = "impersonation.started";
+    pub const IMPERSONATION_STOPPED: &str = "impersonation.stopped";
     pub const USER_CREATED: &str = "user.created";
 }
 

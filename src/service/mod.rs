@@ -6,5 +6,6 @@
 pub mod access;
 pub mod audit;
 pub mod device;
+pub mod impersonation;
 pub mod session;
 pub mod user;

@@ -14,6 +14,7 @@ use crate::{
     db,
     error::{AppError, AppResult, BAD_TOKEN},
     service::{
+        access,
         audit::{self, NewEvent, events},
         user as users,
     },
@@ -29,6 +30,10 @@ pub mod reasons {
     pub const REVOKE: &str = "revoke";
     /// `revokeSessions`.
     pub const BULK: &str = "bulk";
+    /// `stopImpersonation`.
+    pub const IMPERSONATION_STOPPED: &str = "impersonation_stopped";
+    /// The admin's session that opened an impersonation ended.
+    pub const IMPERSONATOR_SESSION_ENDED: &str = "impersonator_session_ended";
 }
 
 /// Longest User-Agent kept; longer ones are cut at a character boundary.
@@ -129,6 +134,7 @@ pub async fn sign_in(
         user_id: user.id,
         impersonator_id: None,
         impersonation_reason: None,
+        impersonator_session_id: None,
         ip_address: meta.ip_address.clone(),
         user_agent: meta.user_agent.clone(),
         created_at: now,
@@ -173,16 +179,80 @@ pub async fn authenticate(conn: &impl ConnectionTrait, token: &str) -> AppResult
     let Some((session, Some(user))) = found else {
         return Err(AppError::Unauthenticated(BAD_TOKEN));
     };
-    if !session.is_active(Utc::now()) {
+    let now = Utc::now();
+    if !session.is_active(now) {
         return Err(AppError::Unauthenticated(BAD_TOKEN));
+    }
+    if session.impersonator_id.is_some() {
+        check_impersonation_still_valid(conn, &session, &user, now).await?;
     }
     Ok(Caller { user, session })
 }
 
+/// An impersonation session lives only while the admin's own session does
+/// and the admin still holds a role that may impersonate this user. This
+/// costs one more read, for impersonation sessions only.
+async fn check_impersonation_still_valid(
+    conn: &impl ConnectionTrait,
+    session: &session::Model,
+    target: &user::Model,
+    now: chrono::DateTime<Utc>,
+) -> AppResult<()> {
+    let parent = match session.impersonator_session_id {
+        Some(parent_id) => find_with_owner(conn, parent_id).await?,
+        None => None,
+    };
+    let valid = parent.is_some_and(|(parent, admin)| {
+        parent.is_active(now)
+            && Some(admin.id) == session.impersonator_id
+            && access::may_impersonate_role(admin.role, target.role).is_ok()
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(AppError::Unauthenticated(BAD_TOKEN))
+    }
+}
+
 /// Ends `target` (owned by `owner`) on behalf of `caller`, with its audit
-/// event, inside the caller's write transaction. Returns the ended session,
-/// or `None` when it had already ended: then nothing is written.
+/// event, inside the caller's write transaction, and with it the
+/// impersonation sessions that were opened from it. Returns the ended
+/// session, or `None` when it had already ended: then nothing is written.
 pub async fn end_session(
+    conn: &impl ConnectionTrait,
+    target: &session::Model,
+    owner: &user::Model,
+    caller: &Caller,
+    meta: &RequestMeta,
+    reason: &str,
+) -> AppResult<Option<session::Model>> {
+    let Some(ended) = end_one(conn, target, owner, caller, meta, reason).await? else {
+        return Ok(None);
+    };
+    let children = session::Entity::find()
+        .filter(session::Column::ImpersonatorSessionId.eq(target.id))
+        .filter(session::Column::RevokedAt.is_null())
+        .filter(session::Column::ExpiresAt.gt(db::now()))
+        .find_also_related(user::Entity)
+        .all(conn)
+        .await?;
+    for (child, child_owner) in children {
+        if let Some(child_owner) = child_owner {
+            end_one(
+                conn,
+                &child,
+                &child_owner,
+                caller,
+                meta,
+                reasons::IMPERSONATOR_SESSION_ENDED,
+            )
+            .await?;
+        }
+    }
+    Ok(Some(ended))
+}
+
+async fn end_one(
     conn: &impl ConnectionTrait,
     target: &session::Model,
     owner: &user::Model,

@@ -6,5 +6,6 @@ mod auth;
 mod cli;
 mod helpers;
 mod http;
+mod impersonation;
 mod schema;
 mod sessions;

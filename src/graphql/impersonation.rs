@@ -1,0 +1,69 @@
+//! Starting and stopping impersonation.
+
+use async_graphql::{Context, Object, Result};
+use sea_orm::EntityTrait;
+use uuid::Uuid;
+
+use super::{
+    caller,
+    guards::{Impersonation, SignedIn},
+    request_meta,
+    session::AuthPayload,
+    state,
+};
+use crate::{error::AppError, service::impersonation};
+
+#[derive(Default)]
+pub struct ImpersonationMutation;
+
+#[Object]
+impl ImpersonationMutation {
+    /// Opens a short-lived session as another user, to see what they see.
+    /// Admins may impersonate users; owners users and admins; nobody an
+    /// owner or themselves, and not from an impersonation session. The
+    /// session acts with the user's rights only, is listed in their
+    /// sessions with the reason, and everything done through it is audited
+    /// with the admin as the actor.
+    #[graphql(guard = "Impersonation::new(user_id)")]
+    async fn start_impersonation(
+        &self,
+        ctx: &Context<'_>,
+        user_id: Uuid,
+        #[graphql(desc = "Why: required, 1 to 500 characters; shown to the user.")] reason: String,
+    ) -> Result<AuthPayload> {
+        let app = state(ctx)?;
+        let caller = caller(ctx)?;
+        let reason = impersonation::validate_reason(&reason).map_err(AppError::extend)?;
+        let target = entity::user::Entity::find_by_id(user_id)
+            .one(&app.db)
+            .await
+            .map_err(|e| AppError::from(e).extend())?
+            .ok_or_else(|| AppError::NotFound("user not found".into()).extend())?;
+        let opened = impersonation::start(
+            &app.db,
+            &app.config,
+            caller,
+            &request_meta(ctx),
+            target,
+            reason,
+        )
+        .await
+        .map_err(AppError::extend)?;
+        Ok(AuthPayload {
+            token: opened.token,
+            session: opened.session.into(),
+        })
+    }
+
+    /// Ends the impersonation session making this request (the admin's own
+    /// session is untouched). From an ordinary session it is an error.
+    #[graphql(guard = "SignedIn")]
+    async fn stop_impersonation(&self, ctx: &Context<'_>) -> Result<bool> {
+        let app = state(ctx)?;
+        let caller = caller(ctx)?;
+        impersonation::stop(&app.db, caller, &request_meta(ctx))
+            .await
+            .map_err(AppError::extend)?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,466 @@
+//! Impersonation: who may, what it can do, how it ends, how it shows.
+
+use entity::{audit_event::AuditStatus, session, user, user::Role};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, assert_error_code, spawn_app, spawn_app_with};
+
+const START: &str = "mutation($id: UUID!, $reason: String!) { startImpersonation(userId: $id, reason: $reason) { token session { id userId expires impersonationReason impersonator { id email } } } }";
+const STOP: &str = "mutation { stopImpersonation }";
+const VIEWER: &str = "{ viewer { user { id role } session { id } impersonator { id email } } }";
+const LIST: &str = "query($user: UUID, $all: Boolean! = false) { sessions(userId: $user, includeExpired: $all) { sessions { id isActive revokedAt impersonationReason impersonator { id } } } }";
+
+async fn start(app: &TestApp, token: &str, target: Uuid, reason: &str) -> Value {
+    app.gql(
+        Some(token),
+        START,
+        json!({ "id": target, "reason": reason }),
+    )
+    .await
+}
+
+fn token_of(body: &Value) -> String {
+    body["data"]["startImpersonation"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no impersonation token: {body}"))
+        .to_owned()
+}
+
+async fn works(app: &TestApp, token: &str) -> bool {
+    app.gql(Some(token), VIEWER, json!({})).await["data"]["viewer"].is_object()
+}
+
+#[tokio::test]
+async fn who_may_impersonate_whom() {
+    let app = spawn_app().await;
+    use Role::*;
+    let matrix = [
+        (User, User, false),
+        (User, Admin, false),
+        (User, Owner, false),
+        (Admin, User, true),
+        (Admin, Admin, false),
+        (Admin, Owner, false),
+        (Owner, User, true),
+        (Owner, Admin, true),
+        (Owner, Owner, false),
+    ];
+    for (actor_role, target_role, allowed) in matrix {
+        let case = format!("{actor_role:?} impersonating {target_role:?}");
+        let actor = app.create_user(actor_role).await;
+        let target = app.create_user(target_role).await;
+        let token = app.sign_in(&actor).await;
+        let body = start(&app, &token, target.id, "support ticket 1").await;
+        let last = app.events_of_type("impersonation.started").await.pop();
+        if allowed {
+            let payload = &body["data"]["startImpersonation"];
+            assert_eq!(
+                payload["session"]["userId"],
+                target.id.to_string(),
+                "{case}: {body}"
+            );
+            assert_eq!(
+                payload["session"]["impersonator"]["id"],
+                actor.id.to_string(),
+                "{case}"
+            );
+            let event = last.expect("audited");
+            assert_eq!(
+                (event.status, event.actor_id, event.user_id),
+                (AuditStatus::Success, Some(actor.id), Some(target.id)),
+                "{case}"
+            );
+            assert_eq!(event.metadata["reason"], "support ticket 1");
+        } else {
+            assert_error_code(&body, "FORBIDDEN", &case);
+            let event = last.expect("the refusal is audited");
+            assert_eq!(
+                (event.status, event.actor_id, event.user_id),
+                (AuditStatus::Failed, Some(actor.id), Some(target.id)),
+                "{case}"
+            );
+        }
+        // Nobody impersonates themselves.
+        let body = start(&app, &token, actor.id, "curious").await;
+        assert_error_code(&body, "FORBIDDEN", &format!("{actor_role:?} as self"));
+    }
+    assert_eq!(
+        app.sessions()
+            .await
+            .iter()
+            .filter(|s| s.impersonator_id.is_some())
+            .count(),
+        3,
+        "only the allowed cases opened a session"
+    );
+}
+
+#[tokio::test]
+async fn a_reason_is_required_and_bounded_and_unknown_users_are_not_found() {
+    let app = spawn_app().await;
+    let admin = app.create_user(Role::Admin).await;
+    let alice = app.create_user(Role::User).await;
+    let token = app.sign_in(&admin).await;
+    for (reason, why) in [
+        (String::new(), "empty"),
+        ("   ".to_owned(), "blank"),
+        ("x".repeat(501), "too long"),
+    ] {
+        let body = start(&app, &token, alice.id, &reason).await;
+        assert_error_code(&body, "BAD_USER_INPUT", why);
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("1 to 500"),
+            "{why}: {body}"
+        );
+    }
+    let body = app
+        .gql(
+            Some(&token),
+            "mutation($id: UUID!) { startImpersonation(userId: $id) { token } }",
+            json!({ "id": alice.id }),
+        )
+        .await;
+    assert_error_code(&body, "BAD_USER_INPUT", "missing reason");
+    let body = start(&app, &token, Uuid::new_v4(), "ticket").await;
+    assert_error_code(&body, "NOT_FOUND", "unknown user");
+    assert!(
+        app.sessions()
+            .await
+            .iter()
+            .all(|s| s.impersonator_id.is_none()),
+        "nothing was opened"
+    );
+    let body = start(&app, &token, alice.id, &"é".repeat(500)).await;
+    assert!(
+        body["data"]["startImpersonation"]["token"].is_string(),
+        "500 characters is fine: {body}"
+    );
+}
+
+#[tokio::test]
+async fn an_impersonation_session_acts_with_the_targets_rights_only() {
+    let app = spawn_app().await;
+    let owner = app.create_user(Role::Owner).await;
+    let target_admin = app.create_user(Role::Admin).await;
+    let bob = app.create_user(Role::User).await;
+    let owner_token = app.sign_in(&owner).await;
+    let bobs = app.sign_in_as(&bob, "bob").await;
+    let token = token_of(
+        &start(
+            &app,
+            &owner_token,
+            target_admin.id,
+            "check the admin console",
+        )
+        .await,
+    );
+
+    let viewer = app.gql(Some(&token), VIEWER, json!({})).await;
+    assert_eq!(
+        viewer["data"]["viewer"]["user"]["id"],
+        target_admin.id.to_string(),
+        "{viewer}"
+    );
+    assert_eq!(
+        viewer["data"]["viewer"]["impersonator"]["id"],
+        owner.id.to_string()
+    );
+
+    // The target is an admin, but the impersonation carries no admin rights.
+    let body = app.gql(Some(&token), LIST, json!({ "user": bob.id })).await;
+    assert_error_code(&body, "FORBIDDEN", "listing another user's sessions");
+    let body = app
+        .gql(
+            Some(&token),
+            "mutation($id: UUID!) { revokeSession(id: $id) { id } }",
+            json!({ "id": bobs.1 }),
+        )
+        .await;
+    assert_error_code(&body, "FORBIDDEN", "revoking another user's session");
+    assert!(works(&app, &bobs.0).await);
+    let body = app
+        .gql(
+            Some(&token),
+            "{ sessionAudit { logs { userId } } }",
+            json!({}),
+        )
+        .await;
+    let logs = body["data"]["sessionAudit"]["logs"].as_array().unwrap();
+    assert!(
+        logs.iter()
+            .all(|e| e["userId"] == target_admin.id.to_string()),
+        "only the target's events: {body}"
+    );
+    let body = app
+        .gql(
+            Some(&token),
+            "query($u: UUID) { sessionAudit(filter: { userId: $u }) { logs { id } } }",
+            json!({ "u": bob.id }),
+        )
+        .await;
+    assert_error_code(&body, "FORBIDDEN", "reading another user's audit");
+    let body = app
+        .gql(Some(&token), "{ auditChain { intact } }", json!({}))
+        .await;
+    assert_error_code(
+        &body,
+        "FORBIDDEN",
+        "owner-only chain check through an owner's impersonation",
+    );
+
+    // No nesting, no account-wide actions.
+    let body = start(&app, &token, bob.id, "nested").await;
+    assert_error_code(&body, "FORBIDDEN", "nested impersonation");
+    assert_eq!(
+        app.events_of_type("impersonation.started")
+            .await
+            .last()
+            .unwrap()
+            .status,
+        AuditStatus::Failed
+    );
+    let body = app
+        .gql(Some(&token), "mutation { revokeSessions }", json!({}))
+        .await;
+    assert_error_code(&body, "FORBIDDEN", "revoke all sessions");
+    let body = app
+        .gql(
+            Some(&token),
+            "mutation($e: String!, $p: String!) { signIn(email: $e, password: $p) { token } }",
+            json!({ "e": bob.email, "p": bob.password }),
+        )
+        .await;
+    assert_error_code(
+        &body,
+        "FORBIDDEN",
+        "signing in from an impersonation session",
+    );
+    assert!(
+        works(&app, &token).await,
+        "refusals do not end the impersonation"
+    );
+}
+
+#[tokio::test]
+async fn actions_taken_while_impersonating_are_attributed_to_the_admin() {
+    let app = spawn_app().await;
+    let admin = app.create_user(Role::Admin).await;
+    let alice = app.create_user(Role::User).await;
+    let admin_token = app.sign_in(&admin).await;
+    let (_, alice_phone) = app.sign_in_as(&alice, "phone").await;
+    let token = token_of(&start(&app, &admin_token, alice.id, "ticket 7").await);
+
+    let body = app
+        .gql(
+            Some(&token),
+            "mutation($id: UUID!) { revokeSession(id: $id) { isActive } }",
+            json!({ "id": alice_phone }),
+        )
+        .await;
+    assert_eq!(body["data"]["revokeSession"]["isActive"], false, "{body}");
+    let event = app.events_of_type("session.revoked").await.pop().unwrap();
+    assert_eq!(event.actor_id, Some(admin.id), "actor: the impersonator");
+    assert_eq!(event.user_id, Some(alice.id), "subject: the target");
+    assert_eq!(event.metadata["impersonatedBy"], admin.id.to_string());
+    assert_eq!(event.metadata["revokedBy"], admin.id.to_string());
+    let row = session::Entity::find_by_id(alice_phone)
+        .one(app.db())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.revoked_by, Some(admin.id));
+
+    let body = app
+        .gql(
+            Some(&token),
+            "{ sessions(userId: \"00000000-0000-0000-0000-000000000000\") { count } }",
+            json!({}),
+        )
+        .await;
+    assert_error_code(&body, "FORBIDDEN", "probe from impersonation");
+    let denied = app.events_of_type("access.denied").await.pop().unwrap();
+    assert_eq!(denied.actor_id, Some(admin.id));
+    assert_eq!(denied.metadata["impersonatedBy"], admin.id.to_string());
+}
+
+#[tokio::test]
+async fn the_target_sees_the_impersonation_in_their_sessions_and_audit() {
+    let app = spawn_app().await;
+    let admin = app.create_user(Role::Admin).await;
+    let alice = app.create_user(Role::User).await;
+    let admin_token = app.sign_in(&admin).await;
+    let alice_token = app.sign_in(&alice).await;
+    let started = start(&app, &admin_token, alice.id, "  password reset help  ").await;
+    let imp_session = started["data"]["startImpersonation"]["session"]["id"].clone();
+    assert_eq!(
+        started["data"]["startImpersonation"]["session"]["impersonationReason"],
+        "password reset help",
+        "trimmed"
+    );
+
+    let body = app.gql(Some(&alice_token), LIST, json!({})).await;
+    let listed = body["data"]["sessions"]["sessions"].as_array().unwrap();
+    let entry = listed
+        .iter()
+        .find(|s| s["id"] == imp_session)
+        .expect("listed in the target's own inventory");
+    assert_eq!(entry["impersonator"]["id"], admin.id.to_string());
+    assert_eq!(entry["impersonationReason"], "password reset help");
+
+    let body = app.gql(Some(&alice_token), "{ sessionAudit(filter: { eventType: \"impersonation.started\" }) { logs { actorId userId metadata } } }", json!({})).await;
+    let logs = body["data"]["sessionAudit"]["logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 1, "{body}");
+    assert_eq!(logs[0]["actorId"], admin.id.to_string());
+    assert_eq!(logs[0]["metadata"]["reason"], "password reset help");
+
+    // The target may end it like any of their sessions.
+    let body = app
+        .gql(
+            Some(&alice_token),
+            "mutation($id: UUID!) { revokeSession(id: $id) { isActive } }",
+            json!({ "id": imp_session }),
+        )
+        .await;
+    assert_eq!(body["data"]["revokeSession"]["isActive"], false, "{body}");
+}
+
+#[tokio::test]
+async fn stop_impersonation_ends_it_and_leaves_the_admin_signed_in() {
+    let app = spawn_app().await;
+    let admin = app.create_user(Role::Admin).await;
+    let alice = app.create_user(Role::User).await;
+    let admin_token = app.sign_in(&admin).await;
+    let token = token_of(&start(&app, &admin_token, alice.id, "ticket").await);
+
+    let body = app.gql(Some(&admin_token), STOP, json!({})).await;
+    assert_error_code(&body, "BAD_USER_INPUT", "stop from an ordinary session");
+    let body = app.gql(Some(&token), STOP, json!({})).await;
+    assert_eq!(body["data"]["stopImpersonation"], true, "{body}");
+    assert!(
+        !works(&app, &token).await,
+        "the impersonation token is dead"
+    );
+    assert!(
+        works(&app, &admin_token).await,
+        "the admin's session is untouched"
+    );
+    let stopped = app.events_of_type("impersonation.stopped").await;
+    assert_eq!(stopped.len(), 1);
+    assert_eq!(
+        (stopped[0].actor_id, stopped[0].user_id),
+        (Some(admin.id), Some(alice.id))
+    );
+    let revoked = app.events_of_type("session.revoked").await.pop().unwrap();
+    assert_eq!(revoked.metadata["reason"], "impersonation_stopped");
+    let body = app.gql(Some(&token), STOP, json!({})).await;
+    assert_error_code(&body, "UNAUTHENTICATED", "stopping twice");
+}
+
+#[tokio::test]
+async fn it_expires_after_impersonation_ttl() {
+    let app = spawn_app_with(|c| c.impersonation_ttl = std::time::Duration::from_secs(1)).await;
+    let admin = app.create_user(Role::Admin).await;
+    let alice = app.create_user(Role::User).await;
+    let admin_token = app.sign_in(&admin).await;
+    let body = start(&app, &admin_token, alice.id, "ticket").await;
+    let token = token_of(&body);
+    assert!(works(&app, &token).await);
+    tokio::time::sleep(std::time::Duration::from_millis(1_300)).await;
+    assert!(!works(&app, &token).await, "dead after IMPERSONATION_TTL");
+    assert!(works(&app, &admin_token).await);
+}
+
+#[tokio::test]
+async fn it_never_outlives_the_admins_session() {
+    let app = spawn_app_with(|c| c.session_ttl = std::time::Duration::from_secs(60)).await;
+    let admin = app.create_user(Role::Admin).await;
+    let alice = app.create_user(Role::User).await;
+    let admin_token = app.sign_in(&admin).await;
+    let body = start(&app, &admin_token, alice.id, "ticket").await;
+    let admin_session = app
+        .gql(
+            Some(&admin_token),
+            "{ viewer { session { expires } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["startImpersonation"]["session"]["expires"],
+        admin_session["data"]["viewer"]["session"]["expires"],
+        "capped at the admin's expiry (60s < the 1h IMPERSONATION_TTL)"
+    );
+}
+
+#[tokio::test]
+async fn ending_the_admins_session_ends_the_impersonation() {
+    let app = spawn_app().await;
+    let admin = app.create_user(Role::Admin).await;
+    let alice = app.create_user(Role::User).await;
+    let alice_token = app.sign_in(&alice).await;
+    let admin_token = app.sign_in(&admin).await;
+    let body = start(&app, &admin_token, alice.id, "ticket").await;
+    let token = token_of(&body);
+    let imp_id = body["data"]["startImpersonation"]["session"]["id"].clone();
+
+    let out = app
+        .gql(Some(&admin_token), "mutation { signOut }", json!({}))
+        .await;
+    assert_eq!(out["data"]["signOut"], true);
+    assert!(
+        !works(&app, &token).await,
+        "the impersonation ends with the admin's session"
+    );
+    let body = app
+        .gql(Some(&alice_token), LIST, json!({ "all": true }))
+        .await;
+    let entry = body["data"]["sessions"]["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == imp_id)
+        .unwrap()
+        .clone();
+    assert_eq!(entry["isActive"], false, "listed as ended too: {entry}");
+    let reasons: Vec<_> = app
+        .events_of_type("session.revoked")
+        .await
+        .iter()
+        .map(|e| e.metadata["reason"].clone())
+        .collect();
+    assert!(
+        reasons.contains(&json!("impersonator_session_ended")),
+        "{reasons:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_admin_who_loses_the_role_loses_the_impersonation() {
+    let app = spawn_app().await;
+    let admin = app.create_user(Role::Admin).await;
+    let alice = app.create_user(Role::User).await;
+    let admin_token = app.sign_in(&admin).await;
+    let token = token_of(&start(&app, &admin_token, alice.id, "ticket").await);
+    assert!(works(&app, &token).await);
+
+    let row = user::Entity::find_by_id(admin.id)
+        .one(app.db())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut row: user::ActiveModel = row.into();
+    row.role = Set(Role::User);
+    row.update(app.db()).await.unwrap();
+    assert!(
+        !works(&app, &token).await,
+        "demoted: the impersonation is refused on the next request"
+    );
+    assert!(
+        works(&app, &admin_token).await,
+        "their own session is theirs to keep"
+    );
+}
