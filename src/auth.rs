@@ -180,10 +180,35 @@ pub struct Caller {
     pub session: session::Model,
 }
 
+/// Who did something, for the audit log: the account acting and, when it
+/// acts through impersonation, the admin behind it (who is then the actor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actor {
+    pub id: Uuid,
+    pub impersonated_by: Option<Uuid>,
+}
+
+impl Actor {
+    /// A user acting as themselves.
+    pub fn user(id: Uuid) -> Self {
+        Self {
+            id,
+            impersonated_by: None,
+        }
+    }
+}
+
 impl Caller {
     /// Who is really acting: the impersonator when there is one.
     pub fn actor_id(&self) -> Uuid {
         self.session.impersonator_id.unwrap_or(self.user.id)
+    }
+
+    pub fn actor(&self) -> Actor {
+        Actor {
+            id: self.actor_id(),
+            impersonated_by: self.session.impersonator_id,
+        }
     }
 
     pub fn is_impersonation(&self) -> bool {

@@ -105,6 +105,23 @@ pub struct ServeArgs {
     /// Create the demo users (if missing) at start-up and print their credentials.
     #[arg(long, global = true)]
     pub demo: bool,
+    /// A session unused for this long ends.
+    #[arg(long, env = "SESSION_IDLE_TIMEOUT", default_value = "7d", value_parser = parse_duration, global = true)]
+    pub session_idle_timeout: Duration,
+    /// Last activity is written at most this often (must be shorter than the idle timeout).
+    #[arg(long, env = "ACTIVITY_WRITE_INTERVAL", default_value = "60s", value_parser = parse_duration, global = true)]
+    pub activity_write_interval: Duration,
+    /// Most active sessions a user may hold; signing in beyond it ends the oldest (0: no cap).
+    #[arg(
+        long,
+        env = "MAX_SESSIONS_PER_USER",
+        default_value_t = 0,
+        global = true
+    )]
+    pub max_sessions_per_user: u32,
+    /// Ended sessions are deleted this long after they ended.
+    #[arg(long, env = "SESSION_RETENTION", default_value = "30d", value_parser = parse_duration, global = true)]
+    pub session_retention: Duration,
     /// Longest life of a session opened by impersonation.
     #[arg(long, env = "IMPERSONATION_TTL", default_value = "1h", value_parser = parse_duration, global = true)]
     pub impersonation_ttl: Duration,
@@ -123,6 +140,10 @@ impl Default for ServeArgs {
             session_ttl: Duration::from_secs(30 * 86_400),
             audit_retention: Duration::from_secs(365 * 86_400),
             impersonation_ttl: Duration::from_secs(3_600),
+            session_idle_timeout: Duration::from_secs(7 * 86_400),
+            activity_write_interval: Duration::from_secs(60),
+            max_sessions_per_user: 0,
+            session_retention: Duration::from_secs(30 * 86_400),
             demo: false,
             max_body_bytes: 1024 * 1024,
         }
@@ -137,6 +158,10 @@ pub struct Config {
     pub session_ttl: Duration,
     pub audit_retention: Duration,
     pub impersonation_ttl: Duration,
+    pub session_idle_timeout: Duration,
+    pub activity_write_interval: Duration,
+    pub max_sessions_per_user: u32,
+    pub session_retention: Duration,
     pub max_body_bytes: usize,
 }
 
@@ -148,6 +173,10 @@ impl Config {
             session_ttl: serve.session_ttl,
             audit_retention: serve.audit_retention,
             impersonation_ttl: serve.impersonation_ttl,
+            session_idle_timeout: serve.session_idle_timeout,
+            activity_write_interval: serve.activity_write_interval,
+            max_sessions_per_user: serve.max_sessions_per_user,
+            session_retention: serve.session_retention,
             max_body_bytes: serve.max_body_bytes,
         };
         config.validate()?;
@@ -163,8 +192,17 @@ impl Config {
             session_ttl: serve.session_ttl,
             audit_retention: serve.audit_retention,
             impersonation_ttl: serve.impersonation_ttl,
+            session_idle_timeout: serve.session_idle_timeout,
+            activity_write_interval: serve.activity_write_interval,
+            max_sessions_per_user: serve.max_sessions_per_user,
+            session_retention: serve.session_retention,
             max_body_bytes: serve.max_body_bytes,
         }
+    }
+
+    /// Durations as chrono needs them (validated bounds make this exact).
+    pub fn chrono(duration: Duration) -> chrono::Duration {
+        chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -180,6 +218,21 @@ impl Config {
             self.impersonation_ttl >= Duration::from_secs(1)
                 && self.impersonation_ttl <= Duration::from_secs(86_400),
             "IMPERSONATION_TTL must be between 1s and 1d"
+        );
+        anyhow::ensure!(
+            self.session_idle_timeout >= Duration::from_secs(1),
+            "SESSION_IDLE_TIMEOUT must be at least 1s"
+        );
+        anyhow::ensure!(
+            self.activity_write_interval < self.session_idle_timeout,
+            "ACTIVITY_WRITE_INTERVAL ({:?}) must be shorter than SESSION_IDLE_TIMEOUT ({:?}), \
+             or sessions in use would expire as idle",
+            self.activity_write_interval,
+            self.session_idle_timeout
+        );
+        anyhow::ensure!(
+            self.session_retention >= Duration::from_secs(1),
+            "SESSION_RETENTION must be at least 1s"
         );
         anyhow::ensure!(
             self.audit_retention >= Duration::from_secs(60),

@@ -23,6 +23,7 @@ use crate::{
     error::{AppError, AppResult},
     graphiql,
     graphql::{self, AppSchema},
+    metrics::Metrics,
     service,
 };
 
@@ -32,6 +33,7 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub config: Arc<Config>,
     pub hasher: PasswordHasherPool,
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -43,6 +45,7 @@ impl AppState {
             db,
             config: Arc::new(config),
             hasher: PasswordHasherPool::new()?,
+            metrics: Arc::new(Metrics::default()),
         })
     }
 }
@@ -117,6 +120,7 @@ pub fn router(state: AppState) -> Router {
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/graphiql/{file}", get(graphiql::asset))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .layer(RequestBodyLimitLayer::new(max_body))
         .layer(TraceLayer::new_for_http())
         .with_state(http)
@@ -134,6 +138,17 @@ async fn healthz(State(http): State<HttpState>) -> Response {
                 .into_response()
         }
     }
+}
+
+async fn metrics(State(http): State<HttpState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        http.app.metrics.render(),
+    )
+        .into_response()
 }
 
 /// `GET /graphql`: GraphiQL for a browser; a query for any other client.
@@ -189,6 +204,7 @@ async fn execute(
             return respond(headers, async_graphql::Response::from_errors(vec![error]));
         }
     };
+    Metrics::inc(&http.app.metrics.graphql_requests);
     let request = graphql::request_data(request.into_inner(), &http.app, caller, meta);
     let mut response = http.schema.execute(request).await;
     code_uncoded_errors(&mut response);
@@ -214,7 +230,7 @@ async fn resolve_caller(app: &AppState, headers: &HeaderMap) -> AppResult<Option
         return Ok(None);
     };
     let token = auth::bearer_token(value.as_bytes())?;
-    service::session::authenticate(&app.db, token)
+    service::session::authenticate(&app.db, &app.config, token)
         .await
         .map(Some)
 }

@@ -20,8 +20,15 @@ pub struct Model {
     pub ip_address: Option<String>,
     pub user_agent: Option<String>,
     pub created_at: DateTimeUtc,
+    /// Last use, written at most once per `ACTIVITY_WRITE_INTERVAL`.
     pub last_active_at: DateTimeUtc,
+    /// When the session ends unless used again: the earlier of
+    /// `absolute_expires_at` and the last activity plus the idle timeout.
+    /// It slides forward with activity; every "is it active" check compares
+    /// this one column.
     pub expires_at: DateTimeUtc,
+    /// When the session ends whatever happens (`SESSION_TTL` after sign-in).
+    pub absolute_expires_at: DateTimeUtc,
     pub revoked_at: Option<DateTimeUtc>,
     pub revoked_by: Option<Uuid>,
     pub revoke_reason: Option<String>,

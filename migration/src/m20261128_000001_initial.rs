@@ -29,11 +29,13 @@ enum Sessions {
     UserId,
     ImpersonatorId,
     ImpersonationReason,
+    ImpersonatorSessionId,
     IpAddress,
     UserAgent,
     CreatedAt,
     LastActiveAt,
     ExpiresAt,
+    AbsoluteExpiresAt,
     RevokedAt,
     RevokedBy,
     RevokeReason,
@@ -124,11 +126,13 @@ impl MigrationTrait for Migration {
                     .col(uuid_col(Sessions::UserId))
                     .col(uuid_null(Sessions::ImpersonatorId))
                     .col(text_null(Sessions::ImpersonationReason, 500))
+                    .col(uuid_null(Sessions::ImpersonatorSessionId))
                     .col(text_null(Sessions::IpAddress, 64))
                     .col(text_null(Sessions::UserAgent, 512))
                     .col(time_col(Sessions::CreatedAt))
                     .col(time_col(Sessions::LastActiveAt))
                     .col(time_col(Sessions::ExpiresAt))
+                    .col(time_col(Sessions::AbsoluteExpiresAt))
                     .col(
                         ColumnDef::new(Sessions::RevokedAt)
                             .timestamp_with_time_zone()
@@ -171,11 +175,26 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        // Retention clean-up of ended sessions.
+        // Ending an admin's session finds the impersonations it opened.
+        manager
+            .create_index(
+                index("ix_sessions_impersonator_session", Sessions::Table)
+                    .col(Sessions::ImpersonatorSessionId)
+                    .to_owned(),
+            )
+            .await?;
+        // Retention clean-up of ended sessions: expired, and revoked.
         manager
             .create_index(
                 index("ix_sessions_expires", Sessions::Table)
                     .col(Sessions::ExpiresAt)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                index("ix_sessions_revoked", Sessions::Table)
+                    .col(Sessions::RevokedAt)
                     .to_owned(),
             )
             .await?;

@@ -23,6 +23,7 @@ pub struct QueryRoot(session::SessionQuery, audit::AuditQuery);
 pub struct MutationRoot(
     session::SessionMutation,
     impersonation::ImpersonationMutation,
+    user::UserMutation,
 );
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;

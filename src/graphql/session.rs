@@ -16,6 +16,7 @@ use super::{
 use crate::{
     auth::{self, Caller},
     error::AppError,
+    metrics::Metrics,
     service::{access::Action, device, session as sessions},
     startup::AppState,
 };
@@ -253,8 +254,13 @@ impl SessionMutation {
             password,
             &request_meta(ctx),
         )
-        .await
-        .map_err(AppError::extend)?;
+        .await;
+        let counter = match &opened {
+            Ok(_) => &app.metrics.sign_ins_succeeded,
+            Err(_) => &app.metrics.sign_ins_failed,
+        };
+        Metrics::inc(counter);
+        let opened = opened.map_err(AppError::extend)?;
         Ok(AuthPayload {
             token: opened.token,
             session: opened.session.into(),

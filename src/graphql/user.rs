@@ -2,13 +2,18 @@
 
 use std::collections::HashMap;
 
-use async_graphql::{Enum, SimpleObject, dataloader::Loader};
+use async_graphql::{Context, Enum, Object, Result, SimpleObject, dataloader::Loader};
 use chrono::{DateTime, Utc};
 use entity::user;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
-use crate::error::AppError;
+use super::{
+    caller,
+    guards::{NotImpersonating, SignedIn},
+    request_meta, state,
+};
+use crate::{error::AppError, service::user as users};
 
 /// What an account may do.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -78,5 +83,39 @@ impl Loader<Uuid> for UserLoader {
             .await
             .map_err(|e| AppError::from(e).extend())?;
         Ok(users.into_iter().map(|u| (u.id, User::from(u))).collect())
+    }
+}
+
+#[derive(Default)]
+pub struct UserMutation;
+
+#[Object]
+impl UserMutation {
+    /// Changes the caller's password. The current password must be right
+    /// and the new one follow the password rules (12 to 256 characters).
+    /// Ends the caller's other sessions unless `revokeOtherSessions` is
+    /// false. Not allowed from an impersonation session.
+    #[graphql(guard = "SignedIn.and(NotImpersonating)")]
+    async fn change_password(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(secret)] current_password: String,
+        #[graphql(secret)] new_password: String,
+        #[graphql(default = true)] revoke_other_sessions: bool,
+    ) -> Result<bool> {
+        let app = state(ctx)?;
+        let caller = caller(ctx)?;
+        users::change_password(
+            &app.db,
+            &app.hasher,
+            caller,
+            &request_meta(ctx),
+            current_password,
+            new_password,
+            revoke_other_sessions,
+        )
+        .await
+        .map_err(AppError::extend)?;
+        Ok(true)
     }
 }

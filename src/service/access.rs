@@ -209,6 +209,7 @@ mod tests {
                 created_at: now,
                 last_active_at: now,
                 expires_at: now,
+                absolute_expires_at: now,
                 revoked_at: None,
                 revoked_by: None,
                 revoke_reason: None,

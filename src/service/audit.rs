@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::{
-    auth::{Caller, RequestMeta},
+    auth::{Actor, Caller, RequestMeta},
     db,
     error::{AppError, AppResult},
 };
@@ -32,6 +32,7 @@ pub mod events {
     pub const IMPERSONATION_STARTED: &str = "impersonation.started";
     pub const IMPERSONATION_STOPPED: &str = "impersonation.stopped";
     pub const USER_CREATED: &str = "user.created";
+    pub const PASSWORD_CHANGED: &str = "password.changed";
 }
 
 /// An event about to be appended.
@@ -80,9 +81,13 @@ impl NewEvent {
 
     /// Done by `caller`: the actor is the impersonator when there is one,
     /// and the metadata says so.
-    pub fn by(mut self, caller: &Caller) -> Self {
-        self.actor_id = Some(caller.actor_id());
-        if let Some(admin) = caller.session.impersonator_id {
+    pub fn by(self, caller: &Caller) -> Self {
+        self.by_actor(caller.actor())
+    }
+
+    pub fn by_actor(mut self, actor: Actor) -> Self {
+        self.actor_id = Some(actor.id);
+        if let Some(admin) = actor.impersonated_by {
             self = self.meta("impersonatedBy", admin.to_string());
         }
         self

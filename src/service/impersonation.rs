@@ -44,8 +44,12 @@ pub async fn start(
 ) -> AppResult<OpenedSession> {
     let token = auth::generate_token()?;
     let now = db::now();
-    let ttl = chrono::Duration::from_std(config.impersonation_ttl).map_err(AppError::internal)?;
-    let expires_at = (now + ttl).min(caller.session.expires_at);
+    // Never longer than the admin's own session, idle expiry included.
+    let absolute_expires_at =
+        (now + Config::chrono(config.impersonation_ttl)).min(caller.session.absolute_expires_at);
+    let expires_at = absolute_expires_at
+        .min(now + Config::chrono(config.session_idle_timeout))
+        .min(caller.session.expires_at);
     let session = session::Model {
         id: Uuid::new_v4(),
         token_hash: token.hash,
@@ -59,6 +63,7 @@ pub async fn start(
         created_at: now,
         last_active_at: now,
         expires_at,
+        absolute_expires_at,
         revoked_at: None,
         revoked_by: None,
         revoke_reason: None,
@@ -110,7 +115,7 @@ pub async fn stop(db: &DatabaseConnection, caller: &Caller, meta: &RequestMeta) 
         &txn,
         &caller.session,
         &caller.user,
-        caller,
+        caller.actor(),
         meta,
         reasons::IMPERSONATION_STOPPED,
     )

@@ -4,12 +4,12 @@ use chrono::Utc;
 use entity::{session, user};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    sea_query::Expr,
+    QuerySelect, sea_query::Expr,
 };
 use uuid::Uuid;
 
 use crate::{
-    auth::{self, Caller, MAX_PASSWORD_LEN, PasswordHasherPool, RequestMeta},
+    auth::{self, Actor, Caller, MAX_PASSWORD_LEN, PasswordHasherPool, RequestMeta},
     config::Config,
     db,
     error::{AppError, AppResult, BAD_TOKEN},
@@ -32,6 +32,10 @@ pub mod reasons {
     pub const BULK: &str = "bulk";
     /// `stopImpersonation`.
     pub const IMPERSONATION_STOPPED: &str = "impersonation_stopped";
+    /// Signing in beyond `MAX_SESSIONS_PER_USER` ended the oldest.
+    pub const SESSION_LIMIT: &str = "session_limit";
+    /// `changePassword` ended the other sessions.
+    pub const PASSWORD_CHANGED: &str = "password_changed";
     /// The admin's session that opened an impersonation ended.
     pub const IMPERSONATOR_SESSION_ENDED: &str = "impersonator_session_ended";
 }
@@ -126,7 +130,7 @@ pub async fn sign_in(
 
     let token = auth::generate_token()?;
     let now = db::now();
-    let ttl = chrono::Duration::from_std(config.session_ttl).map_err(AppError::internal)?;
+    let absolute = now + Config::chrono(config.session_ttl);
     let session = session::Model {
         id: Uuid::new_v4(),
         token_hash: token.hash,
@@ -139,12 +143,16 @@ pub async fn sign_in(
         user_agent: meta.user_agent.clone(),
         created_at: now,
         last_active_at: now,
-        expires_at: now + ttl,
+        expires_at: absolute.min(now + Config::chrono(config.session_idle_timeout)),
+        absolute_expires_at: absolute,
         revoked_at: None,
         revoked_by: None,
         revoke_reason: None,
     };
     let txn = db::begin_write(db).await?;
+    if config.max_sessions_per_user > 0 {
+        enforce_session_cap(&txn, config.max_sessions_per_user, &user, meta).await?;
+    }
     session::Entity::insert(session::ActiveModel::from(session.clone()))
         .exec_without_returning(&txn)
         .await?;
@@ -167,10 +175,49 @@ pub async fn sign_in(
     })
 }
 
+/// Makes room for one more session under `MAX_SESSIONS_PER_USER`: ends the
+/// user's oldest active sessions (their own, not impersonations of them),
+/// each audited with reason `session_limit`.
+async fn enforce_session_cap(
+    conn: &impl ConnectionTrait,
+    cap: u32,
+    user: &user::Model,
+    meta: &RequestMeta,
+) -> AppResult<()> {
+    let mut own: Vec<session::Model> = sessions_of(conn, user.id, false)
+        .await?
+        .into_iter()
+        .filter(|s| s.impersonator_id.is_none())
+        .collect();
+    let keep = cap as usize - 1;
+    if own.len() <= keep {
+        return Ok(());
+    }
+    // `sessions_of` lists newest first: the oldest are at the end.
+    for oldest in own.split_off(keep) {
+        end_session(
+            conn,
+            &oldest,
+            user,
+            Actor::user(user.id),
+            meta,
+            reasons::SESSION_LIMIT,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// The token check on every authenticated request: one read on the unique
-/// token-hash index, joined with the user. Revoked and expired sessions are
-/// refused here, so a revoked token fails on the very next request.
-pub async fn authenticate(conn: &impl ConnectionTrait, token: &str) -> AppResult<Caller> {
+/// token-hash index, joined with the user. Revoked and expired (or idle)
+/// sessions are refused here, so a revoked token fails on the very next
+/// request. Last activity is written at most once per
+/// `ACTIVITY_WRITE_INTERVAL`, sliding the idle expiry forward.
+pub async fn authenticate(
+    conn: &impl ConnectionTrait,
+    config: &Config,
+    token: &str,
+) -> AppResult<Caller> {
     let found = session::Entity::find()
         .filter(session::Column::TokenHash.eq(auth::hash_token(token)))
         .find_also_related(user::Entity)
@@ -186,7 +233,33 @@ pub async fn authenticate(conn: &impl ConnectionTrait, token: &str) -> AppResult
     if session.impersonator_id.is_some() {
         check_impersonation_still_valid(conn, &session, &user, now).await?;
     }
+    let session = touch(conn, config, session).await?;
     Ok(Caller { user, session })
+}
+
+/// Records activity when the stored one is older than the write interval.
+async fn touch(
+    conn: &impl ConnectionTrait,
+    config: &Config,
+    mut session: session::Model,
+) -> AppResult<session::Model> {
+    let now = db::now();
+    if now - session.last_active_at < Config::chrono(config.activity_write_interval) {
+        return Ok(session);
+    }
+    let expires_at = session
+        .absolute_expires_at
+        .min(now + Config::chrono(config.session_idle_timeout));
+    session::Entity::update_many()
+        .col_expr(session::Column::LastActiveAt, Expr::value(now))
+        .col_expr(session::Column::ExpiresAt, Expr::value(expires_at))
+        .filter(session::Column::Id.eq(session.id))
+        .filter(session::Column::RevokedAt.is_null())
+        .exec(conn)
+        .await?;
+    session.last_active_at = now;
+    session.expires_at = expires_at;
+    Ok(session)
 }
 
 /// An impersonation session lives only while the admin's own session does
@@ -222,11 +295,11 @@ pub async fn end_session(
     conn: &impl ConnectionTrait,
     target: &session::Model,
     owner: &user::Model,
-    caller: &Caller,
+    actor: Actor,
     meta: &RequestMeta,
     reason: &str,
 ) -> AppResult<Option<session::Model>> {
-    let Some(ended) = end_one(conn, target, owner, caller, meta, reason).await? else {
+    let Some(ended) = end_one(conn, target, owner, actor, meta, reason).await? else {
         return Ok(None);
     };
     let children = session::Entity::find()
@@ -242,7 +315,7 @@ pub async fn end_session(
                 conn,
                 &child,
                 &child_owner,
-                caller,
+                actor,
                 meta,
                 reasons::IMPERSONATOR_SESSION_ENDED,
             )
@@ -256,12 +329,12 @@ async fn end_one(
     conn: &impl ConnectionTrait,
     target: &session::Model,
     owner: &user::Model,
-    caller: &Caller,
+    actor: Actor,
     meta: &RequestMeta,
     reason: &str,
 ) -> AppResult<Option<session::Model>> {
     let now = db::now();
-    let revoked_by = caller.actor_id();
+    let revoked_by = actor.id;
     // Conditional, so two concurrent revocations end it (and audit it) once.
     let updated = session::Entity::update_many()
         .col_expr(session::Column::RevokedAt, Expr::value(now))
@@ -285,7 +358,7 @@ async fn end_one(
             ),
         )
         .from_request(meta)
-        .by(caller)
+        .by_actor(actor)
         .subject(owner.id)
         .session(target.id)
         .meta("sessionId", target.id.to_string())
@@ -315,7 +388,7 @@ pub async fn sign_out(
         &txn,
         &caller.session,
         &caller.user,
-        caller,
+        caller.actor(),
         meta,
         reasons::SIGN_OUT,
     )
@@ -398,7 +471,7 @@ pub async fn revoke(
     owner: &user::Model,
 ) -> AppResult<session::Model> {
     let txn = db::begin_write(db).await?;
-    let ended = end_session(&txn, &target, owner, caller, meta, reasons::REVOKE).await?;
+    let ended = end_session(&txn, &target, owner, caller.actor(), meta, reasons::REVOKE).await?;
     txn.commit().await?;
     match ended {
         Some(ended) => Ok(ended),
@@ -426,7 +499,7 @@ pub async fn revoke_all(
         if except_current && target.id == caller.session.id {
             continue;
         }
-        if end_session(&txn, &target, owner, caller, meta, reasons::BULK)
+        if end_session(&txn, &target, owner, caller.actor(), meta, reasons::BULK)
             .await?
             .is_some()
         {
@@ -435,6 +508,39 @@ pub async fn revoke_all(
     }
     txn.commit().await?;
     Ok(ended)
+}
+
+/// Deletes sessions that ended (expired, or were revoked) before `cutoff`,
+/// at most `batch` rows per statement so the write lock is never held
+/// long. Their audit events stay. Returns how many were deleted.
+pub async fn delete_ended_before(
+    db: &DatabaseConnection,
+    cutoff: chrono::DateTime<Utc>,
+    batch: u64,
+) -> AppResult<u64> {
+    let mut deleted = 0;
+    for ended in [session::Column::ExpiresAt, session::Column::RevokedAt] {
+        loop {
+            let ids: Vec<Uuid> = session::Entity::find()
+                .select_only()
+                .column(session::Column::Id)
+                .filter(ended.lt(cutoff))
+                .limit(batch)
+                .into_tuple()
+                .all(db)
+                .await?;
+            if ids.is_empty() {
+                break;
+            }
+            deleted += session::Entity::delete_many()
+                .filter(session::Column::Id.is_in(ids))
+                .exec(db)
+                .await?
+                .rows_affected;
+            tokio::task::yield_now().await;
+        }
+    }
+    Ok(deleted)
 }
 
 #[cfg(test)]

@@ -5,11 +5,16 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, Que
 use uuid::Uuid;
 
 use crate::{
-    auth::{PasswordHasherPool, validate_new_password},
+    auth::{Caller, MAX_PASSWORD_LEN, PasswordHasherPool, RequestMeta, validate_new_password},
     db,
     error::{AppError, AppResult},
-    service::audit::{self, NewEvent, events},
+    service::{
+        audit::{self, NewEvent, events},
+        session as sessions,
+    },
 };
+use entity::audit_event::AuditStatus;
+use sea_orm::sea_query::Expr;
 
 pub const MAX_EMAIL_LEN: usize = 320;
 pub const MAX_NAME_LEN: usize = 200;
@@ -107,6 +112,88 @@ pub async fn find_by_email(
         .filter(user::Column::Email.eq(email))
         .one(conn)
         .await?)
+}
+
+/// Changes the caller's password after checking the current one, and ends
+/// their other sessions unless `revoke_others` is false. Returns how many
+/// sessions were ended. A wrong current password is audited (and counts
+/// as a failed credential check for throttling).
+#[tracing::instrument(skip_all, fields(user_id = %caller.user.id))]
+pub async fn change_password(
+    db: &DatabaseConnection,
+    hasher: &PasswordHasherPool,
+    caller: &Caller,
+    meta: &RequestMeta,
+    current: String,
+    new: String,
+    revoke_others: bool,
+) -> AppResult<u64> {
+    validate_new_password("newPassword", &new)?;
+    let event = |status| {
+        NewEvent::new(events::PASSWORD_CHANGED, status, "")
+            .from_request(meta)
+            .by(caller)
+            .subject(caller.user.id)
+            .session(caller.session.id)
+    };
+    let same = current == new;
+    let verified = current.chars().count() <= MAX_PASSWORD_LEN
+        && hasher
+            .verify(current, Some(caller.user.password_hash.clone()))
+            .await?;
+    if !verified {
+        let mut failed = event(AuditStatus::Failed).meta("reason", "wrong_current_password");
+        failed.message = format!(
+            "password change for {} refused: wrong current password",
+            caller.user.email
+        );
+        audit::record_alone(db, failed).await?;
+        return Err(AppError::bad_input(
+            "currentPassword",
+            "the current password is incorrect",
+        ));
+    }
+    if same {
+        return Err(AppError::bad_input(
+            "newPassword",
+            "the new password must differ from the current one",
+        ));
+    }
+    let password_hash = hasher.hash(new).await?;
+
+    let txn = db::begin_write(db).await?;
+    user::Entity::update_many()
+        .col_expr(user::Column::PasswordHash, Expr::value(password_hash))
+        .filter(user::Column::Id.eq(caller.user.id))
+        .exec(&txn)
+        .await?;
+    let mut ended = 0;
+    if revoke_others {
+        for other in sessions::sessions_of(&txn, caller.user.id, false).await? {
+            if other.id == caller.session.id {
+                continue;
+            }
+            let actor = caller.actor();
+            if sessions::end_session(
+                &txn,
+                &other,
+                &caller.user,
+                actor,
+                meta,
+                sessions::reasons::PASSWORD_CHANGED,
+            )
+            .await?
+            .is_some()
+            {
+                ended += 1;
+            }
+        }
+    }
+    let mut done = event(AuditStatus::Success).meta("endedSessions", ended);
+    done.message = format!("{} changed their password", caller.user.email);
+    audit::record(&txn, done).await?;
+    txn.commit().await?;
+    Ok(ended)
 }
 
 /// The demo accounts: an owner, an admin and two users.

@@ -7,5 +7,6 @@ mod cli;
 mod helpers;
 mod http;
 mod impersonation;
+mod policies;
 mod schema;
 mod sessions;
