@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum, builder::BoolishValueParser};
 
 /// Default SQLite database: a file under `./data/`, created if missing.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/session-manager.db?mode=rwc";
@@ -128,6 +128,52 @@ pub struct ServeArgs {
     /// How long audit events are kept before the background task purges them.
     #[arg(long, env = "AUDIT_RETENTION", default_value = "365d", value_parser = parse_duration, global = true)]
     pub audit_retention: Duration,
+    /// Production defaults: GraphiQL, introspection and "did you mean" suggestions off.
+    #[arg(long, env = "PRODUCTION", value_parser = BoolishValueParser::new(), default_value = "false", global = true)]
+    pub production: bool,
+    /// Serve GraphiQL at GET /graphql (default: on unless PRODUCTION).
+    #[arg(long, env = "GRAPHIQL", value_parser = BoolishValueParser::new(), global = true)]
+    pub graphiql: Option<bool>,
+    /// Answer introspection queries (default: on unless PRODUCTION).
+    #[arg(long, env = "INTROSPECTION", value_parser = BoolishValueParser::new(), global = true)]
+    pub introspection: Option<bool>,
+    /// Most operations in one batched request.
+    #[arg(long, env = "MAX_BATCH", default_value_t = 10, global = true)]
+    pub max_batch: usize,
+    /// Most field selections in a request or a whole batch (aliases and __typename count).
+    #[arg(long, env = "MAX_QUERY_FIELDS", default_value_t = 500, global = true)]
+    pub max_query_fields: usize,
+    /// Deepest selection nesting.
+    #[arg(long, env = "MAX_QUERY_DEPTH", default_value_t = 15, global = true)]
+    pub max_query_depth: usize,
+    /// A request running longer is cut off with 408.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
+    pub request_timeout: Duration,
+    /// Browser origins allowed by CORS, comma-separated (default: none).
+    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',', global = true)]
+    pub cors_origins: Vec<String>,
+    /// Failed sign-ins per account within the window before it is throttled.
+    #[arg(
+        long,
+        env = "SIGNIN_MAX_FAILURES_PER_ACCOUNT",
+        default_value_t = 5,
+        global = true
+    )]
+    pub signin_max_failures_per_account: u32,
+    /// Failed sign-ins per client IP within the window before it is throttled.
+    #[arg(
+        long,
+        env = "SIGNIN_MAX_FAILURES_PER_IP",
+        default_value_t = 20,
+        global = true
+    )]
+    pub signin_max_failures_per_ip: u32,
+    /// The sliding window of sign-in throttling.
+    #[arg(long, env = "SIGNIN_FAILURE_WINDOW", default_value = "15m", value_parser = parse_duration, global = true)]
+    pub signin_failure_window: Duration,
+    /// Take the client IP from the last X-Forwarded-For entry (only behind a proxy that sets it).
+    #[arg(long, env = "TRUST_FORWARDED_FOR", value_parser = BoolishValueParser::new(), default_value = "false", global = true)]
+    pub trust_forwarded_for: bool,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
@@ -144,6 +190,18 @@ impl Default for ServeArgs {
             activity_write_interval: Duration::from_secs(60),
             max_sessions_per_user: 0,
             session_retention: Duration::from_secs(30 * 86_400),
+            production: false,
+            graphiql: None,
+            introspection: None,
+            max_batch: 10,
+            max_query_fields: 500,
+            max_query_depth: 15,
+            request_timeout: Duration::from_secs(30),
+            cors_origins: Vec::new(),
+            signin_max_failures_per_account: 5,
+            signin_max_failures_per_ip: 20,
+            signin_failure_window: Duration::from_secs(15 * 60),
+            trust_forwarded_for: false,
             demo: false,
             max_body_bytes: 1024 * 1024,
         }
@@ -162,6 +220,18 @@ pub struct Config {
     pub activity_write_interval: Duration,
     pub max_sessions_per_user: u32,
     pub session_retention: Duration,
+    pub production: bool,
+    pub graphiql: bool,
+    pub introspection: bool,
+    pub max_batch: usize,
+    pub max_query_fields: usize,
+    pub max_query_depth: usize,
+    pub request_timeout: Duration,
+    pub cors_origins: Vec<String>,
+    pub signin_max_failures_per_account: u32,
+    pub signin_max_failures_per_ip: u32,
+    pub signin_failure_window: Duration,
+    pub trust_forwarded_for: bool,
     pub max_body_bytes: usize,
 }
 
@@ -177,6 +247,18 @@ impl Config {
             activity_write_interval: serve.activity_write_interval,
             max_sessions_per_user: serve.max_sessions_per_user,
             session_retention: serve.session_retention,
+            production: serve.production,
+            graphiql: serve.graphiql.unwrap_or(!serve.production),
+            introspection: serve.introspection.unwrap_or(!serve.production),
+            max_batch: serve.max_batch,
+            max_query_fields: serve.max_query_fields,
+            max_query_depth: serve.max_query_depth,
+            request_timeout: serve.request_timeout,
+            cors_origins: serve.cors_origins.clone(),
+            signin_max_failures_per_account: serve.signin_max_failures_per_account,
+            signin_max_failures_per_ip: serve.signin_max_failures_per_ip,
+            signin_failure_window: serve.signin_failure_window,
+            trust_forwarded_for: serve.trust_forwarded_for,
             max_body_bytes: serve.max_body_bytes,
         };
         config.validate()?;
@@ -196,6 +278,18 @@ impl Config {
             activity_write_interval: serve.activity_write_interval,
             max_sessions_per_user: serve.max_sessions_per_user,
             session_retention: serve.session_retention,
+            production: serve.production,
+            graphiql: serve.graphiql.unwrap_or(!serve.production),
+            introspection: serve.introspection.unwrap_or(!serve.production),
+            max_batch: serve.max_batch,
+            max_query_fields: serve.max_query_fields,
+            max_query_depth: serve.max_query_depth,
+            request_timeout: serve.request_timeout,
+            cors_origins: serve.cors_origins.clone(),
+            signin_max_failures_per_account: serve.signin_max_failures_per_account,
+            signin_max_failures_per_ip: serve.signin_max_failures_per_ip,
+            signin_failure_window: serve.signin_failure_window,
+            trust_forwarded_for: serve.trust_forwarded_for,
             max_body_bytes: serve.max_body_bytes,
         }
     }
@@ -237,6 +331,37 @@ impl Config {
         anyhow::ensure!(
             self.audit_retention >= Duration::from_secs(60),
             "AUDIT_RETENTION must be at least 1m"
+        );
+        anyhow::ensure!(
+            (1..=100).contains(&self.max_batch),
+            "MAX_BATCH must be between 1 and 100"
+        );
+        anyhow::ensure!(
+            (50..=100_000).contains(&self.max_query_fields),
+            "MAX_QUERY_FIELDS must be between 50 and 100000"
+        );
+        anyhow::ensure!(
+            (5..=100).contains(&self.max_query_depth),
+            "MAX_QUERY_DEPTH must be between 5 and 100"
+        );
+        anyhow::ensure!(
+            self.request_timeout >= Duration::from_secs(1),
+            "REQUEST_TIMEOUT must be at least 1s"
+        );
+        for origin in &self.cors_origins {
+            anyhow::ensure!(
+                (origin.starts_with("http://") || origin.starts_with("https://"))
+                    && axum::http::HeaderValue::from_str(origin).is_ok(),
+                "CORS_ORIGINS entry `{origin}` must be an origin like https://app.example.com"
+            );
+        }
+        anyhow::ensure!(
+            self.signin_max_failures_per_account >= 1 && self.signin_max_failures_per_ip >= 1,
+            "SIGNIN_MAX_FAILURES_PER_ACCOUNT and SIGNIN_MAX_FAILURES_PER_IP must be at least 1"
+        );
+        anyhow::ensure!(
+            self.signin_failure_window >= Duration::from_secs(1),
+            "SIGNIN_FAILURE_WINDOW must be at least 1s"
         );
         anyhow::ensure!(
             self.max_body_bytes >= 1024,

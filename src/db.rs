@@ -9,8 +9,10 @@ use sea_orm::{
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 
-/// Opens the pool. SQLite: WAL, `synchronous=NORMAL`, a busy timeout and
-/// foreign keys on, the file (and its directory) created if missing.
+/// Opens the pool. SQLite: WAL, `synchronous=FULL` (an acknowledged
+/// revocation survives a power cut, not only a process crash), a busy
+/// timeout and foreign keys on, the file (and its directory) created if
+/// missing.
 pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
     if let Some(dir) = crate::config::Config::with_database(url).sqlite_dir()
         && !dir.as_os_str().is_empty()
@@ -30,7 +32,7 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
             .max_lifetime(None::<Duration>)
             .map_sqlx_sqlite_opts(|o| {
                 o.journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
+                    .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(Duration::from_secs(5))
                     .foreign_keys(true)
                     .create_if_missing(true)

@@ -18,8 +18,14 @@ pub enum AppError {
     },
     #[error("too many attempts; try again in {retry_after_secs}s")]
     RateLimited { retry_after_secs: u64 },
-    #[error("internal error")]
-    Internal(#[source] anyhow::Error),
+    #[error("internal error (reference {correlation_id})")]
+    Internal {
+        #[source]
+        source: anyhow::Error,
+        /// Quoted to the client and logged with the detail, so an operator
+        /// can find one from the other.
+        correlation_id: uuid::Uuid,
+    },
 }
 
 pub type AppResult<T> = Result<T, AppError>;
@@ -33,10 +39,14 @@ impl AppError {
     }
 
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
-        let err = err.into();
-        // Logged where it is made; clients only ever see "internal error".
-        tracing::error!(error = ?err, "internal error");
-        Self::Internal(err)
+        let source = err.into();
+        let correlation_id = uuid::Uuid::new_v4();
+        // Logged where it is made; clients only see the reference.
+        tracing::error!(error = ?source, %correlation_id, "internal error");
+        Self::Internal {
+            source,
+            correlation_id,
+        }
     }
 
     pub fn code(&self) -> &'static str {
@@ -46,7 +56,7 @@ impl AppError {
             AppError::NotFound(_) => "NOT_FOUND",
             AppError::BadInput { .. } => "BAD_USER_INPUT",
             AppError::RateLimited { .. } => "RATE_LIMITED",
-            AppError::Internal(_) => "INTERNAL",
+            AppError::Internal { .. } => "INTERNAL",
         }
     }
 
@@ -64,6 +74,9 @@ impl ErrorExtensions for AppError {
                 AppError::BadInput { field, .. } => ext.set("field", *field),
                 AppError::RateLimited { retry_after_secs } => {
                     ext.set("retryAfter", *retry_after_secs)
+                }
+                AppError::Internal { correlation_id, .. } => {
+                    ext.set("correlationId", correlation_id.to_string())
                 }
                 _ => {}
             }

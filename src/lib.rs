@@ -9,6 +9,7 @@ pub mod db;
 pub mod error;
 pub mod graphiql;
 pub mod graphql;
+pub mod http;
 pub mod metrics;
 pub mod service;
 pub mod startup;

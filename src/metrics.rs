@@ -1,19 +1,47 @@
-//! Counters for operators, served at `GET /metrics` in the Prometheus
-//! text format.
+//! Counters and a latency histogram for operators, served at `GET /metrics`
+//! in the Prometheus text format.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::{
+    collections::HashMap,
+    fmt::Write,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+/// Upper bounds (seconds) of the request latency buckets.
+const BUCKETS: [f64; 11] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+/// Operation names are chosen by clients: past this many distinct ones,
+/// the rest are counted as "other" so the metric cannot grow without bound.
+const MAX_OPERATIONS: usize = 64;
 
 #[derive(Debug, Default)]
 pub struct Metrics {
-    pub graphql_requests: AtomicU64,
     pub sign_ins_succeeded: AtomicU64,
     pub sign_ins_failed: AtomicU64,
+    pub sign_ins_throttled: AtomicU64,
+    pub sessions_revoked: AtomicU64,
     pub maintenance_runs: AtomicU64,
     pub maintenance_failures: AtomicU64,
     pub sessions_deleted: AtomicU64,
     pub audit_events_purged: AtomicU64,
     /// Unix time of the last finished maintenance run.
     pub maintenance_last_run: AtomicU64,
+    requests: Mutex<Requests>,
+}
+
+#[derive(Debug, Default)]
+struct Requests {
+    /// (operation, outcome) → count.
+    by_operation: HashMap<(String, &'static str), u64>,
+    /// Cumulative counts per bucket, then +Inf.
+    buckets: [u64; BUCKETS.len() + 1],
+    sum_seconds: f64,
+    count: u64,
 }
 
 impl Metrics {
@@ -25,65 +53,184 @@ impl Metrics {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 8] = [
-            (
-                "session_manager_graphql_requests_total",
-                "counter",
-                "GraphQL requests served",
-                &self.graphql_requests,
-            ),
-            (
-                "session_manager_sign_ins_total{outcome=\"success\"}",
-                "counter",
-                "Sign-in attempts",
-                &self.sign_ins_succeeded,
-            ),
-            (
-                "session_manager_sign_ins_total{outcome=\"failed\"}",
-                "",
-                "",
-                &self.sign_ins_failed,
-            ),
-            (
-                "session_manager_maintenance_runs_total",
-                "counter",
-                "Background maintenance runs",
-                &self.maintenance_runs,
-            ),
-            (
-                "session_manager_maintenance_failures_total",
-                "counter",
-                "Background maintenance runs that failed",
-                &self.maintenance_failures,
-            ),
-            (
-                "session_manager_sessions_deleted_total",
-                "counter",
-                "Ended sessions deleted by retention",
-                &self.sessions_deleted,
-            ),
-            (
-                "session_manager_audit_events_purged_total",
-                "counter",
-                "Audit events purged by retention",
-                &self.audit_events_purged,
-            ),
-            (
-                "session_manager_maintenance_last_run_timestamp_seconds",
-                "gauge",
-                "Unix time of the last maintenance run",
-                &self.maintenance_last_run,
-            ),
-        ];
-        let mut out = String::new();
-        for (name, kind, help, value) in rows {
-            let base = name.split('{').next().unwrap_or(name);
-            if !kind.is_empty() {
-                out.push_str(&format!("# HELP {base} {help}\n# TYPE {base} {kind}\n"));
+    /// Records one executed GraphQL operation.
+    pub fn observe_request(&self, operation: Option<&str>, ok: bool, elapsed: Duration) {
+        let name = match operation {
+            Some(name)
+                if !name.is_empty()
+                    && name.len() <= 64
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+            {
+                name
             }
-            out.push_str(&format!("{name} {}\n", value.load(Ordering::Relaxed)));
+            Some(_) => "invalid",
+            None => "anonymous",
+        };
+        let outcome = if ok { "ok" } else { "error" };
+        let seconds = elapsed.as_secs_f64();
+        let Ok(mut requests) = self.requests.lock() else {
+            return;
+        };
+        let key = if requests.by_operation.len() >= MAX_OPERATIONS
+            && !requests
+                .by_operation
+                .contains_key(&(name.to_owned(), outcome))
+        {
+            ("other".to_owned(), outcome)
+        } else {
+            (name.to_owned(), outcome)
+        };
+        *requests.by_operation.entry(key).or_default() += 1;
+        let slot = BUCKETS
+            .iter()
+            .position(|b| seconds <= *b)
+            .unwrap_or(BUCKETS.len());
+        for bucket in &mut requests.buckets[slot..] {
+            *bucket += 1;
         }
+        requests.sum_seconds += seconds;
+        requests.count += 1;
+    }
+
+    /// The text exposition; `active_sessions` is read from the database by
+    /// the caller at scrape time.
+    pub fn render(&self, active_sessions: Option<u64>) -> String {
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, kind: &str, samples: &[(&str, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        counter(
+            "session_manager_sign_ins_total",
+            "Sign-in attempts by outcome",
+            "counter",
+            &[
+                ("{outcome=\"success\"}", load(&self.sign_ins_succeeded)),
+                ("{outcome=\"failed\"}", load(&self.sign_ins_failed)),
+                ("{outcome=\"throttled\"}", load(&self.sign_ins_throttled)),
+            ],
+        );
+        counter(
+            "session_manager_sessions_revoked_total",
+            "Sessions ended by revocation or sign-out",
+            "counter",
+            &[("", load(&self.sessions_revoked))],
+        );
+        counter(
+            "session_manager_maintenance_runs_total",
+            "Background maintenance runs",
+            "counter",
+            &[("", load(&self.maintenance_runs))],
+        );
+        counter(
+            "session_manager_maintenance_failures_total",
+            "Maintenance runs that failed",
+            "counter",
+            &[("", load(&self.maintenance_failures))],
+        );
+        counter(
+            "session_manager_sessions_deleted_total",
+            "Ended sessions deleted by retention",
+            "counter",
+            &[("", load(&self.sessions_deleted))],
+        );
+        counter(
+            "session_manager_audit_events_purged_total",
+            "Audit events purged by retention",
+            "counter",
+            &[("", load(&self.audit_events_purged))],
+        );
+        counter(
+            "session_manager_maintenance_last_run_timestamp_seconds",
+            "Unix time of the last maintenance run",
+            "gauge",
+            &[("", load(&self.maintenance_last_run))],
+        );
+        if let Some(active) = active_sessions {
+            counter(
+                "session_manager_active_sessions",
+                "Sessions neither expired nor revoked",
+                "gauge",
+                &[("", active)],
+            );
+        }
+
+        let Ok(requests) = self.requests.lock() else {
+            return out;
+        };
+        let _ = writeln!(
+            out,
+            "# HELP session_manager_graphql_requests_total GraphQL operations by name and outcome\n# TYPE session_manager_graphql_requests_total counter"
+        );
+        let mut rows: Vec<_> = requests.by_operation.iter().collect();
+        rows.sort();
+        for ((operation, outcome), value) in rows {
+            let _ = writeln!(
+                out,
+                "session_manager_graphql_requests_total{{operation=\"{operation}\",outcome=\"{outcome}\"}} {value}"
+            );
+        }
+        let name = "session_manager_graphql_request_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time to execute a GraphQL operation\n# TYPE {name} histogram"
+        );
+        for (bound, count) in BUCKETS.iter().zip(requests.buckets.iter()) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"+Inf\"}} {}",
+            requests.buckets[BUCKETS.len()]
+        );
+        let _ = writeln!(out, "{name}_sum {}", requests.sum_seconds);
+        let _ = writeln!(out, "{name}_count {}", requests.count);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_by_operation_and_bucketed() {
+        let m = Metrics::default();
+        m.observe_request(Some("ListSessions"), true, Duration::from_millis(3));
+        m.observe_request(Some("ListSessions"), false, Duration::from_millis(30));
+        m.observe_request(None, true, Duration::from_secs(5));
+        m.observe_request(Some("bad name\n{}"), true, Duration::from_millis(1));
+        let text = m.render(Some(7));
+        assert!(
+            text.contains("operation=\"ListSessions\",outcome=\"ok\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("operation=\"ListSessions\",outcome=\"error\"} 1"));
+        assert!(text.contains("operation=\"anonymous\",outcome=\"ok\"} 1"));
+        assert!(
+            text.contains("operation=\"invalid\""),
+            "client text never reaches a label"
+        );
+        assert!(text.contains("le=\"0.005\"} 2"), "{text}");
+        assert!(text.contains("le=\"+Inf\"} 4"));
+        assert!(text.contains("session_manager_active_sessions 7"));
+    }
+
+    #[test]
+    fn operation_labels_are_bounded() {
+        let m = Metrics::default();
+        for i in 0..200 {
+            m.observe_request(Some(&format!("Op{i}")), true, Duration::from_millis(1));
+        }
+        let text = m.render(None);
+        assert!(text.contains("operation=\"other\""));
+        assert!(
+            text.matches("session_manager_graphql_requests_total{")
+                .count()
+                <= MAX_OPERATIONS + 1
+        );
     }
 }

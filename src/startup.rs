@@ -2,26 +2,27 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use async_graphql::Pos;
-use async_graphql_axum::{GraphQLRequest, rejection::GraphQLRejection};
 use axum::{
     Json, Router,
-    extract::{ConnectInfo, State},
-    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    extract::State,
+    http::{HeaderName, HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
 use sea_orm::DatabaseConnection;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tower_http::{limit::RequestBodyLimitLayer, trace::TraceLayer};
+use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
 
 use crate::{
-    auth::{self, Caller, PasswordHasherPool, RequestMeta},
+    auth::PasswordHasherPool,
     config::Config,
-    db,
-    error::{AppError, AppResult},
-    graphiql,
+    db, graphiql,
     graphql::{self, AppSchema},
     metrics::Metrics,
     service,
@@ -104,33 +105,79 @@ impl Application {
     }
 }
 
+/// What the HTTP handlers share.
 #[derive(Clone)]
-struct HttpState {
-    app: AppState,
-    schema: AppSchema,
+pub struct HttpState {
+    pub app: AppState,
+    pub schema: AppSchema,
 }
 
 pub fn router(state: AppState) -> Router {
-    let max_body = state.config.max_body_bytes;
+    let config = state.config.clone();
     let http = HttpState {
         schema: graphql::build_schema(state.clone()),
         app: state,
     };
-    Router::new()
-        .route("/graphql", get(graphql_get).post(graphql_post))
-        .route("/graphiql/{file}", get(graphiql::asset))
+    let graphql_routes = Router::new()
+        .route("/graphql", get(crate::http::get).post(crate::http::post))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout,
+        ));
+    let mut router = Router::new()
+        .merge(graphql_routes)
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .layer(RequestBodyLimitLayer::new(max_body))
-        .layer(TraceLayer::new_for_http())
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics));
+    if config.graphiql {
+        router = router.route("/graphiql/{file}", get(graphiql::asset));
+    }
+    if !config.cors_origins.is_empty() {
+        let origins: Vec<HeaderValue> = config
+            .cors_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        router = router.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([Method::GET, Method::POST])
+                .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, header::ACCEPT])
+                .expose_headers([HeaderName::from_static(REQUEST_ID)])
+                .max_age(std::time::Duration::from_secs(600)),
+        );
+    }
+    let request_id = HeaderName::from_static(REQUEST_ID);
+    router
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+                let id = request
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                // Every log line of the request carries its id.
+                tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
+            }),
+        )
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(http)
 }
 
-async fn healthz(State(http): State<HttpState>) -> Response {
+const REQUEST_ID: &str = "x-request-id";
+
+/// Alive: the process answers.
+async fn healthz() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+/// Ready: the database answers too.
+async fn readyz(State(http): State<HttpState>) -> Response {
     match http.app.db.ping().await {
-        Ok(()) => Json(json!({ "status": "ok" })).into_response(),
+        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
         Err(err) => {
-            tracing::warn!(error = %err, "health check: database unreachable");
+            tracing::warn!(error = %err, "readiness: database unreachable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(json!({ "status": "unavailable" })),
@@ -141,138 +188,15 @@ async fn healthz(State(http): State<HttpState>) -> Response {
 }
 
 async fn metrics(State(http): State<HttpState>) -> Response {
+    let active = service::session::count_active(&http.app.db).await.ok();
     (
         [(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        http.app.metrics.render(),
+        http.app.metrics.render(active),
     )
         .into_response()
-}
-
-/// `GET /graphql`: GraphiQL for a browser; a query for any other client.
-async fn graphql_get(
-    State(http): State<HttpState>,
-    connect: ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
-    request: Result<GraphQLRequest, GraphQLRejection>,
-) -> Response {
-    let has_query = uri.query().is_some_and(|q| !q.is_empty());
-    if !has_query && accepts_html(&headers) {
-        return graphiql::page();
-    }
-    match request {
-        Ok(request) => execute(&http, connect, &headers, Method::GET, request).await,
-        Err(rejection) => {
-            tracing::debug!(error = %rejection.0, "unreadable GET request");
-            bad_request("a GET request needs a valid `query` parameter")
-        }
-    }
-}
-
-/// `POST /graphql`.
-async fn graphql_post(
-    State(http): State<HttpState>,
-    connect: ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    request: GraphQLRequest,
-) -> Response {
-    execute(&http, connect, &headers, Method::POST, request).await
-}
-
-async fn execute(
-    http: &HttpState,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: &HeaderMap,
-    _method: Method,
-    request: GraphQLRequest,
-) -> Response {
-    let meta = RequestMeta::new(
-        Some(&peer.ip().to_string()),
-        headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok()),
-    );
-    let caller = match resolve_caller(&http.app, headers).await {
-        Ok(caller) => caller,
-        Err(err) => {
-            let mut error = err.extend().into_server_error(Pos::default());
-            // The error is about the request, not a place in the document.
-            error.locations.clear();
-            return respond(headers, async_graphql::Response::from_errors(vec![error]));
-        }
-    };
-    Metrics::inc(&http.app.metrics.graphql_requests);
-    let request = graphql::request_data(request.into_inner(), &http.app, caller, meta);
-    let mut response = http.schema.execute(request).await;
-    code_uncoded_errors(&mut response);
-    respond(headers, response)
-}
-
-/// async-graphql's own parse, validation and input-coercion errors carry no
-/// `extensions.code`; they are all the client's mistakes. Errors made by
-/// this server always have one already (see [`AppError`]).
-fn code_uncoded_errors(response: &mut async_graphql::Response) {
-    for error in &mut response.errors {
-        let extensions = error.extensions.get_or_insert_with(Default::default);
-        if extensions.get("code").is_none() {
-            extensions.set("code", "BAD_USER_INPUT");
-        }
-    }
-}
-
-/// The caller from `Authorization: Bearer`, once per request. No header is
-/// anonymous; a header that does not name a live session is an error.
-async fn resolve_caller(app: &AppState, headers: &HeaderMap) -> AppResult<Option<Caller>> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Ok(None);
-    };
-    let token = auth::bearer_token(value.as_bytes())?;
-    service::session::authenticate(&app.db, &app.config, token)
-        .await
-        .map(Some)
-}
-
-fn accepts_html(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("text/html"))
-}
-
-const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
-
-/// Serialises a GraphQL response as the client accepts it:
-/// `application/graphql-response+json` when asked for, otherwise JSON.
-fn respond(headers: &HeaderMap, response: async_graphql::Response) -> Response {
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let content_type = if accept.contains(GRAPHQL_RESPONSE_JSON) {
-        GRAPHQL_RESPONSE_JSON
-    } else {
-        "application/json"
-    };
-    match serde_json::to_vec(&response) {
-        Ok(body) => (
-            [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
-            body,
-        )
-            .into_response(),
-        Err(err) => {
-            let err = AppError::internal(err);
-            (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response()
-        }
-    }
-}
-
-fn bad_request(message: &str) -> Response {
-    let body =
-        json!({ "errors": [{ "message": message, "extensions": { "code": "BAD_USER_INPUT" } }] });
-    (StatusCode::BAD_REQUEST, Json(body)).into_response()
 }
 
 async fn shutdown_signal() {

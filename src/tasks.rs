@@ -6,7 +6,7 @@ use crate::{
     config::Config,
     db,
     metrics::Metrics,
-    service::{audit, session},
+    service::{audit, session, throttle},
     startup::AppState,
 };
 
@@ -58,6 +58,13 @@ pub async fn run_once(state: &AppState) -> Report {
             report.failed = true;
             tracing::warn!(error = %err, "maintenance: audit retention failed");
         }
+    }
+
+    // Failures older than the throttle window no longer count.
+    let failure_cutoff = now - Config::chrono(state.config.signin_failure_window);
+    if let Err(err) = throttle::forget_before(&state.db, failure_cutoff).await {
+        report.failed = true;
+        tracing::warn!(error = %err, "maintenance: sign-in failure clean-up failed");
     }
 
     Metrics::inc(&metrics.maintenance_runs);

@@ -5,11 +5,13 @@
 pub mod audit_chain;
 pub mod audit_event;
 pub mod session;
+pub mod sign_in_failure;
 pub mod user;
 
 pub mod prelude {
     pub use super::audit_chain::Entity as AuditChain;
     pub use super::audit_event::Entity as AuditEvent;
     pub use super::session::Entity as Session;
+    pub use super::sign_in_failure::Entity as SignInFailure;
     pub use super::user::Entity as User;
 }

@@ -61,6 +61,15 @@ enum AuditEvents {
 }
 
 #[derive(DeriveIden)]
+enum SignInFailures {
+    Table,
+    Id,
+    AccountKey,
+    IpAddress,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
 enum AuditChain {
     Table,
     Id,
@@ -248,6 +257,42 @@ impl MigrationTrait for Migration {
         manager
             .create_table(
                 Table::create()
+                    .table(SignInFailures::Table)
+                    .col(uuid_col(SignInFailures::Id).primary_key())
+                    .col(text_col(SignInFailures::AccountKey, 320))
+                    .col(text_null(SignInFailures::IpAddress, 64))
+                    .col(time_col(SignInFailures::CreatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        // The throttle counts recent failures per account and per address.
+        manager
+            .create_index(
+                index("ix_sign_in_failures_account", SignInFailures::Table)
+                    .col(SignInFailures::AccountKey)
+                    .col(SignInFailures::CreatedAt)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                index("ix_sign_in_failures_ip", SignInFailures::Table)
+                    .col(SignInFailures::IpAddress)
+                    .col(SignInFailures::CreatedAt)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                index("ix_sign_in_failures_created", SignInFailures::Table)
+                    .col(SignInFailures::CreatedAt)
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
                     .table(AuditChain::Table)
                     .col(
                         ColumnDef::new(AuditChain::Id)
@@ -293,6 +338,7 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for table in [
             AuditChain::Table.into_iden(),
+            SignInFailures::Table.into_iden(),
             AuditEvents::Table.into_iden(),
             Sessions::Table.into_iden(),
             Users::Table.into_iden(),

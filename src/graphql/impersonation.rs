@@ -11,7 +11,7 @@ use super::{
     session::AuthPayload,
     state,
 };
-use crate::{error::AppError, service::impersonation};
+use crate::{error::AppError, metrics::Metrics, service::impersonation};
 
 #[derive(Default)]
 pub struct ImpersonationMutation;
@@ -64,6 +64,7 @@ impl ImpersonationMutation {
         impersonation::stop(&app.db, caller, &request_meta(ctx))
             .await
             .map_err(AppError::extend)?;
+        Metrics::inc(&app.metrics.sessions_revoked);
         Ok(true)
     }
 }

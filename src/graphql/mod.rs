@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod guards;
 pub mod impersonation;
+pub mod limits;
 pub mod session;
 pub mod user;
 
@@ -38,8 +39,25 @@ pub fn schema_builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscript
 }
 
 /// The one schema that `main` and the tests serve.
+/// Limits and switches come from the configuration: depth and complexity
+/// limits, directive count, and introspection and suggestions off in
+/// production. (Field counts, aliases and `__typename` included, are
+/// checked before execution; see [`limits`].)
 pub fn build_schema(state: AppState) -> AppSchema {
-    schema_builder().data(state).finish()
+    let config = state.config.clone();
+    let mut builder = schema_builder()
+        .data(state)
+        .limit_depth(config.max_query_depth)
+        .limit_complexity(config.max_query_fields * 2)
+        .limit_recursive_depth(64)
+        .limit_directives(8);
+    if !config.introspection {
+        builder = builder.disable_introspection();
+    }
+    if config.production {
+        builder = builder.disable_suggestions();
+    }
+    builder.finish()
 }
 
 /// The SDL as committed in `schema.graphql`: sorted, so it is stable.

@@ -257,6 +257,7 @@ impl SessionMutation {
         .await;
         let counter = match &opened {
             Ok(_) => &app.metrics.sign_ins_succeeded,
+            Err(AppError::RateLimited { .. }) => &app.metrics.sign_ins_throttled,
             Err(_) => &app.metrics.sign_ins_failed,
         };
         Metrics::inc(counter);
@@ -275,10 +276,14 @@ impl SessionMutation {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
         let (session, owner) = target_session(app, id).await?;
-        sessions::revoke(&app.db, caller, &request_meta(ctx), session, &owner)
+        let was_revoked = session.revoked_at.is_some();
+        let revoked = sessions::revoke(&app.db, caller, &request_meta(ctx), session, &owner)
             .await
-            .map(Session::from)
-            .map_err(AppError::extend)
+            .map_err(AppError::extend)?;
+        if !was_revoked && revoked.revoked_at.is_some() {
+            Metrics::inc(&app.metrics.sessions_revoked);
+        }
+        Ok(revoked.into())
     }
 
     /// Revokes all active sessions of a user (the caller when `userId` is
@@ -298,6 +303,7 @@ impl SessionMutation {
             sessions::revoke_all(&app.db, caller, &request_meta(ctx), &owner, except_current)
                 .await
                 .map_err(AppError::extend)?;
+        Metrics::add(&app.metrics.sessions_revoked, ended);
         Ok(i32::try_from(ended).unwrap_or(i32::MAX))
     }
 
@@ -309,6 +315,7 @@ impl SessionMutation {
         sessions::sign_out(&app.db, caller, &request_meta(ctx))
             .await
             .map_err(AppError::extend)?;
+        Metrics::inc(&app.metrics.sessions_revoked);
         Ok(true)
     }
 }

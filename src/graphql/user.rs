@@ -13,7 +13,7 @@ use super::{
     guards::{NotImpersonating, SignedIn},
     request_meta, state,
 };
-use crate::{error::AppError, service::user as users};
+use crate::{error::AppError, metrics::Metrics, service::user as users};
 
 /// What an account may do.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -115,7 +115,8 @@ impl UserMutation {
             revoke_other_sessions,
         )
         .await
-        .map_err(AppError::extend)?;
+        .map_err(AppError::extend)
+        .map(|ended| Metrics::add(&app.metrics.sessions_revoked, ended))?;
         Ok(true)
     }
 }

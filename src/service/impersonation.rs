@@ -28,6 +28,12 @@ pub fn validate_reason(reason: &str) -> AppResult<String> {
             format!("reason must be 1 to {MAX_REASON_LEN} characters"),
         ));
     }
+    if reason.chars().any(char::is_control) {
+        return Err(AppError::bad_input(
+            "reason",
+            "reason must not contain control characters (line breaks included)",
+        ));
+    }
     Ok(reason.to_owned())
 }
 

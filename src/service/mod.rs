@@ -8,4 +8,5 @@ pub mod audit;
 pub mod device;
 pub mod impersonation;
 pub mod session;
+pub mod throttle;
 pub mod user;

@@ -3,8 +3,8 @@
 use chrono::Utc;
 use entity::{session, user};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, sea_query::Expr,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -16,7 +16,7 @@ use crate::{
     service::{
         access,
         audit::{self, NewEvent, events},
-        user as users,
+        throttle, user as users,
     },
 };
 
@@ -93,6 +93,29 @@ pub async fn sign_in(
         ));
     }
     let email = email.trim().to_lowercase();
+    let account_key = clip(Some(&email), users::MAX_EMAIL_LEN).unwrap_or_default();
+    if let Err((limit, error)) = throttle::check(db, config, &account_key, meta).await {
+        if let AppError::RateLimited { retry_after_secs } = &error {
+            let event = NewEvent::failed(
+                events::SIGN_IN,
+                format!(
+                    "sign-in throttled: too many failures for this {}",
+                    limit.as_str()
+                ),
+            )
+            .from_request(meta)
+            .meta("email", account_key.clone())
+            .meta("reason", "throttled")
+            .meta("limit", limit.as_str())
+            .meta("retryAfter", *retry_after_secs);
+            let event = match users::find_by_email(db, &account_key).await? {
+                Some(user) => event.subject(user.id),
+                None => event,
+            };
+            audit::record_alone(db, event).await?;
+        }
+        return Err(error);
+    }
     let user = if email.is_empty() || email.len() > users::MAX_EMAIL_LEN {
         None
     } else {
@@ -108,10 +131,7 @@ pub async fn sign_in(
             let mut event =
                 NewEvent::failed(events::SIGN_IN, "sign-in failed: invalid email or password")
                     .from_request(meta)
-                    .meta(
-                        "email",
-                        clip(Some(&email), users::MAX_EMAIL_LEN).unwrap_or_default(),
-                    )
+                    .meta("email", account_key.clone())
                     .meta(
                         "reason",
                         if user.is_some() {
@@ -123,7 +143,10 @@ pub async fn sign_in(
             if let Some(user) = &user {
                 event = event.subject(user.id);
             }
-            audit::record_alone(db, event).await?;
+            let txn = db::begin_write(db).await?;
+            throttle::record_failure(&txn, &account_key, meta).await?;
+            audit::record(&txn, event).await?;
+            txn.commit().await?;
             return Err(AppError::Unauthenticated(BAD_CREDENTIALS));
         }
     };
@@ -508,6 +531,15 @@ pub async fn revoke_all(
     }
     txn.commit().await?;
     Ok(ended)
+}
+
+/// Sessions neither expired nor revoked, for the metrics gauge.
+pub async fn count_active(conn: &impl ConnectionTrait) -> AppResult<u64> {
+    Ok(session::Entity::find()
+        .filter(session::Column::RevokedAt.is_null())
+        .filter(session::Column::ExpiresAt.gt(db::now()))
+        .count(conn)
+        .await?)
 }
 
 /// Deletes sessions that ended (expired, or were revoked) before `cutoff`,

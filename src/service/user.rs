@@ -10,7 +10,7 @@ use crate::{
     error::{AppError, AppResult},
     service::{
         audit::{self, NewEvent, events},
-        session as sessions,
+        session as sessions, throttle,
     },
 };
 use entity::audit_event::AuditStatus;
@@ -32,7 +32,7 @@ pub struct NewUser {
 pub fn normalize_email(email: &str) -> AppResult<String> {
     let email = email.trim().to_lowercase();
     let valid = email.len() <= MAX_EMAIL_LEN
-        && !email.chars().any(char::is_whitespace)
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && matches!(email.split_once('@'), Some((local, domain))
             if !local.is_empty() && !domain.is_empty() && !domain.contains('@'));
     if !valid {
@@ -46,6 +46,12 @@ pub fn normalize_email(email: &str) -> AppResult<String> {
 
 fn validate_name(name: &str) -> AppResult<String> {
     let name = name.trim();
+    if name.chars().any(char::is_control) {
+        return Err(AppError::bad_input(
+            "name",
+            "name must not contain control characters",
+        ));
+    }
     if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
         return Err(AppError::bad_input(
             "name",
@@ -147,7 +153,12 @@ pub async fn change_password(
             "password change for {} refused: wrong current password",
             caller.user.email
         );
-        audit::record_alone(db, failed).await?;
+        // A wrong current password is a failed credential check like a
+        // failed sign-in: it counts toward the account's throttle.
+        let txn = db::begin_write(db).await?;
+        throttle::record_failure(&txn, &caller.user.email, meta).await?;
+        audit::record(&txn, failed).await?;
+        txn.commit().await?;
         return Err(AppError::bad_input(
             "currentPassword",
             "the current password is incorrect",
@@ -266,6 +277,8 @@ mod tests {
             ("alice@", "no domain"),
             ("a@b@c", "two @"),
             ("al ice@example.com", "inner space"),
+            ("alice\u{0}@example.com", "NUL"),
+            ("alice@exa\u{7f}mple.com", "DEL"),
         ] {
             assert!(normalize_email(email).is_err(), "{why}: {email:?}");
         }

@@ -44,6 +44,23 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     init_logs();
     let db = TestDatabase::create().await;
+    start(db, adjust).await
+}
+
+/// A second server process-alike on the same database as `app` (a replica
+/// behind a load balancer).
+pub async fn spawn_replica(app: &TestApp, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    start(
+        TestDatabase {
+            url: app.database_url.clone(),
+            kind: DatabaseKind::Borrowed,
+        },
+        adjust,
+    )
+    .await
+}
+
+async fn start(db: TestDatabase, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config::with_database(db.url.clone());
     config.bind = "127.0.0.1:0".parse().unwrap();
     adjust(&mut config);
@@ -231,7 +248,12 @@ struct TestDatabase {
 
 enum DatabaseKind {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres { admin_url: String, name: String },
+    /// Another test app's database: nothing to clean up.
+    Borrowed,
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
 }
 
 impl TestDatabase {

@@ -119,7 +119,7 @@ async fn the_response_type_follows_the_accept_header() {
             "application/graphql-response+json, application/json;q=0.9",
             "application/graphql-response+json",
         ),
-        ("*/*", "application/json"),
+        ("*/*", "application/graphql-response+json"),
     ] {
         let response = app
             .client
