@@ -109,11 +109,13 @@ pub struct AuditFilter {
 impl AuditFilter {
     fn validate(self) -> Result<audits::AuditFilter, AppError> {
         if let Some(event_type) = &self.event_type
-            && (event_type.is_empty() || event_type.len() > 64)
+            && (event_type.is_empty()
+                || event_type.len() > 64
+                || event_type.chars().any(char::is_control))
         {
             return Err(AppError::bad_input(
                 "eventType",
-                "eventType must be 1 to 64 characters",
+                "eventType must be 1 to 64 printable characters",
             ));
         }
         if let (Some(since), Some(until)) = (self.since, self.until)

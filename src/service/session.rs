@@ -92,8 +92,14 @@ pub async fn sign_in(
             format!("password must be at most {MAX_PASSWORD_LEN} characters"),
         ));
     }
-    let email = email.trim().to_lowercase();
-    let account_key = clip(Some(&email), users::MAX_EMAIL_LEN).unwrap_or_default();
+    // Control characters (NUL among them, which PostgreSQL cannot store)
+    // never appear in a real address: such an email is simply unknown.
+    let email: String = email.trim().to_lowercase();
+    let plausible = !email.is_empty()
+        && email.len() <= users::MAX_EMAIL_LEN
+        && !email.chars().any(char::is_control);
+    let printable: String = email.chars().filter(|c| !c.is_control()).collect();
+    let account_key = clip(Some(&printable), users::MAX_EMAIL_LEN).unwrap_or_default();
     if let Err((limit, error)) = throttle::check(db, config, &account_key, meta).await {
         if let AppError::RateLimited { retry_after_secs } = &error {
             let event = NewEvent::failed(
@@ -108,7 +114,12 @@ pub async fn sign_in(
             .meta("reason", "throttled")
             .meta("limit", limit.as_str())
             .meta("retryAfter", *retry_after_secs);
-            let event = match users::find_by_email(db, &account_key).await? {
+            let known = if plausible {
+                users::find_by_email(db, &email).await?
+            } else {
+                None
+            };
+            let event = match known {
                 Some(user) => event.subject(user.id),
                 None => event,
             };
@@ -116,10 +127,10 @@ pub async fn sign_in(
         }
         return Err(error);
     }
-    let user = if email.is_empty() || email.len() > users::MAX_EMAIL_LEN {
-        None
-    } else {
+    let user = if plausible {
         users::find_by_email(db, &email).await?
+    } else {
+        None
     };
     let verified = hasher
         .verify(password, user.as_ref().map(|u| u.password_hash.clone()))

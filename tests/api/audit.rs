@@ -307,6 +307,11 @@ async fn out_of_range_inputs_are_refused_naming_the_bound() {
             "long event type",
         ),
         (
+            json!({ "f": { "eventType": "auth\u{0}" } }),
+            "printable",
+            "NUL in event type",
+        ),
+        (
             json!({ "f": { "since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z" } }),
             "since",
             "inverted window",
