@@ -9,5 +9,6 @@ mod helpers;
 mod http;
 mod impersonation;
 mod policies;
+mod resilience;
 mod schema;
 mod sessions;
