@@ -104,10 +104,17 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
+        // Dropping `Server` kills and reaps the process, on every path.
+        let server = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
         for _ in 0..200 {
-            if reqwest::get(format!("{url}/healthz")).await.is_ok() {
-                return Self { child, url };
+            if reqwest::get(format!("{}/healthz", server.url))
+                .await
+                .is_ok()
+            {
+                return server;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -139,8 +146,16 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        self.child.kill().ok();
         panic!("the server did not stop");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.child.kill().ok();
+        }
+        self.child.wait().ok();
     }
 }
 
