@@ -1,8 +1,12 @@
 //! The audit log: filtered, paged, and its chain check.
 
-use async_graphql::{Context, Enum, InputObject, Json, Object, Result, SimpleObject};
+use async_graphql::{
+    Context, Enum, ErrorExtensions, InputObject, Json, Object, Result, SimpleObject, Subscription,
+};
 use chrono::{DateTime, Utc};
 use entity::{audit_event, user::Role};
+use futures_util::{Stream, StreamExt};
+use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 use uuid::Uuid;
 
 use super::{
@@ -178,6 +182,68 @@ fn bounded(field: &'static str, value: i32, min: u64, max: u64) -> Result<u64, A
         .ok_or_else(|| {
             AppError::bad_input(field, format!("{field} must be between {min} and {max}"))
         })
+}
+
+/// Whether `caller` may see `event` on a subscription: as for
+/// `sessionAudit`, users see events about themselves, admins and owners all
+/// of them (or one user's, with `userId`).
+fn visible(
+    caller: &crate::auth::Caller,
+    user_id: Option<Uuid>,
+    event: &audit_event::Model,
+) -> bool {
+    let subject = if access::may_read_all_audit(caller) {
+        user_id
+    } else {
+        Some(caller.user.id)
+    };
+    subject.is_none_or(|id| event.user_id == Some(id))
+}
+
+#[derive(Default)]
+pub struct AuditSubscription;
+
+#[Subscription]
+impl AuditSubscription {
+    /// Audit events as they are committed (graphql-transport-ws at
+    /// `/graphql/ws`), under the same visibility as `sessionAudit`. If the
+    /// subscriber falls too far behind, the stream ends with a
+    /// `RATE_LIMITED` error and the socket is closed.
+    #[graphql(guard = "AuditAccess::new(user_id)")]
+    async fn session_events(
+        &self,
+        ctx: &Context<'_>,
+        user_id: Option<Uuid>,
+    ) -> Result<impl Stream<Item = Result<AuditLog>> + use<>> {
+        let app = state(ctx)?;
+        let caller = caller(ctx)?.clone();
+        let events = BroadcastStream::new(app.events.subscribe());
+        Ok(events
+            .scan(false, move |ended, item| {
+                if *ended {
+                    return futures_util::future::ready(None);
+                }
+                let out = match item {
+                    Ok(event) => Some(
+                        visible(&caller, user_id, &event)
+                            .then(|| Ok(AuditLog::from((*event).clone()))),
+                    ),
+                    Err(BroadcastStreamRecvError::Lagged(missed)) => {
+                        *ended = true;
+                        Some(Some(Err(AppError::RateLimited {
+                            retry_after_secs: 1,
+                        }
+                        .extend()
+                        .extend_with(|_, ext| {
+                            ext.set("reason", "subscriber_lagged");
+                            ext.set("missed", missed);
+                        }))))
+                    }
+                };
+                futures_util::future::ready(out)
+            })
+            .filter_map(futures_util::future::ready))
+    }
 }
 
 #[derive(Default)]

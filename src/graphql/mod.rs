@@ -7,9 +7,7 @@ pub mod limits;
 pub mod session;
 pub mod user;
 
-use async_graphql::{
-    Context, EmptySubscription, MergedObject, Schema, SchemaBuilder, dataloader::DataLoader,
-};
+use async_graphql::{Context, MergedObject, Schema, SchemaBuilder, dataloader::DataLoader};
 
 use crate::{
     auth::{Caller, RequestMeta},
@@ -27,14 +25,14 @@ pub struct MutationRoot(
     user::UserMutation,
 );
 
-pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type AppSchema = Schema<QueryRoot, MutationRoot, audit::AuditSubscription>;
 
 /// The schema without its state: enough to print the SDL.
-pub fn schema_builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+pub fn schema_builder() -> SchemaBuilder<QueryRoot, MutationRoot, audit::AuditSubscription> {
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        EmptySubscription,
+        audit::AuditSubscription,
     )
 }
 
