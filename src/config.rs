@@ -267,43 +267,19 @@ pub struct Config {
 
 impl Config {
     pub fn new(global: &GlobalArgs, serve: &ServeArgs) -> anyhow::Result<Self> {
-        let config = Self {
-            database_url: global.database_url.clone(),
-            bind: serve.bind,
-            session_ttl: serve.session_ttl,
-            audit_retention: serve.audit_retention,
-            impersonation_ttl: serve.impersonation_ttl,
-            session_idle_timeout: serve.session_idle_timeout,
-            activity_write_interval: serve.activity_write_interval,
-            max_sessions_per_user: serve.max_sessions_per_user,
-            session_retention: serve.session_retention,
-            production: serve.production,
-            graphiql: serve.graphiql.unwrap_or(!serve.production),
-            introspection: serve.introspection.unwrap_or(!serve.production),
-            max_batch: serve.max_batch,
-            max_query_fields: serve.max_query_fields,
-            max_query_depth: serve.max_query_depth,
-            request_timeout: serve.request_timeout,
-            cors_origins: serve.cors_origins.clone(),
-            signin_max_failures_per_account: serve.signin_max_failures_per_account,
-            signin_max_failures_per_ip: serve.signin_max_failures_per_ip,
-            signin_failure_window: serve.signin_failure_window,
-            trust_forwarded_for: serve.trust_forwarded_for,
-            ws_init_timeout: serve.ws_init_timeout,
-            max_ws_connections_per_user: serve.max_ws_connections_per_user,
-            max_subscriptions_per_connection: serve.max_subscriptions_per_connection,
-            subscriber_buffer: serve.subscriber_buffer,
-            max_body_bytes: serve.max_body_bytes,
-        };
+        let config = Self::from_args(global.database_url.clone(), serve);
         config.validate()?;
         Ok(config)
     }
 
     /// A configuration for tests and embedding: defaults, the given database.
     pub fn with_database(database_url: impl Into<String>) -> Self {
-        let serve = ServeArgs::default();
+        Self::from_args(database_url.into(), &ServeArgs::default())
+    }
+
+    fn from_args(database_url: String, serve: &ServeArgs) -> Self {
         Self {
-            database_url: database_url.into(),
+            database_url,
             bind: serve.bind,
             session_ttl: serve.session_ttl,
             audit_retention: serve.audit_retention,
