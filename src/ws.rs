@@ -382,7 +382,7 @@ fn start_operation(
         {
             request.extensions = extensions;
         }
-        let request = graphql::request_data(request, &app, Some(caller), meta);
+        let request = graphql::request_data(request, &app, Some(caller), meta).await;
         let mut responses = schema.execute_stream(request);
         let mut first = true;
         while let Some(mut response) = responses.next().await {
