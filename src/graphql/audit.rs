@@ -151,6 +151,8 @@ pub struct Pagination {
     pub offset: i32,
     /// Whether events follow this page.
     pub has_more: bool,
+    /// Pass as `after` for the next page (keyset paging); null on the last.
+    pub next_cursor: Option<String>,
 }
 
 /// A page of audit events, newest first.
@@ -173,6 +175,20 @@ pub struct AuditChainReport {
     pub first_broken_seq: Option<i64>,
     /// What is wrong, in words.
     pub problem: Option<String>,
+}
+
+/// A cursor is the chain position of the last event of a page.
+fn parse_cursor(cursor: &str) -> Result<i64, AppError> {
+    cursor
+        .parse::<i64>()
+        .ok()
+        .filter(|seq| *seq > 0)
+        .ok_or_else(|| {
+            AppError::bad_input(
+                "after",
+                "after must be a cursor returned in pagination.nextCursor",
+            )
+        })
 }
 
 fn bounded(field: &'static str, value: i32, min: u64, max: u64) -> Result<u64, AppError> {
@@ -261,6 +277,9 @@ impl AuditQuery {
         filter: Option<AuditFilter>,
         #[graphql(default = 100)] limit: i32,
         #[graphql(default = 0)] offset: i32,
+        #[graphql(desc = "Continue after the page that ended with this cursor \
+            (`pagination.nextCursor`): keyset paging, as fast at any depth.")]
+        after: Option<String>,
     ) -> Result<AuditPage> {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
@@ -274,17 +293,26 @@ impl AuditQuery {
         if !access::may_read_all_audit(caller) {
             filter.user_id = Some(caller.user.id);
         }
-        let (logs, total) = audits::page(&app.db, &filter, limit_n, offset_n)
+        let before_seq = after
+            .as_deref()
+            .map(parse_cursor)
+            .transpose()
+            .map_err(AppError::extend)?;
+        let page = audits::page(&app.db, &filter, limit_n, offset_n, before_seq)
             .await
             .map_err(AppError::extend)?;
-        let has_more = offset_n + (logs.len() as u64) < total;
+        let next_cursor = page
+            .has_more
+            .then(|| page.logs.last().map(|e| e.seq.to_string()))
+            .flatten();
         Ok(AuditPage {
-            logs: logs.into_iter().map(AuditLog::from).collect(),
+            logs: page.logs.into_iter().map(AuditLog::from).collect(),
             pagination: Pagination {
-                total: i32::try_from(total).unwrap_or(i32::MAX),
+                total: i32::try_from(page.total).unwrap_or(i32::MAX),
                 limit,
                 offset,
-                has_more,
+                has_more: page.has_more,
+                next_cursor,
             },
         })
     }
