@@ -98,7 +98,9 @@ impl PasswordHasherPool {
             .map_err(|e| AppError::internal(anyhow::anyhow!("OS random source failed: {e}")))?;
         let dummy = hash_password_blocking(&URL_SAFE_NO_PAD.encode(filler))?;
         Ok(Self {
-            permits: Arc::new(Semaphore::new(parallelism.max(1))),
+            // Half the cores at most: a burst of sign-ins leaves the other
+            // half to every other request.
+            permits: Arc::new(Semaphore::new((parallelism / 2).max(1))),
             dummy_hash: Arc::new(dummy),
         })
     }
