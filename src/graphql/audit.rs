@@ -141,11 +141,11 @@ impl AuditFilter {
 /// Where a page sits in the whole result.
 #[derive(SimpleObject)]
 pub struct Pagination {
-    /// How many events match the filters.
+    /// How many items (events, users) match the filters.
     pub total: i32,
     pub limit: i32,
     pub offset: i32,
-    /// Whether events follow this page.
+    /// Whether more items follow this page.
     pub has_more: bool,
 }
 

@@ -12,3 +12,4 @@ mod policies;
 mod resilience;
 mod schema;
 mod sessions;
+mod users;
