@@ -126,6 +126,7 @@ pub fn router(state: AppState) -> Router {
         ));
     let mut router = Router::new()
         .merge(graphql_routes)
+        .merge(crate::dashboard::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));

@@ -4,6 +4,7 @@
 mod audit;
 mod auth;
 mod cli;
+mod dashboard;
 mod hardening;
 mod helpers;
 mod http;
