@@ -174,6 +174,28 @@ pub struct ServeArgs {
     /// Take the client IP from the last X-Forwarded-For entry (only behind a proxy that sets it).
     #[arg(long, env = "TRUST_FORWARDED_FOR", value_parser = BoolishValueParser::new(), default_value = "false", global = true)]
     pub trust_forwarded_for: bool,
+    /// A WebSocket must send `connection_init` within this time.
+    #[arg(long, env = "WS_INIT_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub ws_init_timeout: Duration,
+    /// Open subscription sockets per user (per server process).
+    #[arg(
+        long,
+        env = "MAX_WS_CONNECTIONS_PER_USER",
+        default_value_t = 5,
+        global = true
+    )]
+    pub max_ws_connections_per_user: usize,
+    /// Subscriptions on one socket.
+    #[arg(
+        long,
+        env = "MAX_SUBSCRIPTIONS_PER_CONNECTION",
+        default_value_t = 10,
+        global = true
+    )]
+    pub max_subscriptions_per_connection: usize,
+    /// Events a subscriber may fall behind before its socket is closed.
+    #[arg(long, env = "SUBSCRIBER_BUFFER", default_value_t = 1024, global = true)]
+    pub subscriber_buffer: usize,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
@@ -202,6 +224,10 @@ impl Default for ServeArgs {
             signin_max_failures_per_ip: 20,
             signin_failure_window: Duration::from_secs(15 * 60),
             trust_forwarded_for: false,
+            ws_init_timeout: Duration::from_secs(10),
+            max_ws_connections_per_user: 5,
+            max_subscriptions_per_connection: 10,
+            subscriber_buffer: 1024,
             demo: false,
             max_body_bytes: 1024 * 1024,
         }
@@ -232,44 +258,28 @@ pub struct Config {
     pub signin_max_failures_per_ip: u32,
     pub signin_failure_window: Duration,
     pub trust_forwarded_for: bool,
+    pub ws_init_timeout: Duration,
+    pub max_ws_connections_per_user: usize,
+    pub max_subscriptions_per_connection: usize,
+    pub subscriber_buffer: usize,
     pub max_body_bytes: usize,
 }
 
 impl Config {
     pub fn new(global: &GlobalArgs, serve: &ServeArgs) -> anyhow::Result<Self> {
-        let config = Self {
-            database_url: global.database_url.clone(),
-            bind: serve.bind,
-            session_ttl: serve.session_ttl,
-            audit_retention: serve.audit_retention,
-            impersonation_ttl: serve.impersonation_ttl,
-            session_idle_timeout: serve.session_idle_timeout,
-            activity_write_interval: serve.activity_write_interval,
-            max_sessions_per_user: serve.max_sessions_per_user,
-            session_retention: serve.session_retention,
-            production: serve.production,
-            graphiql: serve.graphiql.unwrap_or(!serve.production),
-            introspection: serve.introspection.unwrap_or(!serve.production),
-            max_batch: serve.max_batch,
-            max_query_fields: serve.max_query_fields,
-            max_query_depth: serve.max_query_depth,
-            request_timeout: serve.request_timeout,
-            cors_origins: serve.cors_origins.clone(),
-            signin_max_failures_per_account: serve.signin_max_failures_per_account,
-            signin_max_failures_per_ip: serve.signin_max_failures_per_ip,
-            signin_failure_window: serve.signin_failure_window,
-            trust_forwarded_for: serve.trust_forwarded_for,
-            max_body_bytes: serve.max_body_bytes,
-        };
+        let config = Self::from_args(global.database_url.clone(), serve);
         config.validate()?;
         Ok(config)
     }
 
     /// A configuration for tests and embedding: defaults, the given database.
     pub fn with_database(database_url: impl Into<String>) -> Self {
-        let serve = ServeArgs::default();
+        Self::from_args(database_url.into(), &ServeArgs::default())
+    }
+
+    fn from_args(database_url: String, serve: &ServeArgs) -> Self {
         Self {
-            database_url: database_url.into(),
+            database_url,
             bind: serve.bind,
             session_ttl: serve.session_ttl,
             audit_retention: serve.audit_retention,
@@ -290,6 +300,10 @@ impl Config {
             signin_max_failures_per_ip: serve.signin_max_failures_per_ip,
             signin_failure_window: serve.signin_failure_window,
             trust_forwarded_for: serve.trust_forwarded_for,
+            ws_init_timeout: serve.ws_init_timeout,
+            max_ws_connections_per_user: serve.max_ws_connections_per_user,
+            max_subscriptions_per_connection: serve.max_subscriptions_per_connection,
+            subscriber_buffer: serve.subscriber_buffer,
             max_body_bytes: serve.max_body_bytes,
         }
     }
@@ -362,6 +376,18 @@ impl Config {
         anyhow::ensure!(
             self.signin_failure_window >= Duration::from_secs(1),
             "SIGNIN_FAILURE_WINDOW must be at least 1s"
+        );
+        anyhow::ensure!(
+            self.ws_init_timeout >= Duration::from_millis(100),
+            "WS_INIT_TIMEOUT must be at least 100ms"
+        );
+        anyhow::ensure!(
+            self.max_ws_connections_per_user >= 1 && self.max_subscriptions_per_connection >= 1,
+            "MAX_WS_CONNECTIONS_PER_USER and MAX_SUBSCRIPTIONS_PER_CONNECTION must be at least 1"
+        );
+        anyhow::ensure!(
+            (8..=1_000_000).contains(&self.subscriber_buffer),
+            "SUBSCRIBER_BUFFER must be between 8 and 1000000"
         );
         anyhow::ensure!(
             self.max_body_bytes >= 1024,

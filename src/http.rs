@@ -348,7 +348,7 @@ async fn execute_many(
     for request in requests {
         let started = Instant::now();
         let operation = request.operation_name.clone();
-        let request = graphql::request_data(request, &http.app, caller.clone(), meta.clone());
+        let request = graphql::request_data(request, &http.app, caller.clone(), meta.clone()).await;
         let mut response = http.schema.execute(request).await;
         code_uncoded_errors(&mut response.errors);
         metrics.observe_request(

@@ -22,7 +22,9 @@ use tower_http::{
 use crate::{
     auth::PasswordHasherPool,
     config::Config,
-    db, graphiql,
+    db,
+    events::EventBus,
+    graphiql,
     graphql::{self, AppSchema},
     metrics::Metrics,
     service,
@@ -35,6 +37,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub hasher: PasswordHasherPool,
     pub metrics: Arc<Metrics>,
+    pub events: EventBus,
 }
 
 impl AppState {
@@ -44,9 +47,10 @@ impl AppState {
         db::migrate(&db).await?;
         Ok(Self {
             db,
-            config: Arc::new(config),
             hasher: PasswordHasherPool::new()?,
             metrics: Arc::new(Metrics::default()),
+            events: EventBus::new(config.subscriber_buffer),
+            config: Arc::new(config),
         })
     }
 }
@@ -91,6 +95,11 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         tracing::info!(address = %self.local_addr(), "listening; GraphiQL at http://{}/graphql", self.local_addr());
         let maintenance = crate::tasks::spawn(self.state.clone());
+        let events = crate::events::spawn(
+            self.state.db.clone(),
+            self.state.config.database_url.clone(),
+            self.state.events.clone(),
+        );
         axum::serve(
             self.listener,
             self.router
@@ -99,6 +108,7 @@ impl Application {
         .with_graceful_shutdown(shutdown_signal())
         .await?;
         maintenance.abort();
+        events.abort();
         self.state.db.clone().close().await.ok();
         tracing::info!("stopped");
         Ok(())
@@ -127,6 +137,7 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .merge(graphql_routes)
         .merge(crate::dashboard::routes())
+        .route("/graphql/ws", get(crate::ws::upgrade))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));

@@ -70,9 +70,13 @@ export function sessionCard(session, { onRevoke } = {}) {
 export function keepFresh({ ctx, refresh, userId = null, pollMs = POLL_MS, onLive = () => {} }) {
   let timer = null;
   let pending = null;
+  let subscribed = false;
   const live = new LiveClient({
     token: () => tokens.current,
-    onStatus: (status) => onLive(status),
+    onStatus: (status) => {
+      subscribed = status === 'live';
+      onLive(status);
+    },
     // Closed for bad or ended credentials: a request tells which.
     onAuthClosed: () => refresh(),
   });
@@ -88,16 +92,20 @@ export function keepFresh({ ctx, refresh, userId = null, pollMs = POLL_MS, onLiv
         pending = setTimeout(refresh, 150);
       },
       error: (errors) => {
-        // e.g. a server without the subscription: polling carries on.
-        console.info('live updates unavailable:', errors?.[0]?.message);
+        // The session was revoked or expired (the server says why, then
+        // closes with 4403), or the server refused the subscription:
+        // polling takes over, and a request at once tells which.
+        console.info('live updates stopped:', errors?.[0]?.message);
+        subscribed = false;
         live.stop();
+        refresh();
       },
     },
   );
   live.start();
   if (pollMs > 0) {
     timer = setInterval(() => {
-      if (live.status !== 'live' && document.visibilityState === 'visible') refresh();
+      if (!subscribed && document.visibilityState === 'visible') refresh();
     }, pollMs);
   }
   return () => {

@@ -1,8 +1,12 @@
 //! The audit log: filtered, paged, and its chain check.
 
-use async_graphql::{Context, Enum, InputObject, Json, Object, Result, SimpleObject};
+use async_graphql::{
+    Context, Enum, ErrorExtensions, InputObject, Json, Object, Result, SimpleObject, Subscription,
+};
 use chrono::{DateTime, Utc};
 use entity::{audit_event, user::Role};
+use futures_util::{Stream, StreamExt};
+use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 use uuid::Uuid;
 
 use super::{
@@ -147,6 +151,9 @@ pub struct Pagination {
     pub offset: i32,
     /// Whether more items follow this page.
     pub has_more: bool,
+    /// Pass as `after` for the next page (keyset paging of audit events);
+    /// null on the last page, and always null for users.
+    pub next_cursor: Option<String>,
 }
 
 /// A page of audit events, newest first.
@@ -171,6 +178,20 @@ pub struct AuditChainReport {
     pub problem: Option<String>,
 }
 
+/// A cursor is the chain position of the last event of a page.
+fn parse_cursor(cursor: &str) -> Result<i64, AppError> {
+    cursor
+        .parse::<i64>()
+        .ok()
+        .filter(|seq| *seq > 0)
+        .ok_or_else(|| {
+            AppError::bad_input(
+                "after",
+                "after must be a cursor returned in pagination.nextCursor",
+            )
+        })
+}
+
 fn bounded(field: &'static str, value: i32, min: u64, max: u64) -> Result<u64, AppError> {
     u64::try_from(value)
         .ok()
@@ -178,6 +199,68 @@ fn bounded(field: &'static str, value: i32, min: u64, max: u64) -> Result<u64, A
         .ok_or_else(|| {
             AppError::bad_input(field, format!("{field} must be between {min} and {max}"))
         })
+}
+
+/// Whether `caller` may see `event` on a subscription: as for
+/// `sessionAudit`, users see events about themselves, admins and owners all
+/// of them (or one user's, with `userId`).
+fn visible(
+    caller: &crate::auth::Caller,
+    user_id: Option<Uuid>,
+    event: &audit_event::Model,
+) -> bool {
+    let subject = if access::may_read_all_audit(caller) {
+        user_id
+    } else {
+        Some(caller.user.id)
+    };
+    subject.is_none_or(|id| event.user_id == Some(id))
+}
+
+#[derive(Default)]
+pub struct AuditSubscription;
+
+#[Subscription]
+impl AuditSubscription {
+    /// Audit events as they are committed (graphql-transport-ws at
+    /// `/graphql/ws`), under the same visibility as `sessionAudit`. If the
+    /// subscriber falls too far behind, the stream ends with a
+    /// `RATE_LIMITED` error and the socket is closed.
+    #[graphql(guard = "AuditAccess::new(user_id)")]
+    async fn session_events(
+        &self,
+        ctx: &Context<'_>,
+        user_id: Option<Uuid>,
+    ) -> Result<impl Stream<Item = Result<AuditLog>> + use<>> {
+        let app = state(ctx)?;
+        let caller = caller(ctx)?.clone();
+        let events = BroadcastStream::new(app.events.subscribe());
+        Ok(events
+            .scan(false, move |ended, item| {
+                if *ended {
+                    return futures_util::future::ready(None);
+                }
+                let out = match item {
+                    Ok(event) => Some(
+                        visible(&caller, user_id, &event)
+                            .then(|| Ok(AuditLog::from((*event).clone()))),
+                    ),
+                    Err(BroadcastStreamRecvError::Lagged(missed)) => {
+                        *ended = true;
+                        Some(Some(Err(AppError::RateLimited {
+                            retry_after_secs: 1,
+                        }
+                        .extend()
+                        .extend_with(|_, ext| {
+                            ext.set("reason", "subscriber_lagged");
+                            ext.set("missed", missed);
+                        }))))
+                    }
+                };
+                futures_util::future::ready(out)
+            })
+            .filter_map(futures_util::future::ready))
+    }
 }
 
 #[derive(Default)]
@@ -195,6 +278,9 @@ impl AuditQuery {
         filter: Option<AuditFilter>,
         #[graphql(default = 100)] limit: i32,
         #[graphql(default = 0)] offset: i32,
+        #[graphql(desc = "Continue after the page that ended with this cursor \
+            (`pagination.nextCursor`): keyset paging, as fast at any depth.")]
+        after: Option<String>,
     ) -> Result<AuditPage> {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
@@ -208,17 +294,26 @@ impl AuditQuery {
         if !access::may_read_all_audit(caller) {
             filter.user_id = Some(caller.user.id);
         }
-        let (logs, total) = audits::page(&app.db, &filter, limit_n, offset_n)
+        let before_seq = after
+            .as_deref()
+            .map(parse_cursor)
+            .transpose()
+            .map_err(AppError::extend)?;
+        let page = audits::page(&app.db, &filter, limit_n, offset_n, before_seq)
             .await
             .map_err(AppError::extend)?;
-        let has_more = offset_n + (logs.len() as u64) < total;
+        let next_cursor = page
+            .has_more
+            .then(|| page.logs.last().map(|e| e.seq.to_string()))
+            .flatten();
         Ok(AuditPage {
-            logs: logs.into_iter().map(AuditLog::from).collect(),
+            logs: page.logs.into_iter().map(AuditLog::from).collect(),
             pagination: Pagination {
-                total: i32::try_from(total).unwrap_or(i32::MAX),
+                total: i32::try_from(page.total).unwrap_or(i32::MAX),
                 limit,
                 offset,
-                has_more,
+                has_more: page.has_more,
+                next_cursor,
             },
         })
     }

@@ -8,7 +8,8 @@ pub mod session;
 pub mod user;
 
 use async_graphql::{
-    Context, EmptySubscription, MergedObject, Schema, SchemaBuilder, dataloader::DataLoader,
+    Context, MergedObject, Schema, SchemaBuilder,
+    dataloader::{DataLoader, HashMapCache},
 };
 
 use crate::{
@@ -27,14 +28,14 @@ pub struct MutationRoot(
     user::UserMutation,
 );
 
-pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type AppSchema = Schema<QueryRoot, MutationRoot, audit::AuditSubscription>;
 
 /// The schema without its state: enough to print the SDL.
-pub fn schema_builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+pub fn schema_builder() -> SchemaBuilder<QueryRoot, MutationRoot, audit::AuditSubscription> {
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        EmptySubscription,
+        audit::AuditSubscription,
     )
 }
 
@@ -71,20 +72,29 @@ pub fn sdl() -> String {
 }
 
 /// Per-request data: who is calling (if anyone), from where, and the
-/// request's batch loaders.
-pub fn request_data(
+/// request's batch loaders. The loader caches for this request only, and
+/// starts out knowing the caller, so a list of one's own sessions with
+/// `user { … }` costs no user query at all.
+pub async fn request_data(
     request: async_graphql::Request,
     state: &AppState,
     caller: Option<Caller>,
     meta: RequestMeta,
 ) -> async_graphql::Request {
-    let request = request.data(meta).data(DataLoader::new(
+    let users = DataLoader::with_cache(
         user::UserLoader::new(state.db.clone()),
         tokio::spawn,
-    ));
+        HashMapCache::default(),
+    );
+    let request = request.data(meta);
     match caller {
-        Some(caller) => request.data(caller),
-        None => request,
+        Some(caller) => {
+            users
+                .feed_one(caller.user.id, user::User::from(caller.user.clone()))
+                .await;
+            request.data(users).data(caller)
+        }
+        None => request.data(users),
     }
 }
 
@@ -106,8 +116,9 @@ pub(crate) fn request_meta<'a>(ctx: &Context<'a>) -> RequestMeta {
 
 pub(crate) fn users<'a>(
     ctx: &Context<'a>,
-) -> async_graphql::Result<&'a DataLoader<user::UserLoader>> {
-    ctx.data::<DataLoader<user::UserLoader>>().map_err(|_| {
-        AppError::internal(anyhow::anyhow!("UserLoader missing from the request")).extend()
-    })
+) -> async_graphql::Result<&'a DataLoader<user::UserLoader, HashMapCache>> {
+    ctx.data::<DataLoader<user::UserLoader, HashMapCache>>()
+        .map_err(|_| {
+            AppError::internal(anyhow::anyhow!("UserLoader missing from the request")).extend()
+        })
 }

@@ -91,7 +91,8 @@ impl Loader<Uuid> for UserLoader {
     }
 }
 
-/// A page of accounts, ordered by email.
+/// A page of accounts, ordered by email (paged by offset: `nextCursor` is
+/// always null).
 #[derive(SimpleObject)]
 pub struct UserPage {
     pub users: Vec<User>,
@@ -126,6 +127,8 @@ impl UserQuery {
                 limit,
                 offset,
                 has_more,
+                // Users are paged by offset only.
+                next_cursor: None,
             },
         })
     }

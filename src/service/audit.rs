@@ -300,7 +300,8 @@ pub async fn page(
     filter: &AuditFilter,
     limit: u64,
     offset: u64,
-) -> AppResult<(Vec<audit_event::Model>, u64)> {
+    before_seq: Option<i64>,
+) -> AppResult<Page> {
     let query = audit_event::Entity::find().filter(filter.condition());
     let total = if filter.is_empty() {
         // Unfiltered, the chain head knows the count: no scan of the table.
@@ -309,17 +310,37 @@ pub async fn page(
     } else {
         query.clone().count(conn).await?
     };
-    let logs = if offset >= total {
-        Vec::new()
-    } else {
-        query
-            .order_by_desc(audit_event::Column::Seq)
-            .limit(limit)
-            .offset(offset)
-            .all(conn)
-            .await?
-    };
-    Ok((logs, total))
+    let mut page = query;
+    if let Some(before) = before_seq {
+        // Keyset paging: continue below the last event seen, an index seek
+        // however deep the page is.
+        page = page.filter(audit_event::Column::Seq.lt(before));
+    }
+    // One more than asked tells whether anything follows.
+    let mut logs = page
+        .order_by_desc(audit_event::Column::Seq)
+        .limit(limit + 1)
+        .offset(offset)
+        .all(conn)
+        .await?;
+    let has_more = logs.len() as u64 > limit;
+    logs.truncate(limit as usize);
+    Ok(Page {
+        logs,
+        total,
+        has_more,
+    })
+}
+
+/// One page of the audit log.
+#[derive(Debug)]
+pub struct Page {
+    /// Newest first.
+    pub logs: Vec<audit_event::Model>,
+    /// Events matching the filters, in all.
+    pub total: u64,
+    /// Whether events follow this page.
+    pub has_more: bool,
 }
 
 async fn chain_head(conn: &impl ConnectionTrait) -> AppResult<audit_chain::Model> {

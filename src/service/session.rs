@@ -296,6 +296,30 @@ async fn touch(
     Ok(session)
 }
 
+/// The session as it stands now if it is still live (not revoked, not
+/// expired, and for an impersonation, its admin still signed in and
+/// entitled): for long-lived connections that authenticated earlier.
+pub async fn live_session(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+) -> AppResult<Option<session::Model>> {
+    let Some((session, user)) = find_with_owner(conn, id).await? else {
+        return Ok(None);
+    };
+    let now = Utc::now();
+    if !session.is_active(now) {
+        return Ok(None);
+    }
+    if session.impersonator_id.is_some()
+        && check_impersonation_still_valid(conn, &session, &user, now)
+            .await
+            .is_err()
+    {
+        return Ok(None);
+    }
+    Ok(Some(session))
+}
+
 /// An impersonation session lives only while the admin's own session does
 /// and the admin still holds a role that may impersonate this user. This
 /// costs one more read, for impersonation sessions only.

@@ -645,3 +645,56 @@ async fn no_operation_of_the_api_changes_or_deletes_audit_events() {
         "mutations: {fields:?}"
     );
 }
+
+#[tokio::test]
+async fn keyset_paging_walks_every_event_once_with_filters_too() {
+    let app = spawn_app().await;
+    let admin = app.create_user(Role::Admin).await;
+    let alice = app.create_user(Role::User).await;
+    let token = app.sign_in(&admin).await;
+    seed_events(&app, 17, "test.keyset", Some(alice.id)).await;
+    seed_events(&app, 5, "test.other", None).await;
+    const KEYSET: &str = "query($f: AuditFilter, $after: String) { sessionAudit(filter: $f, limit: 4, after: $after) { logs { seq userId } pagination { total hasMore nextCursor } } }";
+
+    for (filter, expected) in [
+        (json!(null), app.audit_events().await.len()),
+        (json!({ "userId": alice.id }), 17 + 1),
+    ] {
+        let mut after = Value::Null;
+        let mut seen = Vec::new();
+        loop {
+            let body = app
+                .gql(Some(&token), KEYSET, json!({ "f": filter, "after": after }))
+                .await;
+            let page = &body["data"]["sessionAudit"];
+            assert_eq!(page["pagination"]["total"], expected, "{body}");
+            seen.extend(
+                page["logs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["seq"].as_i64().unwrap()),
+            );
+            let more = page["pagination"]["hasMore"].as_bool().unwrap();
+            assert_eq!(
+                more,
+                page["pagination"]["nextCursor"].is_string(),
+                "a cursor exactly when more follow"
+            );
+            if !more {
+                break;
+            }
+            after = page["pagination"]["nextCursor"].clone();
+        }
+        assert_eq!(seen.len(), expected, "filter {filter}: every event once");
+        assert!(
+            seen.windows(2).all(|w| w[0] > w[1]),
+            "newest first, no repeats"
+        );
+    }
+
+    for bad in ["", "abc", "-5", "0", "1.5"] {
+        let body = app.gql(Some(&token), KEYSET, json!({ "after": bad })).await;
+        assert_error_code(&body, "BAD_USER_INPUT", &format!("cursor {bad:?}"));
+    }
+}

@@ -13,4 +13,5 @@ mod policies;
 mod resilience;
 mod schema;
 mod sessions;
+mod subscriptions;
 mod users;

@@ -1,0 +1,428 @@
+//! GraphQL subscriptions over WebSocket with the graphql-transport-ws
+//! protocol (github.com/enisdenjo/graphql-ws, PROTOCOL.md), at
+//! `/graphql/ws`.
+//!
+//! Written here rather than taken from async-graphql-axum, which closes a
+//! refused `connection_init` with 1002 instead of the protocol's 4403 and
+//! cannot end a socket when its session is revoked. Here:
+//! - the caller authenticates in `connection_init` with
+//!   `{"authorization": "Bearer <token>"}`; a missing or bad token closes
+//!   with 4403, no `connection_init` in time with 4408;
+//! - a socket never outlives its session: when the session is revoked
+//!   (seen on the event stream) or expires, every running operation gets a
+//!   final `error` saying why and the socket closes with 4403;
+//! - a subscriber that falls too far behind is closed with 1013;
+//! - sockets per user and operations per socket are limited.
+
+use std::{collections::HashMap, net::SocketAddr, time::Duration};
+
+use async_graphql::{Request, Variables};
+use axum::{
+    extract::{
+        ConnectInfo, State,
+        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
+    },
+    http::{HeaderMap, header},
+    response::Response,
+};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::{
+    auth::{self, Caller, RequestMeta},
+    error::AppError,
+    graphql::{self, limits},
+    service::{audit::events, session as sessions},
+    startup::HttpState,
+};
+
+const PROTOCOL: &str = "graphql-transport-ws";
+/// How long a send to a client may wait before it counts as too slow.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `GET /graphql/ws`.
+pub async fn upgrade(
+    State(http): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let meta = RequestMeta::new(
+        Some(&peer.ip().to_string()),
+        headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    ws.protocols([PROTOCOL])
+        .on_upgrade(move |socket| connection(http, socket, meta))
+}
+
+/// Why a socket is closed.
+struct Close(u16, String);
+
+impl Close {
+    fn new(code: u16, reason: impl Into<String>) -> Self {
+        Self(code, reason.into())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ClientMessage {
+    ConnectionInit {
+        #[serde(default)]
+        payload: Option<Value>,
+    },
+    Ping {
+        #[serde(default)]
+        payload: Option<Value>,
+    },
+    Pong {
+        #[serde(default)]
+        #[allow(dead_code)]
+        payload: Option<Value>,
+    },
+    Subscribe {
+        id: String,
+        payload: SubscribePayload,
+    },
+    Complete {
+        id: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SubscribePayload {
+    query: String,
+    #[serde(default)]
+    operation_name: Option<String>,
+    #[serde(default)]
+    variables: Option<Value>,
+    #[serde(default)]
+    extensions: Option<serde_json::Map<String, Value>>,
+}
+
+fn text(value: Value) -> Message {
+    Message::Text(value.to_string().into())
+}
+
+async fn connection(http: HttpState, socket: WebSocket, meta: RequestMeta) {
+    let (mut sink, mut stream) = socket.split();
+    let (out, mut outbox) = mpsc::channel::<Message>(64);
+    let writer = tokio::spawn(async move {
+        while let Some(message) = outbox.recv().await {
+            let closing = matches!(message, Message::Close(_));
+            if sink.send(message).await.is_err() || closing {
+                break;
+            }
+        }
+    });
+
+    if let Some(Close(code, reason)) = serve(&http, &mut stream, &out, meta).await {
+        tracing::debug!(code, %reason, "closing subscription socket");
+        let frame = Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }));
+        let _ = tokio::time::timeout(Duration::from_secs(1), out.send(frame)).await;
+    }
+    drop(out);
+    if tokio::time::timeout(Duration::from_secs(2), writer)
+        .await
+        .is_err()
+    {
+        tracing::debug!("subscription socket writer did not finish; dropped");
+    }
+}
+
+type Incoming = futures_util::stream::SplitStream<WebSocket>;
+
+/// Reads the next protocol message; `Err` closes the socket.
+async fn next_message(stream: &mut Incoming) -> Result<Option<ClientMessage>, Close> {
+    loop {
+        match stream.next().await {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(None),
+            Some(Ok(Message::Text(text))) => {
+                return serde_json::from_str(text.as_str())
+                    .map(Some)
+                    .map_err(|_| Close::new(4400, "Invalid message received"));
+            }
+            Some(Ok(Message::Binary(_))) => {
+                return Err(Close::new(4400, "Binary messages are not supported"));
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+        }
+    }
+}
+
+/// Runs the protocol; returns how to close, or `None` when the client left.
+async fn serve(
+    http: &HttpState,
+    stream: &mut Incoming,
+    out: &mpsc::Sender<Message>,
+    meta: RequestMeta,
+) -> Option<Close> {
+    let config = &http.app.config;
+
+    // connection_init, within the time allowed.
+    let init = tokio::time::timeout(config.ws_init_timeout, async {
+        loop {
+            match next_message(stream).await {
+                Ok(Some(ClientMessage::ConnectionInit { payload })) => return Ok(Some(payload)),
+                Ok(Some(ClientMessage::Ping { .. })) => {
+                    let _ = out.send(text(json!({ "type": "pong" }))).await;
+                }
+                Ok(Some(ClientMessage::Pong { .. })) => {}
+                Ok(Some(ClientMessage::Subscribe { .. } | ClientMessage::Complete { .. })) => {
+                    return Err(Close::new(4401, "Unauthorized"));
+                }
+                Ok(None) => return Ok(None),
+                Err(close) => return Err(close),
+            }
+        }
+    })
+    .await;
+    let payload = match init {
+        Err(_) => return Some(Close::new(4408, "Connection initialisation timeout")),
+        Ok(Err(close)) => return Some(close),
+        Ok(Ok(None)) => return None,
+        Ok(Ok(Some(payload))) => payload,
+    };
+    let caller = match authenticate(http, payload.as_ref()).await {
+        Ok(caller) => caller,
+        Err(reason) => return Some(Close::new(4403, format!("Forbidden: {reason}"))),
+    };
+    let Some(_slot) = http
+        .app
+        .events
+        .open_connection(caller.user.id, config.max_ws_connections_per_user)
+    else {
+        return Some(Close::new(
+            4403,
+            "Forbidden: too many open connections for this user",
+        ));
+    };
+    if out
+        .send(text(json!({ "type": "connection_ack" })))
+        .await
+        .is_err()
+    {
+        return None;
+    }
+
+    let mut running: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    let (finished_tx, mut finished) = mpsc::unbounded_channel::<(String, bool)>();
+    let mut watch = http.app.events.subscribe();
+    let mut expires_at = caller.session.expires_at;
+
+    let close = loop {
+        let until_expiry = (expires_at - chrono::Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO);
+        tokio::select! {
+            message = next_message(stream) => match message {
+                Ok(None) => break None,
+                Err(close) => break Some(close),
+                Ok(Some(ClientMessage::ConnectionInit { .. })) => {
+                    break Some(Close::new(4429, "Too many initialisation requests"));
+                }
+                Ok(Some(ClientMessage::Ping { payload })) => {
+                    let mut pong = json!({ "type": "pong" });
+                    if let Some(payload) = payload {
+                        pong["payload"] = payload;
+                    }
+                    if out.send(text(pong)).await.is_err() {
+                        break None;
+                    }
+                }
+                Ok(Some(ClientMessage::Pong { .. })) => {}
+                Ok(Some(ClientMessage::Complete { id })) => {
+                    if let Some(task) = running.remove(&id) {
+                        task.abort();
+                    }
+                }
+                Ok(Some(ClientMessage::Subscribe { id, payload })) => {
+                    running.retain(|_, task| !task.is_finished());
+                    if running.contains_key(&id) {
+                        break Some(Close::new(4409, format!("Subscriber for {id} already exists")));
+                    }
+                    if running.len() >= config.max_subscriptions_per_connection {
+                        let message = format!(
+                            "at most {} operations may run on one connection",
+                            config.max_subscriptions_per_connection
+                        );
+                        let _ = out.send(error_message(&id, "RATE_LIMITED", &message)).await;
+                        continue;
+                    }
+                    let task = start_operation(http, &caller, &meta, id.clone(), payload, out.clone(), finished_tx.clone());
+                    running.insert(id, task);
+                }
+            },
+            event = watch.recv() => match event {
+                Ok(event) => {
+                    if event.event_type == events::SESSION_REVOKED && event.session_id == Some(caller.session.id) {
+                        end_all(&mut running, out, "your session was revoked").await;
+                        break Some(Close::new(4403, "Forbidden: session revoked"));
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    // Events were missed here: ask the database instead.
+                    match sessions::live_session(&http.app.db, caller.session.id).await {
+                        Ok(Some(session)) => expires_at = session.expires_at,
+                        _ => {
+                            end_all(&mut running, out, "your session has ended").await;
+                            break Some(Close::new(4403, "Forbidden: session ended"));
+                        }
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    break Some(Close::new(1001, "server shutting down"));
+                }
+            },
+            () = tokio::time::sleep(until_expiry) => {
+                // Activity over HTTP may have moved the expiry on.
+                match sessions::live_session(&http.app.db, caller.session.id).await {
+                    Ok(Some(session)) if session.expires_at > expires_at => expires_at = session.expires_at,
+                    _ => {
+                        end_all(&mut running, out, "your session has expired").await;
+                        break Some(Close::new(4403, "Forbidden: session expired"));
+                    }
+                }
+            },
+            Some((id, too_slow)) = finished.recv() => {
+                running.remove(&id);
+                if too_slow {
+                    break Some(Close::new(1013, "subscriber too slow: events were dropped"));
+                }
+            },
+        }
+    };
+    for task in running.into_values() {
+        task.abort();
+    }
+    close
+}
+
+async fn authenticate(http: &HttpState, payload: Option<&Value>) -> Result<Caller, &'static str> {
+    let header = payload
+        .and_then(|p| p.get("authorization").or_else(|| p.get("Authorization")))
+        .and_then(Value::as_str)
+        .ok_or("connection_init must carry {\"authorization\": \"Bearer <token>\"}")?;
+    let token = auth::bearer_token(header.as_bytes()).map_err(|_| crate::error::BAD_TOKEN)?;
+    sessions::authenticate(&http.app.db, &http.app.config, token)
+        .await
+        .map_err(|err| match err {
+            AppError::Unauthenticated(_) => crate::error::BAD_TOKEN,
+            _ => "the session could not be checked",
+        })
+}
+
+fn error_message(id: &str, code: &str, message: &str) -> Message {
+    text(json!({
+        "id": id,
+        "type": "error",
+        "payload": [{ "message": message, "extensions": { "code": code } }],
+    }))
+}
+
+/// Tells every running operation why it ends.
+async fn end_all(
+    running: &mut HashMap<String, tokio::task::JoinHandle<()>>,
+    out: &mpsc::Sender<Message>,
+    why: &str,
+) {
+    for (id, task) in running.drain() {
+        task.abort();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            out.send(error_message(&id, "UNAUTHENTICATED", why)),
+        )
+        .await;
+    }
+}
+
+/// Runs one operation and forwards its results until it ends.
+fn start_operation(
+    http: &HttpState,
+    caller: &Caller,
+    meta: &RequestMeta,
+    id: String,
+    payload: SubscribePayload,
+    out: mpsc::Sender<Message>,
+    finished: mpsc::UnboundedSender<(String, bool)>,
+) -> tokio::task::JoinHandle<()> {
+    let config = http.app.config.clone();
+    let schema = http.schema.clone();
+    let app = http.app.clone();
+    let (caller, meta) = (caller.clone(), meta.clone());
+    tokio::spawn(async move {
+        if let Ok(document) = async_graphql::parser::parse_query(&payload.query)
+            && limits::field_count(&document, config.max_query_fields) > config.max_query_fields
+        {
+            let message = format!(
+                "the operation selects more than {} fields",
+                config.max_query_fields
+            );
+            let _ = out
+                .send(error_message(&id, "BAD_USER_INPUT", &message))
+                .await;
+            let _ = finished.send((id, false));
+            return;
+        }
+        let mut request = Request::new(payload.query);
+        request.operation_name = payload.operation_name;
+        if let Some(variables) = payload.variables {
+            request.variables = Variables::from_json(variables);
+        }
+        if let Some(extensions) = payload.extensions
+            && let Ok(extensions) = serde_json::from_value(Value::Object(extensions))
+        {
+            request.extensions = extensions;
+        }
+        let request = graphql::request_data(request, &app, Some(caller), meta).await;
+        let mut responses = schema.execute_stream(request);
+        let mut first = true;
+        while let Some(mut response) = responses.next().await {
+            for error in &mut response.errors {
+                let ext = error.extensions.get_or_insert_with(Default::default);
+                if ext.get("code").is_none() {
+                    ext.set("code", "BAD_USER_INPUT");
+                }
+            }
+            // A request that cannot run at all is answered with `error`.
+            if first
+                && response.data == async_graphql::Value::Null
+                && !response.errors.is_empty()
+                && response.errors.iter().all(|e| e.path.is_empty())
+            {
+                let _ = out
+                    .send(text(
+                        json!({ "id": id, "type": "error", "payload": response.errors }),
+                    ))
+                    .await;
+                let _ = finished.send((id, false));
+                return;
+            }
+            first = false;
+            let lagged = response.errors.iter().any(|e| {
+                e.extensions
+                    .as_ref()
+                    .and_then(|x| x.get("reason"))
+                    .is_some_and(|r| *r == async_graphql::Value::from("subscriber_lagged"))
+            });
+            let message = text(json!({ "id": id, "type": "next", "payload": response }));
+            let sent = tokio::time::timeout(SEND_TIMEOUT, out.send(message)).await;
+            if lagged || !matches!(sent, Ok(Ok(()))) {
+                let _ = finished.send((id, true));
+                return;
+            }
+        }
+        let _ = out
+            .send(text(json!({ "id": id, "type": "complete" })))
+            .await;
+        let _ = finished.send((id, false));
+    })
+}
