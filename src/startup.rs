@@ -136,6 +136,7 @@ pub fn router(state: AppState) -> Router {
         ));
     let mut router = Router::new()
         .merge(graphql_routes)
+        .merge(crate::dashboard::routes())
         .route("/graphql/ws", get(crate::ws::upgrade))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -145,13 +145,14 @@ impl AuditFilter {
 /// Where a page sits in the whole result.
 #[derive(SimpleObject)]
 pub struct Pagination {
-    /// How many events match the filters.
+    /// How many items (events, users) match the filters.
     pub total: i32,
     pub limit: i32,
     pub offset: i32,
-    /// Whether events follow this page.
+    /// Whether more items follow this page.
     pub has_more: bool,
-    /// Pass as `after` for the next page (keyset paging); null on the last.
+    /// Pass as `after` for the next page (keyset paging of audit events);
+    /// null on the last page, and always null for users.
     pub next_cursor: Option<String>,
 }
 

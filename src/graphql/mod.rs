@@ -19,7 +19,7 @@ use crate::{
 };
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(session::SessionQuery, audit::AuditQuery);
+pub struct QueryRoot(session::SessionQuery, audit::AuditQuery, user::UserQuery);
 
 #[derive(MergedObject, Default)]
 pub struct MutationRoot(

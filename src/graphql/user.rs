@@ -9,11 +9,16 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 use super::{
+    audit::Pagination,
     caller,
-    guards::{NotImpersonating, SignedIn},
+    guards::{NotImpersonating, RoleGuard, SignedIn},
     request_meta, state,
 };
-use crate::{error::AppError, metrics::Metrics, service::user as users};
+use crate::{
+    error::AppError,
+    metrics::Metrics,
+    service::{access::Action, user as users},
+};
 
 /// What an account may do.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -83,6 +88,49 @@ impl Loader<Uuid> for UserLoader {
             .await
             .map_err(|e| AppError::from(e).extend())?;
         Ok(users.into_iter().map(|u| (u.id, User::from(u))).collect())
+    }
+}
+
+/// A page of accounts, ordered by email (paged by offset: `nextCursor` is
+/// always null).
+#[derive(SimpleObject)]
+pub struct UserPage {
+    pub users: Vec<User>,
+    pub pagination: Pagination,
+}
+
+#[derive(Default)]
+pub struct UserQuery;
+
+#[Object]
+impl UserQuery {
+    /// Admins and owners: accounts whose email or name contains `search`
+    /// (any case), all accounts without it, ordered by email. `limit` is 1
+    /// to 100, `offset` 0 to 1000000.
+    #[graphql(guard = "RoleGuard::new(user::Role::Admin, Action::ListUsers)")]
+    async fn users(
+        &self,
+        ctx: &Context<'_>,
+        search: Option<String>,
+        #[graphql(default = 20)] limit: i32,
+        #[graphql(default = 0)] offset: i32,
+    ) -> Result<UserPage> {
+        let app = state(ctx)?;
+        let (found, total) = users::search(&app.db, search.as_deref(), limit, offset)
+            .await
+            .map_err(AppError::extend)?;
+        let has_more = u64::try_from(offset).unwrap_or(0) + (found.len() as u64) < total;
+        Ok(UserPage {
+            users: found.into_iter().map(User::from).collect(),
+            pagination: Pagination {
+                total: i32::try_from(total).unwrap_or(i32::MAX),
+                limit,
+                offset,
+                has_more,
+                // Users are paged by offset only.
+                next_cursor: None,
+            },
+        })
     }
 }
 

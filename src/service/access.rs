@@ -20,6 +20,8 @@ pub enum Action {
     ReadAudit,
     VerifyAudit,
     Impersonate,
+    /// Finding accounts by email or name.
+    ListUsers,
     /// Account-wide actions an impersonation session may not take.
     Sensitive,
 }
@@ -32,6 +34,7 @@ impl Action {
             Action::ReadAudit => "audit.read",
             Action::VerifyAudit => "audit.verify",
             Action::Impersonate => "impersonation.start",
+            Action::ListUsers => "users.list",
             Action::Sensitive => "account.sensitive",
         }
     }

@@ -1,7 +1,11 @@
 //! Accounts: creation (command line and demo), look-ups.
 
 use entity::user::{self, Role};
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, SqlErr};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, ExprTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    sea_query::{Func, LikeExpr},
+};
 use uuid::Uuid;
 
 use crate::{
@@ -118,6 +122,74 @@ pub async fn find_by_email(
         .filter(user::Column::Email.eq(email))
         .one(conn)
         .await?)
+}
+
+/// Largest page of `users`.
+pub const MAX_USERS_PAGE: i32 = 100;
+/// Deepest offset of `users`; past it, narrow the search instead.
+pub const MAX_USERS_OFFSET: i32 = 1_000_000;
+/// Longest search text (an email's maximum length).
+pub const MAX_SEARCH_LEN: usize = MAX_EMAIL_LEN;
+
+/// A page of accounts whose email or name contains `search` (any case;
+/// all accounts without it), ordered by email, with the number of matches.
+/// `limit` is 1 to [`MAX_USERS_PAGE`], `offset` 0 to [`MAX_USERS_OFFSET`].
+/// The caller's right to list accounts is checked by the resolver's guard.
+#[tracing::instrument(skip(conn))]
+pub async fn search(
+    conn: &impl ConnectionTrait,
+    search: Option<&str>,
+    limit: i32,
+    offset: i32,
+) -> AppResult<(Vec<user::Model>, u64)> {
+    let limit = bounded("limit", limit, 1, MAX_USERS_PAGE)?;
+    let offset = bounded("offset", offset, 0, MAX_USERS_OFFSET)?;
+    let mut query = user::Entity::find();
+    if let Some(text) = search.map(str::trim).filter(|t| !t.is_empty()) {
+        if text.chars().count() > MAX_SEARCH_LEN || text.chars().any(char::is_control) {
+            return Err(AppError::bad_input(
+                "search",
+                format!("search must be at most {MAX_SEARCH_LEN} printable characters"),
+            ));
+        }
+        // A substring match: the user's `%`, `_` and `\` are literal.
+        let escaped = text
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let pattern = || LikeExpr::new(format!("%{escaped}%")).escape('\\');
+        // Emails are stored lower-case; names are lowered in the query
+        // (ASCII only on SQLite, Unicode-aware on PostgreSQL).
+        query = query.filter(
+            Condition::any()
+                .add(user::Column::Email.like(pattern()))
+                .add(Expr::expr(Func::lower(Expr::col(user::Column::Name))).like(pattern())),
+        );
+    }
+    let total = query.clone().count(conn).await?;
+    let users = if offset >= total {
+        Vec::new()
+    } else {
+        query
+            .order_by_asc(user::Column::Email)
+            .limit(limit)
+            .offset(offset)
+            .all(conn)
+            .await?
+    };
+    Ok((users, total))
+}
+
+fn bounded(field: &'static str, value: i32, min: i32, max: i32) -> AppResult<u64> {
+    if (min..=max).contains(&value) {
+        Ok(u64::try_from(value).unwrap_or(0))
+    } else {
+        Err(AppError::bad_input(
+            field,
+            format!("{field} must be between {min} and {max}"),
+        ))
+    }
 }
 
 /// Changes the caller's password after checking the current one, and ends

@@ -4,6 +4,7 @@
 mod audit;
 mod auth;
 mod cli;
+mod dashboard;
 mod hardening;
 mod helpers;
 mod http;
@@ -13,3 +14,4 @@ mod resilience;
 mod schema;
 mod sessions;
 mod subscriptions;
+mod users;

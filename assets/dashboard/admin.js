@@ -1,0 +1,280 @@
+// Admin pages: find a user by email or name, see and revoke their
+// sessions, and start an impersonation with a reason.
+
+import { gql } from './api.js';
+import { h, mount, field, timeEl } from './dom.js';
+import { SESSION_FIELDS, sessionCard, keepFresh, liveIndicator } from './sessions.js';
+
+const PAGE_SIZE = 20;
+// Users seen in search results, so a user's page can show their name.
+const known = new Map();
+
+export function pager({ pagination, count, onPage, noun }) {
+  const { total, limit, offset, hasMore } = pagination;
+  const first = total === 0 ? 0 : offset + 1;
+  const last = offset + count;
+  const prev = h('button', { type: 'button', disabled: offset === 0, onclick: () => onPage(Math.max(0, offset - limit)) }, '← Previous');
+  const next = h('button', { type: 'button', disabled: !hasMore, onclick: () => onPage(offset + limit) }, 'Next →');
+  return h(
+    'nav',
+    { class: 'pager', 'aria-label': 'Pages' },
+    prev,
+    h('span', { class: 'range', 'data-testid': 'range' }, total === 0 ? `No ${noun}` : `${first}–${last} of ${total} ${noun}`),
+    next,
+  );
+}
+
+export function usersView(ctx, params) {
+  let results;
+  let destroyed = false;
+  const search = params.get('search') || '';
+  const offset = Math.max(0, Number(params.get('offset')) || 0);
+
+  function go(searchText, newOffset) {
+    const q = new URLSearchParams();
+    if (searchText) q.set('search', searchText);
+    if (newOffset) q.set('offset', String(newOffset));
+    const s = q.toString();
+    ctx.navigate(s ? `#/users?${s}` : '#/users');
+  }
+
+  async function refresh() {
+    try {
+      const data = await gql(
+        `query Users($search: String, $limit: Int!, $offset: Int!) {
+          users(search: $search, limit: $limit, offset: $offset) {
+            users { id email name role createdAt }
+            pagination { total limit offset hasMore }
+          }
+        }`,
+        { search: search || null, limit: PAGE_SIZE, offset },
+      );
+      if (!destroyed) show(data.users);
+    } catch (error) {
+      if (!destroyed) ctx.reportError(error);
+    }
+  }
+
+  function show(page) {
+    for (const user of page.users) known.set(user.id, user);
+    mount(
+      results,
+      page.users.length
+        ? h(
+            'div',
+            { class: 'table-wrap' },
+            h(
+              'table',
+              {},
+              h('caption', { class: 'visually-hidden' }, 'Users'),
+              h('thead', {}, h('tr', {}, ['Name', 'Email', 'Role', 'Created'].map((t) => h('th', { scope: 'col' }, t)))),
+              h(
+                'tbody',
+                {},
+                page.users.map((u) =>
+                  h(
+                    'tr',
+                    {},
+                    h('td', { 'data-label': 'Name' }, h('a', { href: `#/users/${u.id}` }, u.name)),
+                    h('td', { 'data-label': 'Email' }, u.email),
+                    h('td', { 'data-label': 'Role' }, h('span', { class: `badge role-${u.role.toLowerCase()}` }, u.role.toLowerCase())),
+                    h('td', { 'data-label': 'Created' }, timeEl(u.createdAt, { relativeToo: false })),
+                  ),
+                ),
+              ),
+            ),
+          )
+        : h('p', { class: 'empty' }, search ? `No user matches “${search}”.` : 'No users.'),
+      pager({ pagination: page.pagination, count: page.users.length, noun: 'users', onPage: (o) => go(search, o) }),
+    );
+  }
+
+  return {
+    render(main) {
+      const input = h('input', { type: 'search', name: 'search', value: search, maxlength: 320, autocomplete: 'off' });
+      const form = h(
+        'form',
+        { role: 'search', class: 'inline-form' },
+        field('Find a user by email or name', input),
+        h('button', { type: 'submit', class: 'primary' }, 'Search'),
+      );
+      form.addEventListener('submit', (event) => {
+        event.preventDefault();
+        go(input.value.trim(), 0);
+      });
+      results = h('div', { 'aria-live': 'polite' }, h('p', {}, 'Loading…'));
+      mount(main, h('h1', { tabindex: '-1' }, 'Users'), form, results);
+      refresh();
+    },
+    refresh,
+    destroy() {
+      destroyed = true;
+    },
+  };
+}
+
+/** Whether the viewer may impersonate someone with `role` (the server decides; this only hides a button that would be refused). */
+function mayImpersonate(viewer, user) {
+  if (!user || user.id === viewer.user.id || user.role === 'OWNER') return false;
+  return viewer.user.role === 'OWNER' || user.role === 'USER';
+}
+
+export function userView(ctx, userId, params) {
+  let destroyed = false;
+  let list;
+  let heading;
+  let subtitle;
+  let impersonateBox;
+  let stop = () => {};
+  let busy = false;
+  const includeEnded = params.get('ended') === '1';
+  let user = known.get(userId) || null;
+  const indicator = liveIndicator('Refreshes on focus');
+
+  function describe() {
+    heading.textContent = user ? user.name : 'User';
+    mount(
+      subtitle,
+      user ? [user.email, ' ', h('span', { class: `badge role-${user.role.toLowerCase()}` }, user.role.toLowerCase())] : `User ${userId}`,
+    );
+    impersonateBox.hidden = !mayImpersonate(ctx.viewer, user);
+  }
+
+  async function refresh() {
+    if (busy || destroyed) return;
+    busy = true;
+    try {
+      const data = await gql(
+        `query UserSessions($userId: UUID!, $all: Boolean!) {
+          sessions(userId: $userId, includeExpired: $all) {
+            count activeCount sessions { ${SESSION_FIELDS} user { id email name role createdAt } }
+          }
+        }`,
+        { userId, all: includeEnded },
+      );
+      if (destroyed) return;
+      const found = data.sessions.sessions[0]?.user;
+      if (found) {
+        user = found;
+        known.set(found.id, found);
+      }
+      describe();
+      mount(
+        list,
+        data.sessions.sessions.length
+          ? data.sessions.sessions.map((s) => sessionCard(s, { onRevoke: revoke }))
+          : h('li', { class: 'empty' }, includeEnded ? 'No sessions.' : 'No active sessions.'),
+      );
+    } catch (error) {
+      if (!destroyed) ctx.reportError(error);
+    } finally {
+      busy = false;
+    }
+  }
+
+  async function revoke(session, button) {
+    button.disabled = true;
+    try {
+      await gql('mutation Revoke($id: UUID!) { revokeSession(id: $id) { id revokedAt } }', { id: session.id });
+      ctx.notify(`Revoked the session on ${session.device || 'an unknown device'}.`, 'success');
+      await refresh();
+      list.focus();
+    } catch (error) {
+      button.disabled = false;
+      ctx.reportError(error);
+    }
+  }
+
+  async function revokeAll(event) {
+    const button = event.currentTarget;
+    button.disabled = true;
+    try {
+      const data = await gql('mutation RevokeAll($userId: UUID!) { revokeSessions(userId: $userId, exceptCurrent: false) }', { userId });
+      const n = data.revokeSessions;
+      ctx.notify(n === 1 ? 'Revoked 1 session.' : `Revoked ${n} sessions.`, 'success');
+      await refresh();
+    } catch (error) {
+      ctx.reportError(error);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function impersonationForm() {
+    const reason = h('textarea', { name: 'reason', required: true, maxlength: 500, rows: 2 });
+    const submit = h('button', { type: 'submit', class: 'primary' }, 'Start impersonation');
+    const form = h(
+      'form',
+      { class: 'card', 'aria-labelledby': 'impersonate-title' },
+      h('h2', { id: 'impersonate-title' }, 'Impersonate'),
+      h('p', { class: 'muted' }, 'Opens a short-lived session as this user, with their rights only. The user sees it in their sessions with your name and the reason; everything you do is audited.'),
+      field('Reason (shown to the user)', reason, '1 to 500 characters, e.g. a support ticket number.'),
+      submit,
+    );
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      if (!reason.value.trim()) {
+        ctx.notify('Please give a reason for the impersonation.', 'error');
+        reason.focus();
+        return;
+      }
+      submit.disabled = true;
+      try {
+        const data = await gql(
+          `mutation Impersonate($userId: UUID!, $reason: String!) {
+            startImpersonation(userId: $userId, reason: $reason) { token }
+          }`,
+          { userId, reason: reason.value.trim() },
+        );
+        await ctx.beginImpersonation(data.startImpersonation.token);
+      } catch (error) {
+        submit.disabled = false;
+        ctx.reportError(error);
+      }
+    });
+    return form;
+  }
+
+  return {
+    render(main) {
+      heading = h('h1', { tabindex: '-1' }, 'User');
+      subtitle = h('p', { class: 'subtitle' });
+      list = h('ul', { class: 'sessions', tabindex: '-1', 'aria-label': 'Sessions' });
+      impersonateBox = h('div', { hidden: true }, impersonationForm());
+      const toggle = h('input', { type: 'checkbox', id: 'show-ended', checked: includeEnded });
+      toggle.addEventListener('change', () => ctx.navigate(`#/users/${userId}${toggle.checked ? '?ended=1' : ''}`));
+      mount(
+        main,
+        h('p', { class: 'crumbs' }, h('a', { href: '#/users' }, '← Users')),
+        h('div', { class: 'page-head' }, heading, indicator.el),
+        subtitle,
+        h('section', { 'aria-labelledby': 'user-sessions-title' },
+          h(
+            'div',
+            { class: 'toolbar' },
+            h('h2', { id: 'user-sessions-title' }, 'Sessions'),
+            h(
+              'div',
+              { class: 'buttons' },
+              h('label', { class: 'check', for: 'show-ended' }, toggle, ' Show ended sessions'),
+              h('button', { type: 'button', class: 'danger', onclick: revokeAll }, 'Revoke all sessions'),
+              h('button', { type: 'button', onclick: refresh }, 'Refresh'),
+            ),
+          ),
+          list,
+        ),
+        impersonateBox,
+      );
+      describe();
+      refresh();
+      // Every read of another user's sessions is audited, so no polling
+      // here: live events, the Refresh button and focus keep it current.
+      stop = keepFresh({ ctx, refresh, userId, pollMs: 0, onLive: (s) => indicator.set(s) });
+    },
+    refresh,
+    destroy() {
+      destroyed = true;
+      stop();
+    },
+  };
+}

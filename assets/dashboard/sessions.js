@@ -1,0 +1,218 @@
+// "Your sessions": the devices signed in to the account, live through the
+// `sessionEvents` subscription when the server offers it, and otherwise
+// refreshed every 5 seconds and whenever the tab regains focus.
+
+import { gql, tokens } from './api.js';
+import { h, mount, facts, timeEl } from './dom.js';
+import { LiveClient } from './live.js';
+
+export const SESSION_FIELDS = `
+  id sessionToken device userAgent ipAddress createdAt lastActiveAt expires
+  revokedAt isActive isCurrent impersonationReason
+  impersonator { id name email }
+`;
+
+const POLL_MS = 5000;
+
+/** One session as a card; `onRevoke(session)` when revoking is offered. */
+export function sessionCard(session, { onRevoke } = {}) {
+  const label = session.device || 'Unknown device';
+  const titleId = `session-${session.id}`;
+  const badges = [];
+  if (session.isCurrent) badges.push(h('span', { class: 'badge current' }, 'This device'));
+  if (session.impersonator) badges.push(h('span', { class: 'badge impersonation' }, 'Impersonation'));
+  if (!session.isActive) badges.push(h('span', { class: 'badge ended' }, session.revokedAt ? 'Revoked' : 'Expired'));
+  const impersonation = session.impersonator
+    ? h(
+        'p',
+        { class: 'impersonation-note' },
+        'Opened by ',
+        h('strong', {}, `${session.impersonator.name} (${session.impersonator.email})`),
+        ' acting as this user. Reason: ',
+        h('q', {}, session.impersonationReason || '—'),
+      )
+    : null;
+  const actions = [];
+  if (onRevoke && session.isActive && !session.isCurrent) {
+    actions.push(
+      h(
+        'button',
+        {
+          type: 'button',
+          class: 'danger',
+          'aria-label': `Revoke the session on ${label}${session.ipAddress ? ` from ${session.ipAddress}` : ''}`,
+          onclick: (event) => onRevoke(session, event.currentTarget),
+        },
+        'Revoke',
+      ),
+    );
+  }
+  return h(
+    'li',
+    { class: 'session card', 'aria-labelledby': titleId, dataset: { sessionId: session.id } },
+    h('div', { class: 'session-head' }, h('h3', { id: titleId, title: session.userAgent || null }, label), badges),
+    facts([
+      ['IP address', session.ipAddress || 'unknown'],
+      ['Signed in', timeEl(session.createdAt)],
+      ['Last active', timeEl(session.lastActiveAt)],
+      [session.isActive ? 'Expires' : 'Ended', session.isActive ? timeEl(session.expires) : timeEl(session.revokedAt || session.expires)],
+      ['Token', h('code', {}, session.sessionToken)],
+    ]),
+    impersonation,
+    actions.length ? h('div', { class: 'actions' }, actions) : null,
+  );
+}
+
+/**
+ * Keeps a session list fresh: live events when the subscription works,
+ * polling (every `pollMs`, 0 for none) when it does not.
+ */
+export function keepFresh({ ctx, refresh, userId = null, pollMs = POLL_MS, onLive = () => {} }) {
+  let timer = null;
+  let pending = null;
+  let subscribed = false;
+  const live = new LiveClient({
+    token: () => tokens.current,
+    onStatus: (status) => {
+      subscribed = status === 'live';
+      onLive(status);
+    },
+    // Closed for bad or ended credentials: a request tells which.
+    onAuthClosed: () => refresh(),
+  });
+  live.subscribe(
+    `subscription SessionEvents($userId: UUID) {
+      sessionEvents(userId: $userId) { id eventType sessionId userId }
+    }`,
+    { userId },
+    {
+      next: () => {
+        // Events come in bursts (a bulk revocation): refresh once.
+        clearTimeout(pending);
+        pending = setTimeout(refresh, 150);
+      },
+      error: (errors) => {
+        // The session was revoked or expired (the server says why, then
+        // closes with 4403), or the server refused the subscription:
+        // polling takes over, and a request at once tells which.
+        console.info('live updates stopped:', errors?.[0]?.message);
+        subscribed = false;
+        live.stop();
+        refresh();
+      },
+    },
+  );
+  live.start();
+  if (pollMs > 0) {
+    timer = setInterval(() => {
+      if (!subscribed && document.visibilityState === 'visible') refresh();
+    }, pollMs);
+  }
+  return () => {
+    clearInterval(timer);
+    clearTimeout(pending);
+    live.stop();
+  };
+}
+
+/** "Live" while the subscription runs, `offline` text otherwise. */
+export function liveIndicator(offline = 'Refreshing every 5 s') {
+  const el = h('span', { class: 'live-status', 'data-testid': 'live-status' }, offline);
+  return {
+    el,
+    set(status) {
+      el.classList.toggle('on', status === 'live');
+      el.textContent = status === 'live' ? 'Live' : offline;
+    },
+  };
+}
+
+export function sessionsView(ctx) {
+  let list;
+  let summary;
+  let bulk;
+  let stop = () => {};
+  let busy = false;
+  let destroyed = false;
+  const indicator = liveIndicator();
+
+  async function refresh() {
+    if (busy || destroyed) return;
+    busy = true;
+    try {
+      const data = await gql(`query MySessions { sessions { count activeCount sessions { ${SESSION_FIELDS} } } }`);
+      if (!destroyed) show(data.sessions);
+    } catch (error) {
+      if (!destroyed) ctx.reportError(error);
+    } finally {
+      busy = false;
+    }
+  }
+
+  function show(result) {
+    const others = result.sessions.filter((s) => !s.isCurrent).length;
+    summary.textContent =
+      result.activeCount === 1 ? '1 active session' : `${result.activeCount} active sessions`;
+    bulk.hidden = others === 0 || ctx.isImpersonating();
+    mount(
+      list,
+      result.sessions.length
+        ? result.sessions.map((s) => sessionCard(s, { onRevoke: revoke }))
+        : h('li', { class: 'empty' }, 'No active sessions.'),
+    );
+  }
+
+  async function revoke(session, button) {
+    button.disabled = true;
+    try {
+      await gql('mutation Revoke($id: UUID!) { revokeSession(id: $id) { id revokedAt } }', { id: session.id });
+      ctx.notify(`Signed out ${session.device || 'the device'}.`, 'success');
+      await refresh();
+      list.focus();
+    } catch (error) {
+      button.disabled = false;
+      ctx.reportError(error);
+    }
+  }
+
+  async function revokeOthers() {
+    bulk.disabled = true;
+    try {
+      const data = await gql('mutation RevokeOthers { revokeSessions(exceptCurrent: true) }');
+      const n = data.revokeSessions;
+      ctx.notify(n === 1 ? 'Signed out 1 other session.' : `Signed out ${n} other sessions.`, 'success');
+      await refresh();
+    } catch (error) {
+      ctx.reportError(error);
+    } finally {
+      bulk.disabled = false;
+    }
+  }
+
+  return {
+    render(main) {
+      summary = h('p', { class: 'summary', 'aria-live': 'polite' }, 'Loading…');
+      bulk = h('button', { type: 'button', class: 'danger', hidden: true, onclick: revokeOthers }, 'Sign out all other sessions');
+      list = h('ul', { class: 'sessions', tabindex: '-1', 'aria-label': 'Sessions' });
+      const who = ctx.viewer.user;
+      mount(
+        main,
+        h(
+          'div',
+          { class: 'page-head' },
+          h('h1', { tabindex: '-1' }, ctx.isImpersonating() ? `Sessions of ${who.name}` : 'Your sessions'),
+          indicator.el,
+        ),
+        h('div', { class: 'toolbar' }, summary, h('div', { class: 'buttons' }, bulk, h('button', { type: 'button', onclick: refresh }, 'Refresh'))),
+        list,
+      );
+      refresh();
+      stop = keepFresh({ ctx, refresh, onLive: (s) => indicator.set(s) });
+    },
+    refresh,
+    destroy() {
+      destroyed = true;
+      stop();
+    },
+  };
+}
