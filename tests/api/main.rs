@@ -9,4 +9,5 @@ mod http;
 mod impersonation;
 mod policies;
 mod schema;
+mod seed;
 mod sessions;
