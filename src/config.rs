@@ -78,7 +78,7 @@ pub struct SeedArgs {
     #[arg(long, default_value_t = 5_000)]
     pub bench_user_events: usize,
     /// Rows per write transaction (the audit chain head moves once per batch).
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub batch: u64,
 }
 
