@@ -66,6 +66,10 @@ pub async fn run(
             db::migrate(&db).await?;
             export(&db, since, format).await?;
         }
+        Command::Seed(args) => {
+            let config = Config::new(&global, &serve)?;
+            crate::service::seed::run(&config, &args).await?;
+        }
         Command::User(UserCommand::Add {
             email,
             name,

@@ -55,6 +55,31 @@ pub enum Command {
     /// Check or export the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Fill the database with benchmark data and print its tokens as JSON.
+    Seed(SeedArgs),
+}
+
+/// Sizes for `seed`; see `service::seed`.
+#[derive(Debug, Clone, Args)]
+pub struct SeedArgs {
+    /// Seeded users, besides the three benchmark accounts.
+    #[arg(long, default_value_t = 10_000)]
+    pub users: usize,
+    /// Active sessions of each seeded user.
+    #[arg(long, default_value_t = 5)]
+    pub sessions_per_user: usize,
+    /// Audit events appended to the chain.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub audit_events: usize,
+    /// Sessions of bench-revoke@example.com, to revoke one per request.
+    #[arg(long, default_value_t = 0)]
+    pub revocable_sessions: usize,
+    /// Audit events about bench@example.com (at most half of all).
+    #[arg(long, default_value_t = 5_000)]
+    pub bench_user_events: usize,
+    /// Rows per write transaction (the audit chain head moves once per batch).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub batch: u64,
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,6 +12,7 @@ mod impersonation;
 mod policies;
 mod resilience;
 mod schema;
+mod seed;
 mod sessions;
 mod subscriptions;
 mod users;

@@ -1,0 +1,202 @@
+//! `session-manager seed`: bulk benchmark data with a valid audit chain.
+
+use std::{
+    collections::HashSet,
+    process::{Command, Output},
+};
+
+use entity::{audit_event, session, user};
+use sea_orm::{EntityTrait, PaginatorTrait};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app};
+
+const BIN: &str = env!("CARGO_BIN_EXE_session-manager");
+
+fn run(app: &TestApp, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("DATABASE_URL", &app.database_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// 20 users with 3 sessions each, 2 500 events in transactions of 1 000
+/// (so the chain head moves between batches and the last one is partial).
+const SMALL: &[&str] = &[
+    "seed",
+    "--users",
+    "20",
+    "--sessions-per-user",
+    "3",
+    "--audit-events",
+    "2500",
+    "--revocable-sessions",
+    "5",
+    "--bench-user-events",
+    "100",
+    "--batch",
+    "1000",
+];
+
+fn seed(app: &TestApp) -> Value {
+    let out = run(app, SMALL);
+    assert!(out.status.success(), "seed failed: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("seed printed no JSON ({e}): {}", text(&out.stdout)))
+}
+
+async fn counts(app: &TestApp) -> (u64, u64, u64) {
+    (
+        user::Entity::find().count(app.db()).await.unwrap(),
+        session::Entity::find().count(app.db()).await.unwrap(),
+        audit_event::Entity::find().count(app.db()).await.unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn seed_fills_the_database_and_extends_the_audit_chain_validly() {
+    let app = spawn_app().await;
+    // Events already in the chain: the seeded ones must continue it.
+    let someone = app.create_user(entity::user::Role::User).await;
+    app.sign_in(&someone).await;
+    let (users_before, sessions_before, events_before) = counts(&app).await;
+    assert!(events_before >= 2, "the chain starts non-empty");
+
+    let report = seed(&app);
+
+    let (users, sessions, events) = counts(&app).await;
+    assert_eq!(
+        users - users_before,
+        20 + 3,
+        "seeded users and 3 benchmark accounts"
+    );
+    assert_eq!(
+        sessions - sessions_before,
+        20 * 3 + 10 + 1 + (1 + 5),
+        "3 per user, 10 for bench, 1 for the admin, 1 + 5 for the revoker"
+    );
+    assert_eq!(events - events_before, 2500);
+    assert_eq!(report["users"], 23, "{report}");
+    assert_eq!(report["sessions"], 77, "{report}");
+    assert_eq!(report["auditEvents"], 2500, "{report}");
+    assert_eq!(
+        report["headSeq"], events,
+        "seq is contiguous from the old head"
+    );
+
+    let verify = run(&app, &["audit", "verify"]);
+    assert!(
+        verify.status.success(),
+        "audit verify failed: {}{}",
+        text(&verify.stdout),
+        text(&verify.stderr)
+    );
+    assert!(
+        text(&verify.stdout).contains(&format!("{events} events checked")),
+        "{}",
+        text(&verify.stdout)
+    );
+
+    // The server keeps appending to the seeded chain.
+    app.sign_in(&someone).await;
+    let verify = run(&app, &["audit", "verify"]);
+    assert!(verify.status.success(), "{}", text(&verify.stderr));
+}
+
+#[tokio::test]
+async fn seeded_tokens_work_and_the_benchmark_accounts_have_what_the_workloads_need() {
+    let app = spawn_app().await;
+    let report = seed(&app);
+    let bench_tokens = report["bench"]["tokens"].as_array().unwrap();
+    assert_eq!(bench_tokens.len(), 10, "{report}");
+
+    // W1: the bench user lists exactly 10 active sessions, with devices.
+    let token = bench_tokens[3].as_str().unwrap();
+    let body = app
+        .gql(
+            Some(token),
+            "{ sessions { count activeCount sessions { isCurrent device ipAddress } } }",
+            json!({}),
+        )
+        .await;
+    let list = &body["data"]["sessions"];
+    assert_eq!(list["count"], 10, "{body}");
+    assert_eq!(list["activeCount"], 10, "{body}");
+    let current: Vec<&Value> = list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["isCurrent"] == true)
+        .collect();
+    assert_eq!(current.len(), 1, "{body}");
+    assert!(current[0]["device"].is_string(), "{body}");
+
+    // W3: the admin reads the bench user's events, spread over types.
+    let admin = report["admin"]["tokens"][0].as_str().unwrap();
+    let body = app
+        .gql(
+            Some(admin),
+            "query($u: UUID!) { viewer { user { role } } sessionAudit(filter: { userId: $u }, limit: 500) { logs { eventType status } pagination { total } } }",
+            json!({ "u": report["bench"]["id"] }),
+        )
+        .await;
+    assert_eq!(body["data"]["viewer"]["user"]["role"], "ADMIN", "{body}");
+    let page = &body["data"]["sessionAudit"];
+    assert_eq!(page["pagination"]["total"], 100, "{body}");
+    let logs = page["logs"].as_array().unwrap();
+    let types: HashSet<&str> = logs
+        .iter()
+        .map(|l| l["eventType"].as_str().unwrap())
+        .collect();
+    let statuses: HashSet<&str> = logs.iter().map(|l| l["status"].as_str().unwrap()).collect();
+    assert!(types.len() >= 4, "varied event types: {types:?}");
+    assert_eq!(statuses.len(), 2, "both statuses: {statuses:?}");
+
+    // W2: the revoker revokes its listed sessions, one per request.
+    let revoker = report["revoker"]["tokens"][0].as_str().unwrap();
+    let ids = report["revocableSessionIds"].as_array().unwrap();
+    assert_eq!(ids.len(), 5, "{report}");
+    for id in ids {
+        let body = app
+            .gql(
+                Some(revoker),
+                "mutation($id: UUID!) { revokeSession(id: $id) { isActive } }",
+                json!({ "id": id }),
+            )
+            .await;
+        assert_eq!(body["data"]["revokeSession"]["isActive"], false, "{body}");
+    }
+
+    // W5: seeded users sign in with the shared password.
+    let body = app
+        .gql(
+            None,
+            "mutation($e: String!, $p: String!) { signIn(email: $e, password: $p) { token } }",
+            json!({ "e": report["signInEmail"], "p": report["password"] }),
+        )
+        .await;
+    assert!(body["data"]["signIn"]["token"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn seeding_a_seeded_database_again_is_refused_and_writes_nothing() {
+    let app = spawn_app().await;
+    seed(&app);
+    let before = counts(&app).await;
+
+    let again = run(&app, SMALL);
+
+    assert!(!again.status.success(), "a second seed must fail");
+    assert!(
+        text(&again.stderr).contains("exists already"),
+        "{}",
+        text(&again.stderr)
+    );
+    assert_eq!(counts(&app).await, before, "nothing was written");
+}
