@@ -1,6 +1,9 @@
 //! Credentials: bearer tokens, password hashes, and the caller of a request.
 
-use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier, password_hash::SaltString};
+use argon2::{
+    Algorithm, Argon2, Block, Params, PasswordHash, Version,
+    password_hash::{self, Output, ParamsString, SaltString},
+};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use entity::{session, user};
 use sha2::{Digest, Sha256};
@@ -129,21 +132,85 @@ fn hash_password_blocking(password: &str) -> AppResult<String> {
     let mut salt_bytes = [0u8; 16];
     getrandom::fill(&mut salt_bytes)
         .map_err(|e| AppError::internal(anyhow::anyhow!("OS random source failed: {e}")))?;
-    let salt = SaltString::encode_b64(&salt_bytes)
-        .map_err(|e| AppError::internal(anyhow::anyhow!("salt encoding failed: {e}")))?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| AppError::internal(anyhow::anyhow!("password hashing failed: {e}")))
+    let salt = SaltString::encode_b64(&salt_bytes).map_err(hashing_failed)?;
+    let params = Params::DEFAULT;
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let output = argon2_with_reused_memory(
+        &argon,
+        &params,
+        password,
+        &salt_bytes,
+        Params::DEFAULT_OUTPUT_LEN,
+    )?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(hashing_failed)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
+    Ok(phc.to_string())
 }
 
 fn verify_password_blocking(password: &str, hash: &str) -> AppResult<bool> {
-    let parsed = PasswordHash::new(hash).map_err(|e| {
+    let unreadable = |e: password_hash::Error| {
         AppError::internal(anyhow::anyhow!("stored password hash is unreadable: {e}"))
-    })?;
-    Ok(Argon2::default()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok())
+    };
+    let parsed = PasswordHash::new(hash).map_err(unreadable)?;
+    let algorithm = Algorithm::try_from(parsed.algorithm).map_err(unreadable)?;
+    let version = parsed
+        .version
+        .map(Version::try_from)
+        .transpose()
+        .map_err(|e| unreadable(e.into()))?
+        .unwrap_or_default();
+    let params = Params::try_from(&parsed).map_err(unreadable)?;
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return Err(unreadable(password_hash::Error::PhcStringField));
+    };
+    let mut salt_buffer = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut salt_buffer).map_err(unreadable)?;
+    let argon = Argon2::new(algorithm, version, params.clone());
+    let output = argon2_with_reused_memory(&argon, &params, password, salt_bytes, expected.len())?;
+    // `Output` compares in constant time.
+    Ok(output == expected)
+}
+
+thread_local! {
+    /// Argon2's working memory (19 MiB with the default parameters), kept
+    /// per hashing thread. Allocating it afresh for every check made glibc
+    /// keep hundreds of megabytes of freed buffers resident under sign-in
+    /// load (measured: 250-380 MB peak RSS in the W5 benchmark).
+    static ARGON2_MEMORY: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn argon2_with_reused_memory(
+    argon: &Argon2<'_>,
+    params: &Params,
+    password: &str,
+    salt: &[u8],
+    output_len: usize,
+) -> AppResult<Output> {
+    ARGON2_MEMORY.with(|memory| {
+        let mut memory = memory.borrow_mut();
+        let blocks = params.block_count();
+        if memory.len() < blocks {
+            memory.resize(blocks, Block::default());
+        }
+        Output::init_with(output_len, |out| {
+            Ok(argon.hash_password_into_with_memory(
+                password.as_bytes(),
+                salt,
+                out,
+                &mut memory[..blocks],
+            )?)
+        })
+        .map_err(hashing_failed)
+    })
+}
+
+fn hashing_failed(e: password_hash::Error) -> AppError {
+    AppError::internal(anyhow::anyhow!("password hashing failed: {e}"))
 }
 
 /// Checks the password rules; the message says which one failed.
@@ -269,6 +336,32 @@ mod tests {
             );
         }
         assert!(bearer_token(b"Bearer \xff\xfe").is_err(), "non-UTF-8");
+    }
+
+    #[test]
+    fn hashes_are_standard_argon2id_and_verify() {
+        let hash = hash_password_blocking("correct horse battery").unwrap();
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        assert!(verify_password_blocking("correct horse battery", &hash).unwrap());
+        assert!(!verify_password_blocking("correct horse batterY", &hash).unwrap());
+        // Interoperable with the argon2 crate's own verifier, both ways.
+        use argon2::{PasswordHasher, PasswordVerifier};
+        let parsed = PasswordHash::new(&hash).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"correct horse battery", &parsed)
+                .is_ok()
+        );
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let theirs = Argon2::default()
+            .hash_password(b"another password", &salt)
+            .unwrap()
+            .to_string();
+        assert!(verify_password_blocking("another password", &theirs).unwrap());
+        assert!(verify_password_blocking("x", "not a hash").is_err());
     }
 
     #[test]
