@@ -246,7 +246,7 @@ fn is_mutation(request: &Request) -> bool {
 
 /// The client's address: the socket's, or with `TRUST_FORWARDED_FOR` the
 /// last `X-Forwarded-For` entry (the one the trusted proxy appended).
-fn client_ip(http: &HttpState, peer: SocketAddr, headers: &HeaderMap) -> String {
+pub(crate) fn client_ip(http: &HttpState, peer: SocketAddr, headers: &HeaderMap) -> String {
     if http.app.config.trust_forwarded_for
         && let Some(forwarded) = headers
             .get("x-forwarded-for")
@@ -377,7 +377,7 @@ async fn execute_many(
 
 /// No data and no error tied to a field: parsing, validation or variable
 /// coercion failed, so nothing ran.
-fn is_request_error(response: &async_graphql::Response) -> bool {
+pub(crate) fn is_request_error(response: &async_graphql::Response) -> bool {
     !response.errors.is_empty()
         && response.data == async_graphql::Value::Null
         && response.errors.iter().all(|e| e.path.is_empty())
@@ -419,7 +419,7 @@ async fn resolve_caller(http: &HttpState, headers: &HeaderMap) -> AppResult<Opti
 /// async-graphql's own parse, validation, limit and input-coercion errors
 /// carry no `extensions.code`; they are all the client's mistakes. Errors
 /// made by this server always have one already (see [`AppError`]).
-fn code_uncoded_errors(errors: &mut [ServerError]) {
+pub(crate) fn code_uncoded_errors(errors: &mut [ServerError]) {
     for error in errors {
         let extensions = error.extensions.get_or_insert_with(Default::default);
         if extensions.get("code").is_none() {

@@ -50,7 +50,7 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let meta = RequestMeta::new(
-        Some(&peer.ip().to_string()),
+        Some(&crate::http::client_ip(&http, peer, &headers)),
         headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok()),
@@ -386,18 +386,9 @@ fn start_operation(
         let mut responses = schema.execute_stream(request);
         let mut first = true;
         while let Some(mut response) = responses.next().await {
-            for error in &mut response.errors {
-                let ext = error.extensions.get_or_insert_with(Default::default);
-                if ext.get("code").is_none() {
-                    ext.set("code", "BAD_USER_INPUT");
-                }
-            }
+            crate::http::code_uncoded_errors(&mut response.errors);
             // A request that cannot run at all is answered with `error`.
-            if first
-                && response.data == async_graphql::Value::Null
-                && !response.errors.is_empty()
-                && response.errors.iter().all(|e| e.path.is_empty())
-            {
+            if first && crate::http::is_request_error(&response) {
                 let _ = out
                     .send(text(
                         json!({ "id": id, "type": "error", "payload": response.errors }),

@@ -397,7 +397,8 @@ pub async fn purge_before(
     Ok(purged)
 }
 
-async fn lock_head(conn: &impl ConnectionTrait) -> AppResult<audit_chain::Model> {
+/// The chain head, locked for an append (see [`record`]).
+pub async fn lock_head(conn: &impl ConnectionTrait) -> AppResult<audit_chain::Model> {
     let mut query = audit_chain::Entity::find_by_id(CHAIN_ID);
     if conn.get_database_backend() == DatabaseBackend::Postgres {
         // SQLite needs no row lock: the immediate transaction already holds

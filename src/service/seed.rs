@@ -25,7 +25,7 @@ use entity::{
 };
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend,
-    DatabaseConnection, EntityTrait, InsertMany, QueryFilter, QuerySelect, QueryTrait, Statement,
+    DatabaseConnection, EntityTrait, InsertMany, QueryFilter, QueryTrait, Statement,
 };
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -379,7 +379,7 @@ async fn write_batch(db: &DatabaseConnection, batch: Batch) -> AppResult<()> {
             .await?;
     }
     if let Some(step) = &batch.chain {
-        let head = lock_head(&txn).await?;
+        let head = audit::lock_head(&txn).await?;
         if head.head_seq != step.from_seq || head.head_hash != step.from_hash {
             return Err(AppError::internal(anyhow::anyhow!(
                 "the audit chain moved while seeding (head seq {}, expected {}): \
@@ -576,19 +576,6 @@ async fn append_events(
 
 async fn chain_head(conn: &impl ConnectionTrait) -> AppResult<audit_chain::Model> {
     audit_chain::Entity::find_by_id(CHAIN_ID)
-        .one(conn)
-        .await?
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("audit chain head row is missing")))
-}
-
-/// The head, locked as [`audit::record`] locks it: a row lock on
-/// PostgreSQL; on SQLite the immediate transaction holds the write lock.
-async fn lock_head(conn: &impl ConnectionTrait) -> AppResult<audit_chain::Model> {
-    let mut query = audit_chain::Entity::find_by_id(CHAIN_ID);
-    if conn.get_database_backend() == DatabaseBackend::Postgres {
-        query = query.lock_exclusive();
-    }
-    query
         .one(conn)
         .await?
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("audit chain head row is missing")))

@@ -422,3 +422,54 @@ async fn a_subscriber_that_falls_behind_is_closed_with_a_reason() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_client_address_honours_trust_forwarded_for_on_sockets_too() {
+    for (trusted, expected) in [(true, "203.0.113.7"), (false, "127.0.0.1")] {
+        let app = spawn_app_with(|c| c.trust_forwarded_for = trusted).await;
+        let alice = app.create_user(Role::User).await;
+        let bob = app.create_user(Role::User).await;
+        let token = app.sign_in(&alice).await;
+        let url = format!("{}/graphql/ws", app.address.replace("http://", "ws://"));
+        let mut request = url.into_client_request().unwrap();
+        let headers = request.headers_mut();
+        headers.insert(
+            "sec-websocket-protocol",
+            "graphql-transport-ws".parse().unwrap(),
+        );
+        headers.insert(
+            "x-forwarded-for",
+            "198.51.100.1, 203.0.113.7".parse().unwrap(),
+        );
+        let (mut socket, _) = connect_async(request).await.unwrap();
+        send(&mut socket, json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } })).await;
+        assert_eq!(receive(&mut socket).await["type"], "connection_ack");
+        subscribe(&mut socket, "spy", json!({ "u": bob.id })).await;
+        assert_error_code(
+            &receive(&mut socket).await["payload"],
+            "FORBIDDEN",
+            "watching bob",
+        );
+        let denied = app.events_of_type("access.denied").await.pop().unwrap();
+        assert_eq!(
+            denied.ip_address.as_deref(),
+            Some(expected),
+            "trusted: {trusted}"
+        );
+
+        // And over HTTP: only the last, proxy-appended entry counts, and only when trusted.
+        app.client
+            .post(app.graphql_url())
+            .header("x-forwarded-for", "198.51.100.1, 203.0.113.7")
+            .json(&json!({ "query": "mutation { signIn(email: \"nobody@example.com\", password: \"wrong password\") { token } }" }))
+            .send()
+            .await
+            .unwrap();
+        let failed = app.events_of_type("auth.sign_in").await.pop().unwrap();
+        assert_eq!(
+            failed.ip_address.as_deref(),
+            Some(expected),
+            "HTTP, trusted: {trusted}"
+        );
+    }
+}
