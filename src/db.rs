@@ -6,7 +6,7 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ConnectOptions, Database, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
-    sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
+    sqlx::sqlite::{SqliteConnection, SqliteJournalMode, SqliteSynchronous},
 };
 
 /// Opens the pool. SQLite: WAL, `synchronous=FULL` (an acknowledged
@@ -25,7 +25,11 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
     opts.sqlx_logging(false)
         .acquire_timeout(Duration::from_secs(10));
     if url.starts_with("sqlite:") {
-        opts.max_connections(4)
+        // sqlx pings every connection it hands out by default: one more
+        // round trip to the connection's thread per statement, for a file
+        // that cannot hang up on us.
+        opts.test_before_acquire(false)
+            .max_connections(4)
             .min_connections(1)
             // An in-memory database vanishes with its last connection.
             .idle_timeout(None::<Duration>)
@@ -36,12 +40,55 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
                     .busy_timeout(Duration::from_secs(5))
                     .foreign_keys(true)
                     .create_if_missing(true)
+            })
+            .map_sqlx_sqlite_pool_opts(|o| {
+                o.after_connect(|conn, _| Box::pin(async move { stable_plans(conn).await }))
             });
     } else {
-        opts.max_connections(20).min_connections(1);
+        // Ping only a connection that sat idle long enough for a server
+        // restart or a proxy to have dropped it, not one per statement.
+        opts.test_before_acquire_if_idle_for(Duration::from_secs(30))
+            .max_connections(20)
+            .min_connections(1);
     }
     let db = Database::connect(opts).await?;
     Ok(db)
+}
+
+/// Turns on SQLite's query planner stability guarantee for a connection.
+///
+/// Without it SQLite plans a statement around the values bound to it
+/// wherever a value could change the plan, and so re-prepares (parses and
+/// plans again) a cached statement every time such a parameter is bound.
+/// SeaORM binds every `LIMIT` as a parameter, so every `.one()` query
+/// (the token check among them) was parsed afresh on each request. Our
+/// plans come from the indexes, never from bound values, so nothing is
+/// lost.
+#[allow(unsafe_code)]
+async fn stable_plans(conn: &mut SqliteConnection) -> Result<(), sea_orm::sqlx::Error> {
+    let mut handle = conn.lock_handle().await?;
+    let db = handle
+        .as_raw_handle()
+        .as_ptr()
+        .cast::<libsqlite3_sys::sqlite3>();
+    let mut enabled: std::ffi::c_int = 0;
+    // SAFETY: `db` is this connection's open handle, locked for our
+    // exclusive use while `handle` lives; SQLITE_DBCONFIG_ENABLE_QPSG takes
+    // an int and an int pointer to report the new setting.
+    let rc = unsafe {
+        libsqlite3_sys::sqlite3_db_config(
+            db,
+            libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
+            1 as std::ffi::c_int,
+            &mut enabled as *mut std::ffi::c_int,
+        )
+    };
+    if rc != libsqlite3_sys::SQLITE_OK || enabled != 1 {
+        return Err(sea_orm::sqlx::Error::Configuration(
+            format!("cannot enable SQLite's query planner stability guarantee (code {rc})").into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Runs the migrations that have not run yet.
