@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
+
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ConnectOptions, Database, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
@@ -114,4 +116,154 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
 pub fn now() -> chrono::DateTime<chrono::Utc> {
     use chrono::SubsecRound;
     chrono::Utc::now().trunc_subsecs(6)
+}
+
+/// The work of one write: runs inside a transaction it does not own.
+pub type WriteFuture<'t, T> = futures_util::future::BoxFuture<'t, crate::error::AppResult<T>>;
+
+/// What the batch does with a job once the batch's commit is known.
+type Finish = Box<dyn FnOnce(Result<(), &DbErr>) + Send>;
+/// A queued write, given the batch's transaction (or why it could not begin).
+type Job = Box<
+    dyn for<'t> FnOnce(Result<&'t DatabaseTransaction, &'t DbErr>) -> BoxFuture<'t, Finish> + Send,
+>;
+
+/// Most writes committed together.
+const MAX_GROUP: usize = 64;
+
+/// Runs write transactions, on SQLite by group commit.
+///
+/// SQLite lets one transaction write at a time and, with
+/// `synchronous=FULL`, syncs the disk at every commit, so a busy server
+/// spends most of a small write waiting for the lock and the sync. Here
+/// the writes queue up for one task that runs all those waiting in one
+/// transaction, each inside its own savepoint (a failing write is rolled
+/// back alone), and commits them with one sync. No caller hears of its
+/// write before the commit that makes it durable; if that commit fails,
+/// every write in it fails. On PostgreSQL, which commits concurrent
+/// transactions by itself, each write is a transaction of its own.
+#[derive(Clone)]
+pub struct Writer {
+    db: DatabaseConnection,
+    queue: Option<tokio::sync::mpsc::UnboundedSender<Job>>,
+}
+
+impl Writer {
+    /// Starts the writing task (SQLite). Needs a Tokio runtime.
+    pub fn new(db: DatabaseConnection) -> Self {
+        let queue = (db.get_database_backend() == DatabaseBackend::Sqlite).then(|| {
+            let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(write_groups(db.clone(), receiver));
+            sender
+        });
+        Self { db, queue }
+    }
+
+    /// Runs `work` in a write transaction and returns its result once that
+    /// is committed. An error from `work` undoes what it wrote.
+    pub async fn write<T, F>(&self, work: F) -> crate::error::AppResult<T>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t DatabaseTransaction) -> WriteFuture<'t, T> + Send + 'static,
+    {
+        let Some(queue) = &self.queue else {
+            let txn = begin_write(&self.db).await?;
+            // On error the transaction is dropped, which rolls it back.
+            let value = caught(work(&txn)).await?;
+            txn.commit().await?;
+            return Ok(value);
+        };
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |txn| {
+            Box::pin(async move {
+                let result = match txn {
+                    Ok(txn) => in_savepoint(txn, work).await,
+                    Err(err) => Err(failed_group(err)),
+                };
+                Box::new(move |committed: Result<(), &DbErr>| {
+                    let result = match (result, committed) {
+                        (Ok(value), Ok(())) => Ok(value),
+                        (Ok(_), Err(err)) => Err(failed_group(err)),
+                        (Err(err), _) => Err(err),
+                    };
+                    // The caller may have gone (a dropped request): fine.
+                    let _ = reply.send(result);
+                }) as Finish
+            })
+        });
+        queue.send(job).map_err(|_| {
+            crate::error::AppError::internal(anyhow::anyhow!("the database writer has stopped"))
+        })?;
+        outcome.await.map_err(|_| {
+            crate::error::AppError::internal(anyhow::anyhow!("the database writer dropped a write"))
+        })?
+    }
+}
+
+/// Runs one write of a group inside a savepoint: released when it worked,
+/// rolled back to when it failed or panicked.
+async fn in_savepoint<T, F>(txn: &DatabaseTransaction, work: F) -> crate::error::AppResult<T>
+where
+    F: for<'t> FnOnce(&'t DatabaseTransaction) -> WriteFuture<'t, T>,
+{
+    let savepoint = txn.begin().await?;
+    match caught(work(&savepoint)).await {
+        Ok(value) => {
+            savepoint.commit().await?;
+            Ok(value)
+        }
+        Err(err) => {
+            savepoint.rollback().await?;
+            Err(err)
+        }
+    }
+}
+
+/// A write's result, with a panic turned into an internal error (the
+/// write is then rolled back like any failed one).
+async fn caught<T>(work: WriteFuture<'_, T>) -> crate::error::AppResult<T> {
+    use futures_util::FutureExt;
+    std::panic::AssertUnwindSafe(work)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            Err(crate::error::AppError::internal(anyhow::anyhow!(
+                "a write panicked; it was rolled back"
+            )))
+        })
+}
+
+fn failed_group(err: &DbErr) -> crate::error::AppError {
+    crate::error::AppError::internal(anyhow::anyhow!("write transaction failed: {err}"))
+}
+
+/// The writing task: takes every write waiting (up to [`MAX_GROUP`]), runs
+/// them in one transaction, commits, answers them, and again.
+async fn write_groups(
+    db: DatabaseConnection,
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<Job>,
+) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let mut finishing = Vec::with_capacity(group.len());
+        match begin_write(&db).await {
+            Ok(txn) => {
+                for job in group.drain(..) {
+                    finishing.push(job(Ok(&txn)).await);
+                }
+                let committed = txn.commit().await;
+                for finish in finishing {
+                    finish(committed.as_ref().map(|_| ()));
+                }
+            }
+            Err(err) => {
+                for job in group.drain(..) {
+                    finishing.push(job(Err(&err)).await);
+                }
+                for finish in finishing {
+                    finish(Err(&err));
+                }
+            }
+        }
+    }
 }

@@ -8,10 +8,7 @@
 
 use std::{net::SocketAddr, time::Instant};
 
-use async_graphql::{
-    BatchRequest, Pos, Request, ServerError,
-    parser::{parse_query, types::OperationType},
-};
+use async_graphql::{BatchRequest, Pos, Request, ServerError, parser::types::OperationType};
 use axum::{
     body::Body,
     extract::{ConnectInfo, State},
@@ -23,8 +20,8 @@ use serde_json::json;
 use crate::{
     auth::{self, Caller, RequestMeta},
     error::{AppError, AppResult},
-    graphiql,
-    graphql::{self, limits},
+    graphiql, graphql,
+    graphql::documents::Documents,
     service,
     startup::HttpState,
 };
@@ -183,7 +180,7 @@ pub async fn get(
             return error_response(StatusCode::BAD_REQUEST, media, "BAD_USER_INPUT", &message);
         }
     };
-    if is_mutation(&request) {
+    if is_mutation(&http.documents, &request) {
         let mut response = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
             media,
@@ -230,11 +227,12 @@ fn parse_get(query: &str) -> Result<Request, String> {
 
 /// Whether the operation a request would run is a mutation (or a
 /// subscription): not allowed over GET.
-fn is_mutation(request: &Request) -> bool {
-    let Ok(document) = parse_query(&request.query) else {
+fn is_mutation(documents: &Documents, request: &Request) -> bool {
+    let Some(parsed) = documents.parse(&request.query) else {
         return false; // the parse error is reported by the normal path
     };
-    document
+    parsed
+        .document
         .operations
         .iter()
         .find(|(name, _)| match &request.operation_name {
@@ -290,18 +288,17 @@ async fn execute_many(
     peer: SocketAddr,
     headers: &HeaderMap,
     media: MediaType,
-    requests: Vec<Request>,
+    mut requests: Vec<Request>,
     is_batch: bool,
 ) -> Response {
     let config = &http.app.config;
     let metrics = &http.app.metrics;
 
-    // The cost limit holds for the batch as a whole.
+    // The cost limit holds for the batch as a whole. Each document is
+    // parsed here, once (see `Documents`).
     let mut fields = 0;
-    for request in &requests {
-        if let Ok(document) = parse_query(&request.query) {
-            fields += limits::field_count(&document, config.max_query_fields);
-        }
+    for request in &mut requests {
+        fields += http.documents.prepare(request).unwrap_or(0);
     }
     if fields > config.max_query_fields {
         let message = format!(

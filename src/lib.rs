@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 pub mod auth;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod dashboard;

@@ -3,6 +3,9 @@
 use clap::Parser;
 use session_manager::{cli, config::Cli, telemetry};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Cli::parse();

@@ -25,7 +25,7 @@ use crate::{
     db,
     events::EventBus,
     graphiql,
-    graphql::{self, AppSchema},
+    graphql::{self, AppSchema, documents::Documents},
     metrics::Metrics,
     service,
 };
@@ -34,6 +34,8 @@ use crate::{
 #[derive(Clone)]
 pub struct AppState {
     pub db: DatabaseConnection,
+    /// Write transactions that may be grouped (see [`db::Writer`]).
+    pub writer: db::Writer,
     pub config: Arc<Config>,
     pub hasher: PasswordHasherPool,
     pub metrics: Arc<Metrics>,
@@ -46,6 +48,7 @@ impl AppState {
         let db = db::connect(&config.database_url).await?;
         db::migrate(&db).await?;
         Ok(Self {
+            writer: db::Writer::new(db.clone()),
             db,
             hasher: PasswordHasherPool::new()?,
             metrics: Arc::new(Metrics::default()),
@@ -120,12 +123,15 @@ impl Application {
 pub struct HttpState {
     pub app: AppState,
     pub schema: AppSchema,
+    /// Parsed documents, shared by HTTP and WebSocket requests.
+    pub documents: Arc<Documents>,
 }
 
 pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
     let http = HttpState {
         schema: graphql::build_schema(state.clone()),
+        documents: Arc::new(Documents::new(config.max_query_fields)),
         app: state,
     };
     let graphql_routes = Router::new()

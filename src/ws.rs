@@ -33,7 +33,7 @@ use tokio::sync::mpsc;
 use crate::{
     auth::{self, Caller, RequestMeta},
     error::AppError,
-    graphql::{self, limits},
+    graphql,
     service::{audit::events, session as sessions},
     startup::HttpState,
 };
@@ -356,11 +356,14 @@ fn start_operation(
 ) -> tokio::task::JoinHandle<()> {
     let config = http.app.config.clone();
     let schema = http.schema.clone();
+    let documents = http.documents.clone();
     let app = http.app.clone();
     let (caller, meta) = (caller.clone(), meta.clone());
     tokio::spawn(async move {
-        if let Ok(document) = async_graphql::parser::parse_query(&payload.query)
-            && limits::field_count(&document, config.max_query_fields) > config.max_query_fields
+        let mut request = Request::new(payload.query);
+        if documents
+            .prepare(&mut request)
+            .is_some_and(|fields| fields > config.max_query_fields)
         {
             let message = format!(
                 "the operation selects more than {} fields",
@@ -372,7 +375,6 @@ fn start_operation(
             let _ = finished.send((id, false));
             return;
         }
-        let mut request = Request::new(payload.query);
         request.operation_name = payload.operation_name;
         if let Some(variables) = payload.variables {
             request.variables = Variables::from_json(variables);

@@ -1,6 +1,7 @@
 //! The GraphQL schema: thin resolvers over [`crate::service`].
 
 pub mod audit;
+pub mod documents;
 pub mod guards;
 pub mod impersonation;
 pub mod limits;

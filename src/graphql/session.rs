@@ -277,9 +277,16 @@ impl SessionMutation {
         let caller = caller(ctx)?;
         let (session, owner) = target_session(app, id).await?;
         let was_revoked = session.revoked_at.is_some();
-        let revoked = sessions::revoke(&app.db, caller, &request_meta(ctx), session, &owner)
-            .await
-            .map_err(AppError::extend)?;
+        let revoked = sessions::revoke(
+            &app.db,
+            &app.writer,
+            caller,
+            &request_meta(ctx),
+            session,
+            &owner,
+        )
+        .await
+        .map_err(AppError::extend)?;
         if !was_revoked && revoked.revoked_at.is_some() {
             Metrics::inc(&app.metrics.sessions_revoked);
         }
@@ -299,10 +306,15 @@ impl SessionMutation {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
         let owner = target_user(app, caller, user_id).await?;
-        let ended =
-            sessions::revoke_all(&app.db, caller, &request_meta(ctx), &owner, except_current)
-                .await
-                .map_err(AppError::extend)?;
+        let ended = sessions::revoke_all(
+            &app.writer,
+            caller,
+            &request_meta(ctx),
+            &owner,
+            except_current,
+        )
+        .await
+        .map_err(AppError::extend)?;
         Metrics::add(&app.metrics.sessions_revoked, ended);
         Ok(i32::try_from(ended).unwrap_or(i32::MAX))
     }
@@ -312,7 +324,7 @@ impl SessionMutation {
     async fn sign_out(&self, ctx: &Context<'_>) -> Result<bool> {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
-        sessions::sign_out(&app.db, caller, &request_meta(ctx))
+        sessions::sign_out(&app.writer, caller, &request_meta(ctx))
             .await
             .map_err(AppError::extend)?;
         Metrics::inc(&app.metrics.sessions_revoked);

@@ -1,10 +1,13 @@
 //! A human label for a User-Agent, such as "Firefox 131 on Linux".
 //!
 //! Parsed with `woothee`: pure Rust, no pattern file to ship or load at
-//! start-up, and a parse takes microseconds, which matters because every
-//! listed session asks for it.
+//! start-up. A parse still takes microseconds (regular expressions), and
+//! every listed session asks for its label, while a user's sessions share
+//! a handful of User-Agents: labels are kept by User-Agent.
 
 use std::sync::OnceLock;
+
+use crate::{cache::BoundedMap, service::session::MAX_USER_AGENT_LEN};
 
 fn parser() -> &'static woothee::parser::Parser {
     static PARSER: OnceLock<woothee::parser::Parser> = OnceLock::new();
@@ -12,9 +15,18 @@ fn parser() -> &'static woothee::parser::Parser {
 }
 
 const UNKNOWN: &str = "UNKNOWN";
+/// Distinct User-Agents whose labels are kept.
+const MAX_LABELS: usize = 4096;
 
 /// The label, or `None` when the User-Agent says nothing recognisable.
 pub fn label(user_agent: &str) -> Option<String> {
+    static LABELS: OnceLock<BoundedMap<Option<String>>> = OnceLock::new();
+    LABELS
+        .get_or_init(|| BoundedMap::new(MAX_LABELS, MAX_USER_AGENT_LEN))
+        .get_or_insert_with(user_agent, || parse(user_agent))
+}
+
+fn parse(user_agent: &str) -> Option<String> {
     let parsed = parser().parse(user_agent)?;
     if parsed.name == UNKNOWN {
         return None;

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::{
     auth::{self, Actor, Caller, MAX_PASSWORD_LEN, PasswordHasherPool, RequestMeta},
     config::Config,
-    db,
+    db::{self, Writer},
     error::{AppError, AppResult, BAD_TOKEN},
     service::{
         access,
@@ -41,7 +41,7 @@ pub mod reasons {
 }
 
 /// Longest User-Agent kept; longer ones are cut at a character boundary.
-const MAX_USER_AGENT_LEN: usize = 512;
+pub const MAX_USER_AGENT_LEN: usize = 512;
 const MAX_IP_LEN: usize = 64;
 
 fn clip(value: Option<&str>, max: usize) -> Option<String> {
@@ -436,22 +436,20 @@ async fn end_one(
 
 /// Ends the caller's own session.
 #[tracing::instrument(skip_all, fields(session_id = %caller.session.id))]
-pub async fn sign_out(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    meta: &RequestMeta,
-) -> AppResult<()> {
-    let txn = db::begin_write(db).await?;
-    let ended = end_session(
-        &txn,
-        &caller.session,
-        &caller.user,
+pub async fn sign_out(writer: &Writer, caller: &Caller, meta: &RequestMeta) -> AppResult<()> {
+    let (session, user, actor, meta) = (
+        caller.session.clone(),
+        caller.user.clone(),
         caller.actor(),
-        meta,
-        reasons::SIGN_OUT,
-    )
-    .await?;
-    txn.commit().await?;
+        meta.clone(),
+    );
+    let ended = writer
+        .write(move |txn| {
+            Box::pin(async move {
+                end_session(txn, &session, &user, actor, &meta, reasons::SIGN_OUT).await
+            })
+        })
+        .await?;
     // Ended between the token check and now (a concurrent revocation):
     // the caller is no longer signed in.
     ended
@@ -523,14 +521,23 @@ pub async fn audit_viewed(
 #[tracing::instrument(skip_all, fields(session_id = %target.id))]
 pub async fn revoke(
     db: &DatabaseConnection,
+    writer: &Writer,
     caller: &Caller,
     meta: &RequestMeta,
     target: session::Model,
     owner: &user::Model,
 ) -> AppResult<session::Model> {
-    let txn = db::begin_write(db).await?;
-    let ended = end_session(&txn, &target, owner, caller.actor(), meta, reasons::REVOKE).await?;
-    txn.commit().await?;
+    let (actor, meta, owner) = (caller.actor(), meta.clone(), owner.clone());
+    let ended = {
+        let target = target.clone();
+        writer
+            .write(move |txn| {
+                Box::pin(async move {
+                    end_session(txn, &target, &owner, actor, &meta, reasons::REVOKE).await
+                })
+            })
+            .await?
+    };
     match ended {
         Some(ended) => Ok(ended),
         // Ended meanwhile or before: show it as stored.
@@ -545,27 +552,33 @@ pub async fn revoke(
 /// session, all in one transaction. Returns how many ended.
 #[tracing::instrument(skip_all, fields(user_id = %owner.id))]
 pub async fn revoke_all(
-    db: &DatabaseConnection,
+    writer: &Writer,
     caller: &Caller,
     meta: &RequestMeta,
     owner: &user::Model,
     except_current: bool,
 ) -> AppResult<u64> {
-    let txn = db::begin_write(db).await?;
-    let mut ended = 0;
-    for target in sessions_of(&txn, owner.id, false).await? {
-        if except_current && target.id == caller.session.id {
-            continue;
-        }
-        if end_session(&txn, &target, owner, caller.actor(), meta, reasons::BULK)
-            .await?
-            .is_some()
-        {
-            ended += 1;
-        }
-    }
-    txn.commit().await?;
-    Ok(ended)
+    let keep = except_current.then_some(caller.session.id);
+    let (actor, meta, owner) = (caller.actor(), meta.clone(), owner.clone());
+    writer
+        .write(move |txn| {
+            Box::pin(async move {
+                let mut ended = 0;
+                for target in sessions_of(txn, owner.id, false).await? {
+                    if Some(target.id) == keep {
+                        continue;
+                    }
+                    if end_session(txn, &target, &owner, actor, &meta, reasons::BULK)
+                        .await?
+                        .is_some()
+                    {
+                        ended += 1;
+                    }
+                }
+                Ok(ended)
+            })
+        })
+        .await
 }
 
 /// Sessions neither expired nor revoked, for the metrics gauge.

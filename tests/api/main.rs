@@ -16,3 +16,4 @@ mod seed;
 mod sessions;
 mod subscriptions;
 mod users;
+mod writer;
