@@ -7,7 +7,7 @@ use argon2::{
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use entity::{session, user};
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
@@ -176,13 +176,13 @@ fn verify_password_blocking(password: &str, hash: &str) -> AppResult<bool> {
     Ok(output == expected)
 }
 
-thread_local! {
-    /// Argon2's working memory (19 MiB with the default parameters), kept
-    /// per hashing thread. Allocating it afresh for every check made glibc
-    /// keep hundreds of megabytes of freed buffers resident under sign-in
-    /// load (measured: 250-380 MB peak RSS in the W5 benchmark).
-    static ARGON2_MEMORY: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
-}
+/// Argon2's working memory (19 MiB with the default parameters), handed
+/// from one check to the next. Allocating it afresh for every check made
+/// glibc keep hundreds of megabytes of freed buffers resident under
+/// sign-in load (measured: 250-380 MB peak RSS in the W5 benchmark), and a
+/// buffer per thread kept one for every thread that ever hashed. Hashing
+/// runs at most `permits` at a time, so this holds at most that many.
+static ARGON2_MEMORY: Mutex<Vec<Vec<Block>>> = Mutex::new(Vec::new());
 
 fn argon2_with_reused_memory(
     argon: &Argon2<'_>,
@@ -191,22 +191,27 @@ fn argon2_with_reused_memory(
     salt: &[u8],
     output_len: usize,
 ) -> AppResult<Output> {
-    ARGON2_MEMORY.with(|memory| {
-        let mut memory = memory.borrow_mut();
-        let blocks = params.block_count();
-        if memory.len() < blocks {
-            memory.resize(blocks, Block::default());
-        }
-        Output::init_with(output_len, |out| {
-            Ok(argon.hash_password_into_with_memory(
-                password.as_bytes(),
-                salt,
-                out,
-                &mut memory[..blocks],
-            )?)
-        })
-        .map_err(hashing_failed)
+    let stash = || ARGON2_MEMORY.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut memory = stash().pop().unwrap_or_default();
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    let output = Output::init_with(output_len, |out| {
+        Ok(argon.hash_password_into_with_memory(
+            password.as_bytes(),
+            salt,
+            out,
+            &mut memory[..blocks],
+        )?)
     })
+    .map_err(hashing_failed);
+    // A hash stored with costlier parameters than ours does not get to
+    // keep its larger buffer.
+    if memory.len() <= Params::DEFAULT.block_count() {
+        stash().push(memory);
+    }
+    output
 }
 
 fn hashing_failed(e: password_hash::Error) -> AppError {
