@@ -149,14 +149,29 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writing task (SQLite). Needs a Tokio runtime.
-    pub fn new(db: DatabaseConnection) -> Self {
-        let queue = (db.get_database_backend() == DatabaseBackend::Sqlite).then(|| {
+    /// Starts the writing thread (SQLite).
+    ///
+    /// The writes of a group run one statement after another, each a round
+    /// trip to the connection's thread. On the server's runtime the writer
+    /// would wait behind every request task between two statements (the
+    /// groups took ~600 us per write under load, measured); on a thread and
+    /// runtime of its own it is scheduled as soon as a statement returns.
+    pub fn new(db: DatabaseConnection) -> std::io::Result<Self> {
+        let queue = if db.get_database_backend() == DatabaseBackend::Sqlite {
             let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
-            tokio::spawn(write_groups(db.clone(), receiver));
-            sender
-        });
-        Self { db, queue }
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let writer_db = db.clone();
+            // Ends when the last `Writer` is dropped and the queue closes.
+            std::thread::Builder::new()
+                .name("sqlite-writer".into())
+                .spawn(move || runtime.block_on(write_groups(writer_db, receiver)))?;
+            Some(sender)
+        } else {
+            None
+        };
+        Ok(Self { db, queue })
     }
 
     /// Runs `work` in a write transaction and returns its result once that
@@ -246,12 +261,21 @@ async fn write_groups(
     let mut group = Vec::with_capacity(MAX_GROUP);
     while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
         let mut finishing = Vec::with_capacity(group.len());
+        let started = std::time::Instant::now();
+        let size = group.len();
         match begin_write(&db).await {
             Ok(txn) => {
                 for job in group.drain(..) {
                     finishing.push(job(Ok(&txn)).await);
                 }
+                let ran = started.elapsed();
                 let committed = txn.commit().await;
+                tracing::debug!(
+                    writes = size,
+                    run_us = ran.as_micros() as u64,
+                    commit_us = (started.elapsed() - ran).as_micros() as u64,
+                    "write group committed"
+                );
                 for finish in finishing {
                     finish(committed.as_ref().map(|_| ()));
                 }

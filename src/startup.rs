@@ -48,7 +48,7 @@ impl AppState {
         let db = db::connect(&config.database_url).await?;
         db::migrate(&db).await?;
         Ok(Self {
-            writer: db::Writer::new(db.clone()),
+            writer: db::Writer::new(db.clone())?,
             db,
             hasher: PasswordHasherPool::new()?,
             metrics: Arc::new(Metrics::default()),
