@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
+use crate::service::audit;
+
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ConnectOptions, Database, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
@@ -221,17 +223,32 @@ async fn in_savepoint<T, F>(txn: &DatabaseTransaction, work: F) -> crate::error:
 where
     F: for<'t> FnOnce(&'t DatabaseTransaction) -> WriteFuture<'t, T>,
 {
-    let savepoint = txn.begin().await?;
+    let head = audit::group::snapshot();
+    let savepoint = txn.begin().await.map_err(break_group)?;
     match caught(work(&savepoint)).await {
         Ok(value) => {
-            savepoint.commit().await?;
+            savepoint.commit().await.map_err(break_group)?;
             Ok(value)
         }
         Err(err) => {
-            savepoint.rollback().await?;
+            // Its events are undone, and so is the chain's advance.
+            audit::group::restore(head);
+            savepoint.rollback().await.map_err(break_group)?;
             Err(err)
         }
     }
+}
+
+tokio::task_local! {
+    /// Set when a savepoint could not be made, released or rolled back:
+    /// what the group's transaction holds is then unknown, so none of it
+    /// is committed.
+    static GROUP_BROKEN: std::cell::Cell<bool>;
+}
+
+fn break_group(err: DbErr) -> crate::error::AppError {
+    let _ = GROUP_BROKEN.try_with(|broken| broken.set(true));
+    err.into()
 }
 
 /// A write's result, with a panic turned into an internal error (the
@@ -260,33 +277,47 @@ async fn write_groups(
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let mut finishing = Vec::with_capacity(group.len());
-        let started = std::time::Instant::now();
-        let size = group.len();
-        match begin_write(&db).await {
-            Ok(txn) => {
-                for job in group.drain(..) {
-                    finishing.push(job(Ok(&txn)).await);
-                }
-                let ran = started.elapsed();
-                let committed = txn.commit().await;
-                tracing::debug!(
-                    writes = size,
-                    run_us = ran.as_micros() as u64,
-                    commit_us = (started.elapsed() - ran).as_micros() as u64,
-                    "write group committed"
-                );
-                for finish in finishing {
-                    finish(committed.as_ref().map(|_| ()));
-                }
+        let group = audit::group::scope(write_group(&db, &mut group));
+        GROUP_BROKEN.scope(std::cell::Cell::new(false), group).await;
+    }
+}
+
+async fn write_group(db: &DatabaseConnection, group: &mut Vec<Job>) {
+    let mut finishing = Vec::with_capacity(group.len());
+    let started = std::time::Instant::now();
+    let size = group.len();
+    match begin_write(db).await {
+        Ok(txn) => {
+            for job in group.drain(..) {
+                finishing.push(job(Ok(&txn)).await);
             }
-            Err(err) => {
-                for job in group.drain(..) {
-                    finishing.push(job(Err(&err)).await);
+            let ran = started.elapsed();
+            let committed = if GROUP_BROKEN.with(std::cell::Cell::get) {
+                Err(DbErr::Custom(
+                    "a savepoint failed; the group was rolled back".into(),
+                ))
+            } else {
+                match audit::group::store(&txn).await {
+                    Ok(()) => txn.commit().await,
+                    Err(err) => Err(err),
                 }
-                for finish in finishing {
-                    finish(Err(&err));
-                }
+            };
+            tracing::debug!(
+                writes = size,
+                run_us = ran.as_micros() as u64,
+                commit_us = (started.elapsed() - ran).as_micros() as u64,
+                "write group committed"
+            );
+            for finish in finishing {
+                finish(committed.as_ref().map(|_| ()));
+            }
+        }
+        Err(err) => {
+            for job in group.drain(..) {
+                finishing.push(job(Err(&err)).await);
+            }
+            for finish in finishing {
+                finish(Err(&err));
             }
         }
     }

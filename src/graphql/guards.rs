@@ -6,7 +6,7 @@ use entity::user::{self, Role};
 use sea_orm::EntityTrait;
 use uuid::Uuid;
 
-use super::{caller, request_meta, state};
+use super::{CheckedSessions, caller, request_meta, state};
 use crate::{
     error::AppError,
     service::{
@@ -100,8 +100,13 @@ impl Guard for SessionAccess {
             .map_err(AppError::extend)?;
         let (subject, error) = match found {
             None => (None, AppError::NotFound("session not found".into())),
-            Some((_, owner)) => match access::may_manage_sessions(caller, &owner) {
-                Ok(()) => return Ok(()),
+            Some((session, owner)) => match access::may_manage_sessions(caller, &owner) {
+                Ok(()) => {
+                    if let Ok(checked) = ctx.data::<CheckedSessions>() {
+                        checked.keep(session, owner);
+                    }
+                    return Ok(());
+                }
                 Err(reason) => (Some(owner.id), AppError::Forbidden(reason.into())),
             },
         };

@@ -72,6 +72,25 @@ pub fn sdl() -> String {
     )
 }
 
+/// Sessions a guard has already read in this request (with their owners),
+/// so the resolver it guards does not read them again.
+#[derive(Default)]
+pub struct CheckedSessions(std::sync::Mutex<Vec<(entity::session::Model, entity::user::Model)>>);
+
+impl CheckedSessions {
+    pub fn keep(&self, session: entity::session::Model, owner: entity::user::Model) {
+        if let Ok(mut kept) = self.0.lock() {
+            kept.push((session, owner));
+        }
+    }
+
+    pub fn take(&self, id: uuid::Uuid) -> Option<(entity::session::Model, entity::user::Model)> {
+        let mut kept = self.0.lock().ok()?;
+        let index = kept.iter().position(|(session, _)| session.id == id)?;
+        Some(kept.swap_remove(index))
+    }
+}
+
 /// Per-request data: who is calling (if anyone), from where, and the
 /// request's batch loaders. The loader caches for this request only, and
 /// starts out knowing the caller, so a list of one's own sessions with
@@ -87,7 +106,7 @@ pub async fn request_data(
         tokio::spawn,
         HashMapCache::default(),
     );
-    let request = request.data(meta);
+    let request = request.data(meta).data(CheckedSessions::default());
     match caller {
         Some(caller) => {
             users

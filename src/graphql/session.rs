@@ -172,8 +172,23 @@ async fn target_user(
     }
 }
 
-/// One session with its owner (the guard has already allowed it).
-async fn target_session(app: &AppState, id: Uuid) -> Result<(session::Model, entity::user::Model)> {
+/// One session with its owner (the guard has already allowed it): the
+/// caller's own, or the one the guard read, or else read now.
+async fn target_session(
+    ctx: &Context<'_>,
+    app: &AppState,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<(session::Model, entity::user::Model)> {
+    if id == caller.session.id {
+        return Ok((caller.session.clone(), caller.user.clone()));
+    }
+    if let Some(checked) = ctx
+        .data_opt::<super::CheckedSessions>()
+        .and_then(|checked| checked.take(id))
+    {
+        return Ok(checked);
+    }
     sessions::find_with_owner(&app.db, id)
         .await
         .map_err(AppError::extend)?
@@ -223,7 +238,7 @@ impl SessionQuery {
     async fn session(&self, ctx: &Context<'_>, id: Uuid) -> Result<Session> {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
-        let (session, owner) = target_session(app, id).await?;
+        let (session, owner) = target_session(ctx, app, caller, id).await?;
         sessions::audit_viewed(&app.db, caller, &request_meta(ctx), &owner, Some(id))
             .await
             .map_err(AppError::extend)?;
@@ -275,7 +290,7 @@ impl SessionMutation {
     async fn revoke_session(&self, ctx: &Context<'_>, id: Uuid) -> Result<Session> {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
-        let (session, owner) = target_session(app, id).await?;
+        let (session, owner) = target_session(ctx, app, caller, id).await?;
         let was_revoked = session.revoked_at.is_some();
         let revoked = sessions::revoke(
             &app.db,

@@ -11,7 +11,7 @@ use entity::{
 };
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -118,13 +118,22 @@ impl NewEvent {
 }
 
 /// Appends `event` to the chain. Call it inside a write transaction
-/// ([`db::begin_write`]) together with the change it records.
+/// ([`db::begin_write`] or [`db::Writer`]) together with the change it
+/// records. On PostgreSQL the transaction also notifies [`events::CHANNEL`]
+/// so every replica's event tail wakes when it commits.
 pub async fn record(conn: &impl ConnectionTrait, event: NewEvent) -> AppResult<audit_event::Model> {
-    let head = lock_head(conn).await?;
+    let grouped = group::head();
+    let (prev_seq, prev_hash) = match grouped.clone().flatten() {
+        Some(head) => head,
+        None => {
+            let head = lock_head(conn).await?;
+            (head.head_seq, head.head_hash)
+        }
+    };
 
     let mut model = audit_event::Model {
         id: Uuid::now_v7(),
-        seq: head.head_seq + 1,
+        seq: prev_seq + 1,
         created_at: db::now(),
         event_type: event.event_type.to_owned(),
         status: event.status,
@@ -135,23 +144,23 @@ pub async fn record(conn: &impl ConnectionTrait, event: NewEvent) -> AppResult<a
         ip_address: event.ip_address,
         user_agent: event.user_agent,
         metadata: event.metadata,
-        prev_hash: head.head_hash.clone(),
+        prev_hash,
         hash: String::new(),
     };
     model.hash = event_hash(&model);
 
-    audit_chain::Entity::update(audit_chain::ActiveModel {
-        id: Set(CHAIN_ID),
-        head_seq: Set(model.seq),
-        head_hash: Set(model.hash.clone()),
-        ..Default::default()
-    })
-    .exec(conn)
-    .await?;
     let active: audit_event::ActiveModel = model.clone().into();
     audit_event::Entity::insert(active)
         .exec_without_returning(conn)
         .await?;
+    if grouped.is_some() {
+        group::advance(model.seq, &model.hash);
+    } else {
+        store_head(conn, model.seq, model.hash.clone()).await?;
+    }
+    if conn.get_database_backend() == DatabaseBackend::Postgres {
+        conn.execute_raw(crate::events::notify_statement()).await?;
+    }
     tracing::info!(
         event_type = model.event_type,
         status = model.status.as_str(),
@@ -162,6 +171,68 @@ pub async fn record(conn: &impl ConnectionTrait, event: NewEvent) -> AppResult<a
         model.message
     );
     Ok(model)
+}
+
+async fn store_head(conn: &impl ConnectionTrait, seq: i64, hash: String) -> Result<(), DbErr> {
+    audit_chain::Entity::update(audit_chain::ActiveModel {
+        id: Set(CHAIN_ID),
+        head_seq: Set(seq),
+        head_hash: Set(hash),
+        ..Default::default()
+    })
+    .exec(conn)
+    .await?;
+    Ok(())
+}
+
+/// The chain head while [`db::Writer`] runs a group of writes in one
+/// SQLite transaction. The group holds the database's write lock from its
+/// first statement to its commit, so no one else can append meanwhile: the
+/// head is read once, advanced in memory by each append, and written back
+/// once before the commit, instead of a read and an update per event.
+pub(crate) mod group {
+    use std::cell::RefCell;
+
+    use sea_orm::{ConnectionTrait, DbErr};
+
+    /// (seq, hash) of the newest event; `None` until the group first reads it.
+    type Head = Option<(i64, String)>;
+
+    tokio::task_local! {
+        static HEAD: RefCell<Head>;
+    }
+
+    /// Runs `group` (one transaction's writes) with a group head.
+    pub async fn scope<F: std::future::Future>(group: F) -> F::Output {
+        HEAD.scope(RefCell::new(None), group).await
+    }
+
+    /// `Some` inside a group (holding the head once known), `None` outside.
+    pub(super) fn head() -> Option<Head> {
+        HEAD.try_with(|head| head.borrow().clone()).ok()
+    }
+
+    pub(super) fn advance(seq: i64, hash: &str) {
+        let _ = HEAD.try_with(|head| *head.borrow_mut() = Some((seq, hash.to_owned())));
+    }
+
+    /// The head before a write, to go back to if it is rolled back.
+    pub fn snapshot() -> Head {
+        head().flatten()
+    }
+
+    pub fn restore(before: Head) {
+        let _ = HEAD.try_with(|head| *head.borrow_mut() = before);
+    }
+
+    /// Writes the group's head back to the chain-head row, if the group
+    /// appended anything. Call it before the commit.
+    pub async fn store(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
+        match head().flatten() {
+            Some((seq, hash)) => super::store_head(conn, seq, hash).await,
+            None => Ok(()),
+        }
+    }
 }
 
 /// Appends `event` in a transaction of its own: for outcomes that change

@@ -515,3 +515,26 @@ async fn listing_many_sessions_costs_a_constant_number_of_queries() {
         "another user's list: {admin_small} for 1, {admin_large} for 31"
     );
 }
+
+#[tokio::test]
+async fn a_session_the_guard_read_is_not_read_again() {
+    let app = spawn_app().await;
+    let alice = app.create_user(Role::User).await;
+    let (token, current) = app.sign_in_as(&alice, FIREFOX).await;
+    let (_, other) = app.sign_in_as(&alice, SAFARI_IOS).await;
+
+    let (body, own) = app
+        .count_queries(app.gql(Some(&token), GET, json!({ "id": current })))
+        .await;
+    assert_eq!(body["data"]["session"]["isCurrent"], true, "{body}");
+    assert_eq!(
+        own, 1,
+        "the current session is the caller's: the token check only"
+    );
+
+    let (body, another) = app
+        .count_queries(app.gql(Some(&token), GET, json!({ "id": other })))
+        .await;
+    assert_eq!(body["data"]["session"]["id"], other.to_string(), "{body}");
+    assert_eq!(another, 2, "the token check and the guard's read");
+}

@@ -473,3 +473,37 @@ async fn the_client_address_honours_trust_forwarded_for_on_sockets_too() {
         );
     }
 }
+
+#[tokio::test]
+async fn on_postgresql_each_committed_append_notifies_the_event_channel() {
+    let app = spawn_app().await;
+    if !app.database_url.starts_with("postgres") {
+        return; // SQLite: one process, the tail polls.
+    }
+    let mut listener = sea_orm::sqlx::postgres::PgListener::connect(&app.database_url)
+        .await
+        .expect("listener connects");
+    listener
+        .listen(session_manager::events::CHANNEL)
+        .await
+        .expect("LISTEN");
+    let alice = app.create_user(Role::User).await;
+    let (token, _) = app.sign_in_as(&alice, "a").await;
+    // Sign-ins notify too; drain those first.
+    while tokio::time::timeout(Duration::from_millis(300), listener.recv())
+        .await
+        .is_ok()
+    {}
+    let (_, other) = app.sign_in_as(&alice, "b").await;
+    while tokio::time::timeout(Duration::from_millis(300), listener.recv())
+        .await
+        .is_ok()
+    {}
+
+    app.gql(Some(&token), REVOKE, json!({ "id": other })).await;
+    let notification = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .expect("a revocation notifies the channel")
+        .expect("the listener is alive");
+    assert_eq!(notification.channel(), session_manager::events::CHANNEL);
+}
