@@ -1,6 +1,6 @@
 //! Database connection and write transactions for both backends.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use futures_util::future::BoxFuture;
 
@@ -8,8 +8,9 @@ use crate::service::audit;
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
+    DatabaseTransaction, DbErr, ExecResult, QueryResult, SqliteTransactionMode, Statement,
+    TransactionOptions, TransactionTrait,
     sqlx::sqlite::{SqliteConnection, SqliteJournalMode, SqliteSynchronous},
 };
 
@@ -100,10 +101,91 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     Migrator::up(db, None).await
 }
 
-/// Begins a transaction that will write. On SQLite it is `IMMEDIATE`: a
-/// deferred transaction that reads and then writes fails with "database is
-/// locked" under concurrency instead of waiting for the busy timeout.
-pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+/// The in-process turn to write to a SQLite database, one per database
+/// file, shared by every writer in the process (the grouped [`Writer`],
+/// [`begin_write`], the activity update). SQLite allows one writer at a
+/// time; without a turn, writers that find the database locked poll with
+/// growing sleeps (SQLite's busy handler), which wastes the lock's free
+/// moments and can starve a writer for the whole busy timeout while the
+/// [`Writer`] commits group after group. Waiting here is first come, first
+/// served, and wakes the next writer the moment the lock is free. (Other
+/// processes, such as the command line, still meet the busy timeout.)
+pub type WriteTurn = tokio::sync::OwnedMutexGuard<()>;
+
+/// Waits for the turn to write (SQLite); `None` on PostgreSQL, which needs
+/// none.
+pub async fn write_turn(db: &DatabaseConnection) -> Option<WriteTurn> {
+    if db.get_database_backend() != DatabaseBackend::Sqlite {
+        return None;
+    }
+    type Turns = std::collections::HashMap<std::path::PathBuf, Arc<tokio::sync::Mutex<()>>>;
+    static TURNS: std::sync::OnceLock<std::sync::Mutex<Turns>> = std::sync::OnceLock::new();
+    let file = db
+        .get_sqlite_connection_pool()
+        .connect_options()
+        .get_filename()
+        .to_owned();
+    let turn = TURNS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(file)
+        .or_default()
+        .clone();
+    Some(turn.lock_owned().await)
+}
+
+/// A write transaction that holds the turn to write (see [`write_turn`])
+/// until it commits or is dropped (rolled back).
+pub struct WriteTxn {
+    txn: DatabaseTransaction,
+    _turn: Option<WriteTurn>,
+}
+
+impl WriteTxn {
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.txn.commit().await
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for WriteTxn {
+    fn get_database_backend(&self) -> DatabaseBackend {
+        self.txn.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.txn.execute_raw(stmt).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.txn.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.txn.query_one_raw(stmt).await
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.txn.query_all_raw(stmt).await
+    }
+
+    fn support_returning(&self) -> bool {
+        self.txn.support_returning()
+    }
+}
+
+/// Begins a transaction that will write, in its turn (see [`write_turn`]).
+/// On SQLite it is `IMMEDIATE`: a deferred transaction that reads and then
+/// writes fails with "database is locked" under concurrency instead of
+/// waiting for the busy timeout.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTxn, DbErr> {
+    let turn = write_turn(db).await;
+    let txn = begin_immediate(db).await?;
+    Ok(WriteTxn { txn, _turn: turn })
+}
+
+async fn begin_immediate(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
     db.begin_with_options(TransactionOptions {
         isolation_level: None,
         access_mode: None,
@@ -123,12 +205,19 @@ pub fn now() -> chrono::DateTime<chrono::Utc> {
 /// The work of one write: runs inside a transaction it does not own.
 pub type WriteFuture<'t, T> = futures_util::future::BoxFuture<'t, crate::error::AppResult<T>>;
 
-/// What the batch does with a job once the batch's commit is known.
+/// A queued write. `run` may be called more than once (see [`Writer`]);
+/// each call keeps its result for `finish`, which answers the caller once
+/// the fate of the transaction is known.
+struct Job {
+    run: Run,
+    finish: Finish,
+}
+
+/// Runs the write in the given transaction, keeps its result, and says
+/// whether it succeeded.
+type Run = Box<dyn for<'t> FnMut(&'t DatabaseTransaction) -> BoxFuture<'t, bool> + Send>;
+/// Answers the caller: the kept result, unless the commit (`Err`) failed.
 type Finish = Box<dyn FnOnce(Result<(), &DbErr>) + Send>;
-/// A queued write, given the batch's transaction (or why it could not begin).
-type Job = Box<
-    dyn for<'t> FnOnce(Result<&'t DatabaseTransaction, &'t DbErr>) -> BoxFuture<'t, Finish> + Send,
->;
 
 /// Most writes committed together.
 const MAX_GROUP: usize = 64;
@@ -138,12 +227,15 @@ const MAX_GROUP: usize = 64;
 /// SQLite lets one transaction write at a time and, with
 /// `synchronous=FULL`, syncs the disk at every commit, so a busy server
 /// spends most of a small write waiting for the lock and the sync. Here
-/// the writes queue up for one task that runs all those waiting in one
-/// transaction, each inside its own savepoint (a failing write is rolled
-/// back alone), and commits them with one sync. No caller hears of its
-/// write before the commit that makes it durable; if that commit fails,
-/// every write in it fails. On PostgreSQL, which commits concurrent
-/// transactions by itself, each write is a transaction of its own.
+/// the writes queue up for one thread that runs all those waiting in one
+/// transaction and commits them with one sync. If any of them fails (or
+/// panics), that transaction is rolled back and each write of the group is
+/// run again in a transaction of its own, so a failing write undoes only
+/// itself; writes must therefore be safe to run again from the start,
+/// which a rolled-back attempt is. No caller hears of its write before the
+/// commit that makes it durable; if that commit fails, every write in it
+/// fails. On PostgreSQL, which commits concurrent transactions by itself,
+/// each write is a transaction of its own.
 #[derive(Clone)]
 pub struct Writer {
     db: DatabaseConnection,
@@ -177,37 +269,50 @@ impl Writer {
     }
 
     /// Runs `work` in a write transaction and returns its result once that
-    /// is committed. An error from `work` undoes what it wrote.
+    /// is committed. An error from `work` undoes what it wrote. `work` may
+    /// be run more than once, each time in a fresh transaction.
     pub async fn write<T, F>(&self, work: F) -> crate::error::AppResult<T>
     where
         T: Send + 'static,
-        F: for<'t> FnOnce(&'t DatabaseTransaction) -> WriteFuture<'t, T> + Send + 'static,
+        F: for<'t> Fn(&'t DatabaseTransaction) -> WriteFuture<'t, T> + Send + Sync + 'static,
     {
         let Some(queue) = &self.queue else {
-            let txn = begin_write(&self.db).await?;
+            let txn = begin_immediate(&self.db).await?;
             // On error the transaction is dropped, which rolls it back.
             let value = caught(work(&txn)).await?;
             txn.commit().await?;
             return Ok(value);
         };
         let (reply, outcome) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |txn| {
-            Box::pin(async move {
-                let result = match txn {
-                    Ok(txn) => in_savepoint(txn, work).await,
-                    Err(err) => Err(failed_group(err)),
+        let result: Arc<std::sync::Mutex<Option<crate::error::AppResult<T>>>> = Arc::default();
+        let kept = result.clone();
+        let work = Arc::new(work);
+        let job = Job {
+            run: Box::new(move |txn| {
+                let (work, kept) = (work.clone(), kept.clone());
+                Box::pin(async move {
+                    let outcome = caught(work(txn)).await;
+                    let ok = outcome.is_ok();
+                    if let Ok(mut kept) = kept.lock() {
+                        *kept = Some(outcome);
+                    }
+                    ok
+                })
+            }),
+            finish: Box::new(move |committed| {
+                let outcome = result.lock().ok().and_then(|mut kept| kept.take());
+                let outcome = match (outcome, committed) {
+                    (Some(Ok(value)), Ok(())) => Ok(value),
+                    (Some(Err(err)), _) => Err(err),
+                    (Some(Ok(_)), Err(err)) | (None, Err(err)) => Err(failed_group(err)),
+                    (None, Ok(())) => Err(crate::error::AppError::internal(anyhow::anyhow!(
+                        "a write was answered before it ran"
+                    ))),
                 };
-                Box::new(move |committed: Result<(), &DbErr>| {
-                    let result = match (result, committed) {
-                        (Ok(value), Ok(())) => Ok(value),
-                        (Ok(_), Err(err)) => Err(failed_group(err)),
-                        (Err(err), _) => Err(err),
-                    };
-                    // The caller may have gone (a dropped request): fine.
-                    let _ = reply.send(result);
-                }) as Finish
-            })
-        });
+                // The caller may have gone (a dropped request): fine.
+                let _ = reply.send(outcome);
+            }),
+        };
         queue.send(job).map_err(|_| {
             crate::error::AppError::internal(anyhow::anyhow!("the database writer has stopped"))
         })?;
@@ -215,40 +320,6 @@ impl Writer {
             crate::error::AppError::internal(anyhow::anyhow!("the database writer dropped a write"))
         })?
     }
-}
-
-/// Runs one write of a group inside a savepoint: released when it worked,
-/// rolled back to when it failed or panicked.
-async fn in_savepoint<T, F>(txn: &DatabaseTransaction, work: F) -> crate::error::AppResult<T>
-where
-    F: for<'t> FnOnce(&'t DatabaseTransaction) -> WriteFuture<'t, T>,
-{
-    let head = audit::group::snapshot();
-    let savepoint = txn.begin().await.map_err(break_group)?;
-    match caught(work(&savepoint)).await {
-        Ok(value) => {
-            savepoint.commit().await.map_err(break_group)?;
-            Ok(value)
-        }
-        Err(err) => {
-            // Its events are undone, and so is the chain's advance.
-            audit::group::restore(head);
-            savepoint.rollback().await.map_err(break_group)?;
-            Err(err)
-        }
-    }
-}
-
-tokio::task_local! {
-    /// Set when a savepoint could not be made, released or rolled back:
-    /// what the group's transaction holds is then unknown, so none of it
-    /// is committed.
-    static GROUP_BROKEN: std::cell::Cell<bool>;
-}
-
-fn break_group(err: DbErr) -> crate::error::AppError {
-    let _ = GROUP_BROKEN.try_with(|broken| broken.set(true));
-    err.into()
 }
 
 /// A write's result, with a panic turned into an internal error (the
@@ -269,7 +340,7 @@ fn failed_group(err: &DbErr) -> crate::error::AppError {
     crate::error::AppError::internal(anyhow::anyhow!("write transaction failed: {err}"))
 }
 
-/// The writing task: takes every write waiting (up to [`MAX_GROUP`]), runs
+/// The writing thread: takes every write waiting (up to [`MAX_GROUP`]), runs
 /// them in one transaction, commits, answers them, and again.
 async fn write_groups(
     db: DatabaseConnection,
@@ -277,48 +348,75 @@ async fn write_groups(
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let group = audit::group::scope(write_group(&db, &mut group));
-        GROUP_BROKEN.scope(std::cell::Cell::new(false), group).await;
+        let _turn = write_turn(&db).await;
+        let started = std::time::Instant::now();
+        let size = group.len();
+        if audit::group::scope(run_together(&db, &mut group)).await {
+            tracing::debug!(
+                writes = size,
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "write group committed"
+            );
+        } else {
+            tracing::debug!(
+                writes = size,
+                "write group failed; running its writes one by one"
+            );
+            for job in group.iter_mut() {
+                audit::group::scope(run_alone(&db, job)).await;
+            }
+        }
+        for job in group.drain(..) {
+            // Each has its outcome by now; those that were committed
+            // together or alone say so, failures carry their error.
+            (job.finish)(Ok(()));
+        }
     }
 }
 
-async fn write_group(db: &DatabaseConnection, group: &mut Vec<Job>) {
-    let mut finishing = Vec::with_capacity(group.len());
-    let started = std::time::Instant::now();
-    let size = group.len();
-    match begin_write(db).await {
-        Ok(txn) => {
-            for job in group.drain(..) {
-                finishing.push(job(Ok(&txn)).await);
-            }
-            let ran = started.elapsed();
-            let committed = if GROUP_BROKEN.with(std::cell::Cell::get) {
-                Err(DbErr::Custom(
-                    "a savepoint failed; the group was rolled back".into(),
-                ))
-            } else {
-                match audit::group::store(&txn).await {
-                    Ok(()) => txn.commit().await,
-                    Err(err) => Err(err),
-                }
-            };
-            tracing::debug!(
-                writes = size,
-                run_us = ran.as_micros() as u64,
-                commit_us = (started.elapsed() - ran).as_micros() as u64,
-                "write group committed"
-            );
-            for finish in finishing {
-                finish(committed.as_ref().map(|_| ()));
-            }
-        }
-        Err(err) => {
-            for job in group.drain(..) {
-                finishing.push(job(Err(&err)).await);
-            }
-            for finish in finishing {
-                finish(Err(&err));
-            }
+/// Runs the whole group in one transaction and commits it: `true`. When a
+/// write fails, or the commit does, rolls back and returns `false`.
+async fn run_together(db: &DatabaseConnection, group: &mut [Job]) -> bool {
+    let Ok(txn) = begin_immediate(db).await else {
+        return false;
+    };
+    for job in group.iter_mut() {
+        if !(job.run)(&txn).await {
+            let _ = txn.rollback().await;
+            return false;
         }
     }
+    match audit::group::store(&txn).await {
+        Ok(()) => txn.commit().await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Runs one write in a transaction of its own; its kept result becomes the
+/// commit's error if the commit fails.
+async fn run_alone(db: &DatabaseConnection, job: &mut Job) {
+    let txn = match begin_immediate(db).await {
+        Ok(txn) => txn,
+        Err(err) => return fail(job, &err),
+    };
+    if !(job.run)(&txn).await {
+        let _ = txn.rollback().await;
+        return;
+    }
+    let committed = match audit::group::store(&txn).await {
+        Ok(()) => txn.commit().await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = committed {
+        fail(job, &err);
+    }
+}
+
+/// Replaces a job's answer with a failed commit (or begin).
+fn fail(job: &mut Job, err: &DbErr) {
+    let finish = std::mem::replace(&mut job.finish, Box::new(|_| {}));
+    job.finish = Box::new({
+        let message = err.to_string();
+        move |_| finish(Err(&DbErr::Custom(message)))
+    });
 }

@@ -202,7 +202,8 @@ pub(crate) mod group {
         static HEAD: RefCell<Head>;
     }
 
-    /// Runs `group` (one transaction's writes) with a group head.
+    /// Runs `group` (one transaction's writes) with a group head of its
+    /// own: a transaction that is rolled back takes its head with it.
     pub async fn scope<F: std::future::Future>(group: F) -> F::Output {
         HEAD.scope(RefCell::new(None), group).await
     }
@@ -214,15 +215,6 @@ pub(crate) mod group {
 
     pub(super) fn advance(seq: i64, hash: &str) {
         let _ = HEAD.try_with(|head| *head.borrow_mut() = Some((seq, hash.to_owned())));
-    }
-
-    /// The head before a write, to go back to if it is rolled back.
-    pub fn snapshot() -> Head {
-        head().flatten()
-    }
-
-    pub fn restore(before: Head) {
-        let _ = HEAD.try_with(|head| *head.borrow_mut() = before);
     }
 
     /// Writes the group's head back to the chain-head row, if the group

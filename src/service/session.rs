@@ -1,5 +1,7 @@
 //! Sessions: sign-in, the per-request token check, and ending sessions.
 
+use std::sync::Arc;
+
 use chrono::Utc;
 use entity::{session, user};
 use sea_orm::{
@@ -248,7 +250,7 @@ async fn enforce_session_cap(
 /// request. Last activity is written at most once per
 /// `ACTIVITY_WRITE_INTERVAL`, sliding the idle expiry forward.
 pub async fn authenticate(
-    conn: &impl ConnectionTrait,
+    conn: &DatabaseConnection,
     config: &Config,
     token: &str,
 ) -> AppResult<Caller> {
@@ -273,7 +275,7 @@ pub async fn authenticate(
 
 /// Records activity when the stored one is older than the write interval.
 async fn touch(
-    conn: &impl ConnectionTrait,
+    conn: &DatabaseConnection,
     config: &Config,
     mut session: session::Model,
 ) -> AppResult<session::Model> {
@@ -281,6 +283,7 @@ async fn touch(
     if now - session.last_active_at < Config::chrono(config.activity_write_interval) {
         return Ok(session);
     }
+    let _turn = db::write_turn(conn).await;
     let expires_at = session
         .absolute_expires_at
         .min(now + Config::chrono(config.session_idle_timeout));
@@ -437,16 +440,14 @@ async fn end_one(
 /// Ends the caller's own session.
 #[tracing::instrument(skip_all, fields(session_id = %caller.session.id))]
 pub async fn sign_out(writer: &Writer, caller: &Caller, meta: &RequestMeta) -> AppResult<()> {
-    let (session, user, actor, meta) = (
-        caller.session.clone(),
-        caller.user.clone(),
-        caller.actor(),
-        meta.clone(),
-    );
+    let actor = caller.actor();
+    let args = Arc::new((caller.session.clone(), caller.user.clone(), meta.clone()));
     let ended = writer
         .write(move |txn| {
+            let args = args.clone();
             Box::pin(async move {
-                end_session(txn, &session, &user, actor, &meta, reasons::SIGN_OUT).await
+                let (session, user, meta) = &*args;
+                end_session(txn, session, user, actor, meta, reasons::SIGN_OUT).await
             })
         })
         .await?;
@@ -527,17 +528,17 @@ pub async fn revoke(
     target: session::Model,
     owner: &user::Model,
 ) -> AppResult<session::Model> {
-    let (actor, meta, owner) = (caller.actor(), meta.clone(), owner.clone());
-    let ended = {
-        let target = target.clone();
-        writer
-            .write(move |txn| {
-                Box::pin(async move {
-                    end_session(txn, &target, &owner, actor, &meta, reasons::REVOKE).await
-                })
+    let actor = caller.actor();
+    let args = Arc::new((target.clone(), owner.clone(), meta.clone()));
+    let ended = writer
+        .write(move |txn| {
+            let args = args.clone();
+            Box::pin(async move {
+                let (target, owner, meta) = &*args;
+                end_session(txn, target, owner, actor, meta, reasons::REVOKE).await
             })
-            .await?
-    };
+        })
+        .await?;
     match ended {
         Some(ended) => Ok(ended),
         // Ended meanwhile or before: show it as stored.
@@ -559,16 +560,19 @@ pub async fn revoke_all(
     except_current: bool,
 ) -> AppResult<u64> {
     let keep = except_current.then_some(caller.session.id);
-    let (actor, meta, owner) = (caller.actor(), meta.clone(), owner.clone());
+    let actor = caller.actor();
+    let args = Arc::new((owner.clone(), meta.clone()));
     writer
         .write(move |txn| {
+            let args = args.clone();
             Box::pin(async move {
+                let (owner, meta) = &*args;
                 let mut ended = 0;
                 for target in sessions_of(txn, owner.id, false).await? {
                     if Some(target.id) == keep {
                         continue;
                     }
-                    if end_session(txn, &target, &owner, actor, &meta, reasons::BULK)
+                    if end_session(txn, &target, owner, actor, meta, reasons::BULK)
                         .await?
                         .is_some()
                     {
@@ -612,6 +616,7 @@ pub async fn delete_ended_before(
             if ids.is_empty() {
                 break;
             }
+            let _turn = db::write_turn(db).await;
             deleted += session::Entity::delete_many()
                 .filter(session::Column::Id.is_in(ids))
                 .exec(db)

@@ -139,6 +139,7 @@ pub async fn record_failure(
 
 /// Forgets failures older than `before` (maintenance).
 pub async fn forget_before(db: &DatabaseConnection, before: DateTime<Utc>) -> AppResult<u64> {
+    let _turn = crate::db::write_turn(db).await;
     Ok(sign_in_failure::Entity::delete_many()
         .filter(sign_in_failure::Column::CreatedAt.lt(before))
         .exec(db)
