@@ -346,6 +346,8 @@ writes_after() { printf '%s\t%s\t%s\n' "$1" "$WRITES_BEFORE" "$(write_counters)"
 # ---------------------------------------------------------------- queries
 Q_W1='query SettingsSessions { sessions { count activeCount sessions { id sessionToken device ipAddress userAgent createdAt lastActiveAt expires isCurrent isActive impersonationReason impersonator { name email } } } }'
 Q_W3='query AuditPage($u: UUID!, $o: Int!) { sessionAudit(filter: { userId: $u }, limit: 50, offset: $o) { logs { id eventType status message createdAt actorId userId sessionId ipAddress userAgent metadata } pagination { total limit offset hasMore } } }'
+Q_W3_AFTER='query AuditPage($u: UUID!, $a: String!) { sessionAudit(filter: { userId: $u }, limit: 50, after: $a) { logs { id eventType status message createdAt actorId userId sessionId ipAddress userAgent metadata } pagination { total limit offset hasMore nextCursor } } }'
+Q_W3_ALL_AFTER='query AuditPage($a: String!) { sessionAudit(limit: 50, after: $a) { logs { id eventType status message createdAt actorId userId sessionId ipAddress userAgent metadata } pagination { total limit offset hasMore nextCursor } } }'
 Q_W3_ALL='query AuditPage($o: Int!) { sessionAudit(limit: 50, offset: $o) { logs { id eventType status message createdAt actorId userId sessionId ipAddress userAgent metadata } pagination { total limit offset hasMore } } }'
 Q_W4='query { viewer { user { id email name role } session { id expires } } }'
 Q_SIGNIN='mutation SignIn($e: String!, $p: String!) { signIn(email: $e, password: $p) { token session { id } } }'
@@ -383,6 +385,10 @@ seed_db() { # seed_db URL LABEL ARGS... -> writes $OUT/seed-LABEL.json
     t1=$(date +%s.%N)
     log "   VACUUM (ANALYZE) after the bulk load ($(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')s)"
   fi
+  # The bulk load leaves up to a gigabyte of dirty pages for the kernel
+  # to write back; let that finish before measuring, not during W1.
+  sync
+  sleep 2
 }
 
 machine_header
@@ -450,6 +456,17 @@ workload W3_audit_user_deep "$(gql_body "$Q_W3" "{\"u\":\"$BENCH_ID\",\"o\":$DEE
   "offset $DEEP"
 workload W3x_audit_all_deep "$(gql_body "$Q_W3_ALL" "{\"o\":$DEEP_ALL}")" "$ADMIN_TOKEN" \
   "unfiltered, offset $DEEP_ALL (extra)"
+# The same deep pages by keyset paging: the cursor of the page just before.
+cursor_before() { # cursor_before BODY -> nextCursor of that page
+  gql "$ADMIN_TOKEN" "$1" | jq -r '.data.sessionAudit.pagination.nextCursor'
+}
+DEEP_CURSOR="$(cursor_before "$(gql_body "${Q_W3/hasMore/hasMore nextCursor}" "{\"u\":\"$BENCH_ID\",\"o\":$(( DEEP > 50 ? DEEP - 50 : 0 ))}")")"
+DEEP_ALL_CURSOR="$(cursor_before "$(gql_body "${Q_W3_ALL/hasMore/hasMore nextCursor}" "{\"o\":$(( DEEP_ALL - 50 ))}")")"
+[ -n "$DEEP_CURSOR" ] && [ "$DEEP_CURSOR" != null ] || die "no keyset cursor for W3 at offset $DEEP"
+workload W3_audit_user_deep_keyset "$(gql_body "$Q_W3_AFTER" "{\"u\":\"$BENCH_ID\",\"a\":\"$DEEP_CURSOR\"}")" "$ADMIN_TOKEN" \
+  "the page at offset $DEEP by cursor (after:)"
+workload W3x_audit_all_deep_keyset "$(gql_body "$Q_W3_ALL_AFTER" "{\"a\":\"$DEEP_ALL_CURSOR\"}")" "$ADMIN_TOKEN" \
+  "unfiltered, the page at offset $DEEP_ALL by cursor (extra)"
 
 # W4, with the write check.
 W4_BODY="$(gql_body "$Q_W4")"
