@@ -437,20 +437,39 @@ async fn end_one(
     Ok(Some(ended))
 }
 
-/// Ends the caller's own session.
-#[tracing::instrument(skip_all, fields(session_id = %caller.session.id))]
-pub async fn sign_out(writer: &Writer, caller: &Caller, meta: &RequestMeta) -> AppResult<()> {
-    let actor = caller.actor();
-    let args = Arc::new((caller.session.clone(), caller.user.clone(), meta.clone()));
-    let ended = writer
+/// [`end_session`] as a write of its own, through the (grouping) writer.
+async fn end_session_written(
+    writer: &Writer,
+    target: &session::Model,
+    owner: &user::Model,
+    actor: Actor,
+    meta: &RequestMeta,
+    reason: &'static str,
+) -> AppResult<Option<session::Model>> {
+    let args = Arc::new((target.clone(), owner.clone(), meta.clone()));
+    writer
         .write(move |txn| {
             let args = args.clone();
             Box::pin(async move {
-                let (session, user, meta) = &*args;
-                end_session(txn, session, user, actor, meta, reasons::SIGN_OUT).await
+                let (target, owner, meta) = &*args;
+                end_session(txn, target, owner, actor, meta, reason).await
             })
         })
-        .await?;
+        .await
+}
+
+/// Ends the caller's own session.
+#[tracing::instrument(skip_all, fields(session_id = %caller.session.id))]
+pub async fn sign_out(writer: &Writer, caller: &Caller, meta: &RequestMeta) -> AppResult<()> {
+    let ended = end_session_written(
+        writer,
+        &caller.session,
+        &caller.user,
+        caller.actor(),
+        meta,
+        reasons::SIGN_OUT,
+    )
+    .await?;
     // Ended between the token check and now (a concurrent revocation):
     // the caller is no longer signed in.
     ended
@@ -528,17 +547,15 @@ pub async fn revoke(
     target: session::Model,
     owner: &user::Model,
 ) -> AppResult<session::Model> {
-    let actor = caller.actor();
-    let args = Arc::new((target.clone(), owner.clone(), meta.clone()));
-    let ended = writer
-        .write(move |txn| {
-            let args = args.clone();
-            Box::pin(async move {
-                let (target, owner, meta) = &*args;
-                end_session(txn, target, owner, actor, meta, reasons::REVOKE).await
-            })
-        })
-        .await?;
+    let ended = end_session_written(
+        writer,
+        &target,
+        owner,
+        caller.actor(),
+        meta,
+        reasons::REVOKE,
+    )
+    .await?;
     match ended {
         Some(ended) => Ok(ended),
         // Ended meanwhile or before: show it as stored.
