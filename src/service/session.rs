@@ -5,15 +5,16 @@ use std::sync::Arc;
 use chrono::Utc;
 use entity::{session, user};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, sea_query::Expr,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, SelectTwo, SelectTwoModel, SelectorTrait,
+    Statement, sea_query::Expr,
 };
 use uuid::Uuid;
 
 use crate::{
     auth::{self, Actor, Caller, MAX_PASSWORD_LEN, PasswordHasherPool, RequestMeta},
     config::Config,
-    db::{self, Writer},
+    db::{self, Prepared, Writer},
     error::{AppError, AppResult, BAD_TOKEN},
     service::{
         access,
@@ -254,11 +255,14 @@ pub async fn authenticate(
     config: &Config,
     token: &str,
 ) -> AppResult<Caller> {
-    let found = session::Entity::find()
-        .filter(session::Column::TokenHash.eq(auth::hash_token(token)))
-        .find_also_related(user::Entity)
-        .one(conn)
-        .await?;
+    let found = conn
+        .query_one_raw(token_check(
+            conn.get_database_backend(),
+            auth::hash_token(token),
+        ))
+        .await?
+        .map(SelectTwoModel::<session::Model, user::Model>::from_raw_query_result)
+        .transpose()?;
     let Some((session, Some(user))) = found else {
         return Err(AppError::Unauthenticated(BAD_TOKEN));
     };
@@ -271,6 +275,25 @@ pub async fn authenticate(
     }
     let session = touch(conn, config, session).await?;
     Ok(Caller { user, session })
+}
+
+/// The token check: the session with this token hash, joined with its user.
+fn token_check_query(token_hash: String) -> SelectTwo<session::Entity, user::Entity> {
+    session::Entity::find()
+        .filter(session::Column::TokenHash.eq(token_hash))
+        .find_also_related(user::Entity)
+        .limit(1)
+}
+
+/// [`token_check_query`] as a statement, its SQL built once per backend.
+fn token_check(backend: DatabaseBackend, token_hash: String) -> Statement {
+    const HASH: &str = "token hash";
+    static TOKEN_CHECK: Prepared = Prepared::new();
+    TOKEN_CHECK.statement(
+        backend,
+        |backend| token_check_query(HASH.to_owned()).build(backend),
+        [(HASH.into(), token_hash.into())],
+    )
 }
 
 /// Records activity when the stored one is older than the write interval.
@@ -496,17 +519,50 @@ pub async fn sessions_of(
     user_id: Uuid,
     include_ended: bool,
 ) -> AppResult<Vec<session::Model>> {
+    let statement = sessions_of_statement(
+        conn.get_database_backend(),
+        user_id,
+        include_ended,
+        db::now(),
+    );
+    Ok(session::Entity::find()
+        .from_raw_sql(statement)
+        .all(conn)
+        .await?)
+}
+
+/// [`sessions_of_query`] as a statement: listed on every settings page, so
+/// its SQL is built once (see [`Prepared`]).
+fn sessions_of_statement(
+    backend: DatabaseBackend,
+    user_id: Uuid,
+    include_ended: bool,
+    now: chrono::DateTime<Utc>,
+) -> Statement {
+    static ACTIVE: Prepared = Prepared::new();
+    static ALL: Prepared = Prepared::new();
+    let (user, epoch) = (Uuid::nil(), chrono::DateTime::<Utc>::UNIX_EPOCH);
+    if include_ended { &ALL } else { &ACTIVE }.statement(
+        backend,
+        |backend| sessions_of_query(user, include_ended, epoch).build(backend),
+        [(user.into(), user_id.into()), (epoch.into(), now.into())],
+    )
+}
+
+fn sessions_of_query(
+    user_id: Uuid,
+    include_ended: bool,
+    now: chrono::DateTime<Utc>,
+) -> sea_orm::Select<session::Entity> {
     let mut query = session::Entity::find().filter(session::Column::UserId.eq(user_id));
     if !include_ended {
         query = query
             .filter(session::Column::RevokedAt.is_null())
-            .filter(session::Column::ExpiresAt.gt(db::now()));
+            .filter(session::Column::ExpiresAt.gt(now));
     }
-    Ok(query
+    query
         .order_by_desc(session::Column::CreatedAt)
         .order_by_desc(session::Column::Id)
-        .all(conn)
-        .await?)
 }
 
 /// Audits that `caller` looked at someone else's sessions.
@@ -648,6 +704,25 @@ pub async fn delete_ended_before(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prepared_statements_are_the_queries_built_afresh() {
+        for backend in [DatabaseBackend::Sqlite, DatabaseBackend::Postgres] {
+            for hash in ["a".repeat(64), "b".repeat(64)] {
+                let fresh = token_check_query(hash.clone()).build(backend);
+                let cached = token_check(backend, hash);
+                assert_eq!(cached.sql, fresh.sql, "{backend:?}");
+                assert_eq!(cached.values, fresh.values, "{backend:?}");
+            }
+            for include_ended in [false, true] {
+                let (user, now) = (Uuid::new_v4(), db::now());
+                let fresh = sessions_of_query(user, include_ended, now).build(backend);
+                let cached = sessions_of_statement(backend, user, include_ended, now);
+                assert_eq!(cached.sql, fresh.sql, "{backend:?} {include_ended}");
+                assert_eq!(cached.values, fresh.values, "{backend:?} {include_ended}");
+            }
+        }
+    }
 
     #[test]
     fn clip_keeps_whole_characters_within_the_bound() {
