@@ -109,6 +109,35 @@ impl NewEvent {
         self
     }
 
+    /// The stored event at chain position `seq`, after the event whose hash
+    /// is `prev_hash`, with its own hash.
+    pub fn chained(
+        self,
+        id: Uuid,
+        seq: i64,
+        created_at: chrono::DateTime<chrono::Utc>,
+        prev_hash: String,
+    ) -> audit_event::Model {
+        let mut model = audit_event::Model {
+            id,
+            seq,
+            created_at,
+            event_type: self.event_type.to_owned(),
+            status: self.status,
+            message: self.message,
+            actor_id: self.actor_id,
+            user_id: self.user_id,
+            session_id: self.session_id,
+            ip_address: self.ip_address,
+            user_agent: self.user_agent,
+            metadata: self.metadata,
+            prev_hash,
+            hash: String::new(),
+        };
+        model.hash = event_hash(&model);
+        model
+    }
+
     pub fn meta(mut self, key: &str, value: impl Into<Value>) -> Self {
         if let Value::Object(map) = &mut self.metadata {
             map.insert(key.to_owned(), value.into());
@@ -131,23 +160,7 @@ pub async fn record(conn: &impl ConnectionTrait, event: NewEvent) -> AppResult<a
         }
     };
 
-    let mut model = audit_event::Model {
-        id: Uuid::now_v7(),
-        seq: prev_seq + 1,
-        created_at: db::now(),
-        event_type: event.event_type.to_owned(),
-        status: event.status,
-        message: event.message,
-        actor_id: event.actor_id,
-        user_id: event.user_id,
-        session_id: event.session_id,
-        ip_address: event.ip_address,
-        user_agent: event.user_agent,
-        metadata: event.metadata,
-        prev_hash,
-        hash: String::new(),
-    };
-    model.hash = event_hash(&model);
+    let model = event.chained(Uuid::now_v7(), prev_seq + 1, db::now(), prev_hash);
 
     let active: audit_event::ActiveModel = model.clone().into();
     audit_event::Entity::insert(active)

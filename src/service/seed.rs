@@ -524,23 +524,12 @@ async fn append_events(
                     }
                 };
                 seq += 1;
-                let mut model = audit_event::Model {
-                    id: uuid_v7_at(created_at),
+                let model = event.chained(
+                    uuid_v7_at(created_at),
                     seq,
                     created_at,
-                    event_type: event.event_type.to_owned(),
-                    status: event.status,
-                    message: event.message,
-                    actor_id: event.actor_id,
-                    user_id: event.user_id,
-                    session_id: event.session_id,
-                    ip_address: event.ip_address,
-                    user_agent: event.user_agent,
-                    metadata: event.metadata,
-                    prev_hash: std::mem::take(&mut prev_hash),
-                    hash: String::new(),
-                };
-                model.hash = audit::event_hash(&model);
+                    std::mem::take(&mut prev_hash),
+                );
                 prev_hash = model.hash.clone();
                 batch.push(model);
             }
