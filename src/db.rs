@@ -399,72 +399,41 @@ async fn write_groups(
         let _turn = write_turn(&db).await;
         let started = std::time::Instant::now();
         let size = group.len();
-        if audit::group::scope(run_together(&db, &mut group)).await {
+        if let Ok(true) = audit::group::scope(run_in_one(&db, &mut group)).await {
             tracing::debug!(
                 writes = size,
                 elapsed_us = started.elapsed().as_micros() as u64,
                 "write group committed"
             );
-        } else {
-            tracing::debug!(
-                writes = size,
-                "write group failed; running its writes one by one"
-            );
-            for job in group.iter_mut() {
-                audit::group::scope(run_alone(&db, job)).await;
+            for job in group.drain(..) {
+                (job.finish)(Ok(()));
             }
+            continue;
         }
-        for job in group.drain(..) {
-            // Each has its outcome by now; those that were committed
-            // together or alone say so, failures carry their error.
-            (job.finish)(Ok(()));
+        tracing::debug!(
+            writes = size,
+            "write group failed; running its writes one by one"
+        );
+        for mut job in group.drain(..) {
+            let alone = audit::group::scope(run_in_one(&db, std::slice::from_mut(&mut job))).await;
+            // A write that failed (`Ok(false)`) answers with its own error.
+            (job.finish)(alone.as_ref().map(|_| ()));
         }
     }
 }
 
-/// Runs the whole group in one transaction and commits it: `true`. When a
-/// write fails, or the commit does, rolls back and returns `false`.
-async fn run_together(db: &DatabaseConnection, group: &mut [Job]) -> bool {
-    let Ok(txn) = begin_immediate(db).await else {
-        return false;
-    };
-    for job in group.iter_mut() {
+/// Runs `jobs` in one transaction: `Ok(true)` once it is committed,
+/// `Ok(false)` when one of them failed (all rolled back), `Err` when the
+/// transaction itself could not begin or commit.
+async fn run_in_one(db: &DatabaseConnection, jobs: &mut [Job]) -> Result<bool, DbErr> {
+    let txn = begin_immediate(db).await?;
+    for job in jobs.iter_mut() {
         if !(job.run)(&txn).await {
-            let _ = txn.rollback().await;
-            return false;
+            txn.rollback().await?;
+            return Ok(false);
         }
     }
-    match audit::group::store(&txn).await {
-        Ok(()) => txn.commit().await.is_ok(),
-        Err(_) => false,
-    }
-}
-
-/// Runs one write in a transaction of its own; its kept result becomes the
-/// commit's error if the commit fails.
-async fn run_alone(db: &DatabaseConnection, job: &mut Job) {
-    let txn = match begin_immediate(db).await {
-        Ok(txn) => txn,
-        Err(err) => return fail(job, &err),
-    };
-    if !(job.run)(&txn).await {
-        let _ = txn.rollback().await;
-        return;
-    }
-    let committed = match audit::group::store(&txn).await {
-        Ok(()) => txn.commit().await,
-        Err(err) => Err(err),
-    };
-    if let Err(err) = committed {
-        fail(job, &err);
-    }
-}
-
-/// Replaces a job's answer with a failed commit (or begin).
-fn fail(job: &mut Job, err: &DbErr) {
-    let finish = std::mem::replace(&mut job.finish, Box::new(|_| {}));
-    job.finish = Box::new({
-        let message = err.to_string();
-        move |_| finish(Err(&DbErr::Custom(message)))
-    });
+    audit::group::store(&txn).await?;
+    txn.commit().await?;
+    Ok(true)
 }
