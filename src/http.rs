@@ -296,10 +296,11 @@ async fn execute_many(
 
     // The cost limit holds for the batch as a whole. Each document is
     // parsed here, once (see `Documents`).
-    let mut fields = 0;
-    for request in &mut requests {
-        fields += http.documents.prepare(request).unwrap_or(0);
-    }
+    let documents: Vec<_> = requests
+        .iter_mut()
+        .map(|request| http.documents.prepare(request))
+        .collect();
+    let fields: usize = documents.iter().flatten().map(|parsed| parsed.fields).sum();
     if fields > config.max_query_fields {
         let message = format!(
             "the request selects more than {} fields (MAX_QUERY_FIELDS; aliases and __typename count)",
@@ -342,11 +343,19 @@ async fn execute_many(
     };
 
     let mut responses = Vec::with_capacity(requests.len());
-    for request in requests {
+    for (request, parsed) in requests.into_iter().zip(documents) {
         let started = Instant::now();
         let operation = request.operation_name.clone();
+        let validated = parsed.as_ref().is_some_and(|p| p.validated(&request));
         let request = graphql::request_data(request, &http.app, caller.clone(), meta.clone()).await;
-        let mut response = http.schema.execute(request).await;
+        let mut response = if validated {
+            http.validated_schema.execute(request).await
+        } else {
+            http.schema.execute(request).await
+        };
+        if let Some(parsed) = parsed.filter(|_| !validated && !is_request_error(&response)) {
+            parsed.passed_validation(operation.clone());
+        }
         code_uncoded_errors(&mut response.errors);
         metrics.observe_request(
             operation.as_deref(),

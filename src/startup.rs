@@ -2,6 +2,7 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
+use async_graphql::ValidationMode;
 use axum::{
     Json, Router,
     extract::State,
@@ -123,6 +124,9 @@ impl Application {
 pub struct HttpState {
     pub app: AppState,
     pub schema: AppSchema,
+    /// The same schema without the validation rules, for documents that
+    /// have passed them already (see [`Documents`]).
+    pub validated_schema: AppSchema,
     /// Parsed documents, shared by HTTP and WebSocket requests.
     pub documents: Arc<Documents>,
 }
@@ -130,7 +134,8 @@ pub struct HttpState {
 pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
     let http = HttpState {
-        schema: graphql::build_schema(state.clone()),
+        schema: graphql::build_schema(state.clone(), ValidationMode::Strict),
+        validated_schema: graphql::build_schema(state.clone(), ValidationMode::Fast),
         documents: Arc::new(Documents::new(config.max_query_fields)),
         app: state,
     };

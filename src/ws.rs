@@ -363,7 +363,7 @@ fn start_operation(
         let mut request = Request::new(payload.query);
         if documents
             .prepare(&mut request)
-            .is_some_and(|fields| fields > config.max_query_fields)
+            .is_some_and(|parsed| parsed.fields > config.max_query_fields)
         {
             let message = format!(
                 "the operation selects more than {} fields",

@@ -9,7 +9,7 @@ pub mod session;
 pub mod user;
 
 use async_graphql::{
-    Context, MergedObject, Schema, SchemaBuilder,
+    Context, MergedObject, Schema, SchemaBuilder, ValidationMode,
     dataloader::{DataLoader, HashMapCache},
 };
 
@@ -40,15 +40,20 @@ pub fn schema_builder() -> SchemaBuilder<QueryRoot, MutationRoot, audit::AuditSu
     )
 }
 
-/// The one schema that `main` and the tests serve.
+/// The schema that `main` and the tests serve.
 /// Limits and switches come from the configuration: depth and complexity
 /// limits, directive count, and introspection and suggestions off in
 /// production. (Field counts, aliases and `__typename` included, are
 /// checked before execution; see [`limits`].)
-pub fn build_schema(state: AppState) -> AppSchema {
+///
+/// With `ValidationMode::Fast` it skips most of GraphQL's validation rules
+/// (the limits above still hold): only for documents that have passed
+/// them already (see [`documents::Parsed::validated`]).
+pub fn build_schema(state: AppState, validation: ValidationMode) -> AppSchema {
     let config = state.config.clone();
     let mut builder = schema_builder()
         .data(state)
+        .validation_mode(validation)
         .limit_depth(config.max_query_depth)
         .limit_complexity(config.max_query_fields * 2)
         .limit_recursive_depth(64)

@@ -3,7 +3,9 @@
 use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
 
-use crate::helpers::spawn_app;
+use entity::user::Role;
+
+use crate::helpers::{assert_error_code, spawn_app};
 
 #[tokio::test]
 async fn health_check_answers_ok() {
@@ -180,4 +182,34 @@ async fn invalid_documents_get_coded_errors() {
             "{why}: {body}"
         );
     }
+}
+
+#[tokio::test]
+async fn documents_seen_before_are_checked_as_strictly_as_new_ones() {
+    let app = spawn_app().await;
+    let user = app.create_user(Role::User).await;
+    let token = app.sign_in(&user).await;
+    // A document that fails validation fails every time, however often it
+    // is sent (a document is only trusted once it has passed).
+    for round in 0..3 {
+        for query in ["{ noSuchField }", "{ viewer { user { id } } ...Missing }"] {
+            let body = app.gql(Some(&token), query, json!({})).await;
+            assert_eq!(body["data"], Value::Null, "round {round}, {query}: {body}");
+            assert_error_code(&body, "BAD_USER_INPUT", query);
+        }
+    }
+    // One that passed gives the same answer again.
+    let query = "{ viewer { user { id } } }";
+    let first = app.gql(Some(&token), query, json!({})).await;
+    assert_eq!(first["data"]["viewer"]["user"]["id"], user.id.to_string());
+    for _ in 0..3 {
+        assert_eq!(app.gql(Some(&token), query, json!({})).await, first);
+    }
+    // With variables, the values sent are checked every time.
+    let query = "query($all: Boolean!) { sessions(includeExpired: $all) { count } }";
+    let ok = app.gql(Some(&token), query, json!({ "all": true })).await;
+    assert_eq!(ok["data"]["sessions"]["count"], 1, "{ok}");
+    let bad = app.gql(Some(&token), query, json!({ "all": "yes" })).await;
+    assert_eq!(bad["data"], Value::Null, "{bad}");
+    assert_error_code(&bad, "BAD_USER_INPUT", "a string for a Boolean");
 }
