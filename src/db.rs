@@ -1,5 +1,9 @@
 //! Database connection and write transactions for both backends.
 
+mod reads;
+
+pub use reads::Reads;
+
 use std::{sync::Arc, time::Duration};
 
 use futures_util::future::BoxFuture;

@@ -35,6 +35,8 @@ use crate::{
 #[derive(Clone)]
 pub struct AppState {
     pub db: DatabaseConnection,
+    /// The reads every request makes (see [`db::Reads`]).
+    pub reads: db::Reads,
     /// Write transactions that may be grouped (see [`db::Writer`]).
     pub writer: db::Writer,
     pub config: Arc<Config>,
@@ -49,6 +51,7 @@ impl AppState {
         let db = db::connect(&config.database_url).await?;
         db::migrate(&db).await?;
         Ok(Self {
+            reads: db::Reads::new(db.clone()).await?,
             writer: db::Writer::new(db.clone())?,
             db,
             hasher: PasswordHasherPool::new()?,

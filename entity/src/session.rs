@@ -35,6 +35,37 @@ pub struct Model {
 }
 
 impl Model {
+    /// The model read by position from `row`, its columns starting at `at`
+    /// in declaration order: the order in which `Entity::find()` selects
+    /// them. For the hot paths (the token check, the sessions list):
+    /// SeaORM's derived decoding looks every column up by a freshly
+    /// formatted name. A test compares the two on both backends.
+    pub fn from_row_at(row: &QueryResult, at: usize) -> Result<Self, sea_orm::TryGetError> {
+        let mut next = at;
+        let mut column = || {
+            next += 1;
+            next - 1
+        };
+        Ok(Self {
+            id: row.try_get_by_index_nullable(column())?,
+            token_hash: row.try_get_by_index_nullable(column())?,
+            token_prefix: row.try_get_by_index_nullable(column())?,
+            user_id: row.try_get_by_index_nullable(column())?,
+            impersonator_id: row.try_get_by_index_nullable(column())?,
+            impersonation_reason: row.try_get_by_index_nullable(column())?,
+            impersonator_session_id: row.try_get_by_index_nullable(column())?,
+            ip_address: row.try_get_by_index_nullable(column())?,
+            user_agent: row.try_get_by_index_nullable(column())?,
+            created_at: row.try_get_by_index_nullable(column())?,
+            last_active_at: row.try_get_by_index_nullable(column())?,
+            expires_at: row.try_get_by_index_nullable(column())?,
+            absolute_expires_at: row.try_get_by_index_nullable(column())?,
+            revoked_at: row.try_get_by_index_nullable(column())?,
+            revoked_by: row.try_get_by_index_nullable(column())?,
+            revoke_reason: row.try_get_by_index_nullable(column())?,
+        })
+    }
+
     pub fn is_expired(&self, now: DateTimeUtc) -> bool {
         self.expires_at <= now
     }

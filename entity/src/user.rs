@@ -56,6 +56,26 @@ pub struct Model {
     pub created_at: DateTimeUtc,
 }
 
+impl Model {
+    /// The model read by position from `row`, its columns starting at `at`
+    /// in declaration order (see `session::Model::from_row_at`).
+    pub fn from_row_at(row: &QueryResult, at: usize) -> Result<Self, sea_orm::TryGetError> {
+        let mut next = at;
+        let mut column = || {
+            next += 1;
+            next - 1
+        };
+        Ok(Self {
+            id: row.try_get_by_index_nullable(column())?,
+            email: row.try_get_by_index_nullable(column())?,
+            name: row.try_get_by_index_nullable(column())?,
+            role: row.try_get_by_index_nullable(column())?,
+            password_hash: row.try_get_by_index_nullable(column())?,
+            created_at: row.try_get_by_index_nullable(column())?,
+        })
+    }
+}
+
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {
     #[sea_orm(has_many = "super::session::Entity")]

@@ -224,7 +224,7 @@ impl SessionQuery {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
         let owner = target_user(app, caller, user_id).await?;
-        let list = sessions::sessions_of(&app.db, owner.id, include_expired)
+        let list = sessions::sessions_of(&app.reads, owner.id, include_expired)
             .await
             .map_err(AppError::extend)?;
         sessions::audit_viewed(&app.db, caller, &request_meta(ctx), &owner, None)

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use chrono::Utc;
 use entity::{session, user};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait, SelectTwo, SelectTwoModel, SelectorTrait,
-    Statement, sea_query::Expr,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
+    Iterable, PaginatorTrait, QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait,
+    SelectTwo, Statement, TryGetError, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -250,18 +250,15 @@ async fn enforce_session_cap(
 /// sessions are refused here, so a revoked token fails on the very next
 /// request. Last activity is written at most once per
 /// `ACTIVITY_WRITE_INTERVAL`, sliding the idle expiry forward.
-pub async fn authenticate(
-    conn: &DatabaseConnection,
-    config: &Config,
-    token: &str,
-) -> AppResult<Caller> {
-    let found = conn
+pub async fn authenticate(reads: &db::Reads, config: &Config, token: &str) -> AppResult<Caller> {
+    let conn = reads.db();
+    let found = reads
         .query_one_raw(token_check(
-            conn.get_database_backend(),
+            reads.get_database_backend(),
             auth::hash_token(token),
         ))
         .await?
-        .map(SelectTwoModel::<session::Model, user::Model>::from_raw_query_result)
+        .map(|row| session_and_user(&row))
         .transpose()?;
     let Some((session, Some(user))) = found else {
         return Err(AppError::Unauthenticated(BAD_TOKEN));
@@ -294,6 +291,18 @@ fn token_check(backend: DatabaseBackend, token_hash: String) -> Statement {
         |backend| token_check_query(HASH.to_owned()).build(backend),
         [(HASH.into(), token_hash.into())],
     )
+}
+
+/// A row of [`token_check`]: the session's columns, then its user's (none
+/// if the join found no user), read by position.
+fn session_and_user(row: &QueryResult) -> Result<(session::Model, Option<user::Model>), DbErr> {
+    let session = session::Model::from_row_at(row, 0)?;
+    let user = match user::Model::from_row_at(row, session::Column::iter().count()) {
+        Ok(user) => Some(user),
+        Err(TryGetError::Null(_)) => None,
+        Err(err) => return Err(err.into()),
+    };
+    Ok((session, user))
 }
 
 /// Records activity when the stored one is older than the write interval.
@@ -525,10 +534,11 @@ pub async fn sessions_of(
         include_ended,
         db::now(),
     );
-    Ok(session::Entity::find()
-        .from_raw_sql(statement)
-        .all(conn)
-        .await?)
+    conn.query_all_raw(statement)
+        .await?
+        .iter()
+        .map(|row| session::Model::from_row_at(row, 0).map_err(|e| DbErr::from(e).into()))
+        .collect()
 }
 
 /// [`sessions_of_query`] as a statement: listed on every settings page, so

@@ -67,7 +67,7 @@ async fn start(db: TestDatabase, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let mut state = AppState::new(config).await.expect("the database is ready");
     let queries = Arc::new(AtomicUsize::new(0));
     let counter = queries.clone();
-    state.db.set_metric_callback(move |info| {
+    let count = Arc::new(move |info: &sea_orm::metric::Info<'_>| {
         // The live-event tail polls the audit log in the background; it is
         // no part of any request's cost.
         let sql = info.statement.sql.as_str();
@@ -76,6 +76,9 @@ async fn start(db: TestDatabase, adjust: impl FnOnce(&mut Config)) -> TestApp {
             counter.fetch_add(1, Ordering::SeqCst);
         }
     });
+    let pool_count = count.clone();
+    state.db.set_metric_callback(move |info| pool_count(info));
+    state.reads.set_metric_callback(move |info| count(info));
     let app = Application::from_state(state)
         .await
         .expect("the app builds");

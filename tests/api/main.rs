@@ -10,6 +10,7 @@ mod helpers;
 mod http;
 mod impersonation;
 mod policies;
+mod reads;
 mod resilience;
 mod schema;
 mod seed;
