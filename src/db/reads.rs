@@ -26,12 +26,6 @@ use sea_orm::{
 };
 use sea_query_sqlx::SqlxValues;
 
-/// Connections kept for these reads: one per core keeps the CPU busy, as
-/// these reads wait for nothing else (WAL readers do not wait for writers).
-fn max_connections() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
-}
-
 type MetricCallback = Arc<dyn Fn(&metric::Info<'_>) + Send + Sync>;
 
 /// Runs reads on connections of its own (SQLite files) or on the pool;
@@ -60,7 +54,9 @@ impl Reads {
             Some(Arc::new(SqliteReads {
                 options,
                 idle: Mutex::new(Vec::new()),
-                permits: tokio::sync::Semaphore::new(max_connections()),
+                // As many as the pool: these reads wait for nothing but the CPU
+                // (WAL readers do not wait for writers).
+                permits: tokio::sync::Semaphore::new(super::sqlite_pool_size()),
             }))
         } else {
             None
