@@ -8,6 +8,16 @@ pub mod session;
 pub mod sign_in_failure;
 pub mod user;
 
+/// Column positions from `at` on, the next one at each call (for the
+/// models' `from_row_at`).
+pub(crate) fn positions(at: usize) -> impl FnMut() -> usize {
+    let mut next = at;
+    move || {
+        next += 1;
+        next - 1
+    }
+}
+
 pub mod prelude {
     pub use super::audit_chain::Entity as AuditChain;
     pub use super::audit_event::Entity as AuditEvent;

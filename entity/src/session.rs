@@ -41,11 +41,7 @@ impl Model {
     /// SeaORM's derived decoding looks every column up by a freshly
     /// formatted name. A test compares the two on both backends.
     pub fn from_row_at(row: &QueryResult, at: usize) -> Result<Self, sea_orm::TryGetError> {
-        let mut next = at;
-        let mut column = || {
-            next += 1;
-            next - 1
-        };
+        let mut column = crate::positions(at);
         Ok(Self {
             id: row.try_get_by_index_nullable(column())?,
             token_hash: row.try_get_by_index_nullable(column())?,

@@ -60,11 +60,7 @@ impl Model {
     /// The model read by position from `row`, its columns starting at `at`
     /// in declaration order (see `session::Model::from_row_at`).
     pub fn from_row_at(row: &QueryResult, at: usize) -> Result<Self, sea_orm::TryGetError> {
-        let mut next = at;
-        let mut column = || {
-            next += 1;
-            next - 1
-        };
+        let mut column = crate::positions(at);
         Ok(Self {
             id: row.try_get_by_index_nullable(column())?,
             email: row.try_get_by_index_nullable(column())?,
