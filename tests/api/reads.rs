@@ -5,7 +5,7 @@ use chrono::{Duration, TimeZone, Utc};
 use entity::{session, user};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, Iterable, QueryFilter, QueryTrait,
-    Set,
+    Set, Statement,
 };
 use session_manager::db::{self, Reads};
 use uuid::Uuid;
@@ -120,4 +120,30 @@ async fn an_in_memory_database_is_read_through_its_pool() {
         .await
         .expect("the tables are there");
     assert!(rows.is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_read_is_an_error_and_the_next_reads_still_work() {
+    let app = spawn_app().await;
+    let reads = &app.state.reads;
+    let backend = reads.get_database_backend();
+    let user = app.create_user(user::Role::User).await;
+    for _ in 0..5 {
+        let failed = reads
+            .query_all_raw(Statement::from_string(
+                backend,
+                "SELECT * FROM no_such_table",
+            ))
+            .await;
+        assert!(failed.is_err(), "{failed:?}");
+        let rows = reads
+            .query_all_raw(
+                user::Entity::find()
+                    .filter(user::Column::Id.eq(user.id))
+                    .build(backend),
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+    }
 }
