@@ -116,6 +116,7 @@ impl Application {
         .await?;
         maintenance.abort();
         events.abort();
+        self.state.reads.close().await;
         self.state.db.clone().close().await.ok();
         tracing::info!("stopped");
         Ok(())

@@ -68,6 +68,19 @@ impl Reads {
         })
     }
 
+    /// Closes the connections kept for reads, as `DatabaseConnection::close`
+    /// does the pool's, so that SQLite finishes its files cleanly at
+    /// shutdown. A later read opens a connection again.
+    pub async fn close(&self) {
+        let Some(sqlite) = &self.sqlite else { return };
+        let idle = std::mem::take(&mut *sqlite.idle.lock().unwrap_or_else(PoisonError::into_inner));
+        for conn in idle {
+            if let Err(err) = conn.close().await {
+                tracing::warn!(error = %err, "closing a read connection failed");
+            }
+        }
+    }
+
     /// The pool, for everything else.
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
@@ -166,12 +179,11 @@ impl SqliteReads {
     }
 
     async fn open(&self) -> Result<SqliteConnection, DbErr> {
+        let conn_err = |err| DbErr::Conn(RuntimeErr::SqlxError(Arc::new(err)));
         let mut conn = SqliteConnection::connect_with(&self.options)
             .await
-            .map_err(|err| DbErr::Conn(RuntimeErr::SqlxError(Arc::new(err))))?;
-        super::stable_plans(&mut conn)
-            .await
-            .map_err(|err| DbErr::Conn(RuntimeErr::SqlxError(Arc::new(err))))?;
+            .map_err(conn_err)?;
+        super::stable_plans(&mut conn).await.map_err(conn_err)?;
         Ok(conn)
     }
 }

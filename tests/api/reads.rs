@@ -147,3 +147,25 @@ async fn a_failed_read_is_an_error_and_the_next_reads_still_work() {
         assert_eq!(rows.len(), 1);
     }
 }
+
+#[tokio::test]
+async fn closing_the_reads_and_the_pool_closes_the_database_files_cleanly() {
+    // SQLite removes the write-ahead log when its last connection closes:
+    // a read connection left open would keep it.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("reads.db");
+    let db = db::connect(&format!("sqlite://{}?mode=rwc", file.display()))
+        .await
+        .unwrap();
+    db::migrate(&db).await.unwrap();
+    let reads = Reads::new(db.clone()).await.unwrap();
+    reads
+        .query_all_raw(user::Entity::find().build(reads.get_database_backend()))
+        .await
+        .unwrap();
+    let wal = dir.path().join("reads.db-wal");
+    assert!(wal.exists(), "the database is in WAL mode");
+    reads.close().await;
+    db.close().await.unwrap();
+    assert!(!wal.exists(), "every connection closed");
+}
