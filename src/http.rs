@@ -21,7 +21,10 @@ use crate::{
     auth::{self, Caller, RequestMeta},
     error::{AppError, AppResult},
     graphiql, graphql,
-    graphql::documents::Documents,
+    graphql::{
+        documents::Documents,
+        limits::{self, MAX_NESTING},
+    },
     service,
     startup::HttpState,
 };
@@ -136,6 +139,11 @@ pub async fn post(
         Ok(bytes) => bytes,
         Err(_) => return too_large(media, limit),
     };
+    // Before any recursive parser sees it (the batch's array and each
+    // request's object count as levels too).
+    if let Err(too_deep) = limits::json_nesting(&bytes, MAX_NESTING) {
+        return too_deep_response(media, too_deep);
+    }
     let batch: BatchRequest = match serde_json::from_slice(&bytes) {
         Ok(batch) => batch,
         Err(err) => {
@@ -144,6 +152,15 @@ pub async fn post(
         }
     };
     execute(&http, peer, &headers, media, batch).await
+}
+
+fn too_deep_response(media: MediaType, too_deep: limits::TooDeep) -> Response {
+    error_response(
+        StatusCode::BAD_REQUEST,
+        media,
+        "BAD_USER_INPUT",
+        &too_deep.to_string(),
+    )
 }
 
 fn too_large(media: MediaType, limit: usize) -> Response {
@@ -211,6 +228,12 @@ fn parse_get(query: &str) -> Result<Request, String> {
     let document = params.query.filter(|q| !q.trim().is_empty()).ok_or(
         "a GET request needs a `query` parameter (and optional `variables`, `operationName`)",
     )?;
+    for json in [&params.variables, &params.extensions]
+        .into_iter()
+        .flatten()
+    {
+        limits::json_nesting(json.as_bytes(), MAX_NESTING).map_err(|e| e.to_string())?;
+    }
     let mut request = Request::new(document);
     request.operation_name = params.operation_name;
     if let Some(variables) = params.variables {
@@ -228,7 +251,7 @@ fn parse_get(query: &str) -> Result<Request, String> {
 /// Whether the operation a request would run is a mutation (or a
 /// subscription): not allowed over GET.
 fn is_mutation(documents: &Documents, request: &Request) -> bool {
-    let Some(parsed) = documents.parse(&request.query) else {
+    let Ok(Some(parsed)) = documents.parse(&request.query) else {
         return false; // the parse error is reported by the normal path
     };
     parsed
@@ -296,10 +319,14 @@ async fn execute_many(
 
     // The cost limit holds for the batch as a whole. Each document is
     // parsed here, once (see `Documents`).
-    let documents: Vec<_> = requests
+    let documents = match requests
         .iter_mut()
         .map(|request| http.documents.prepare(request))
-        .collect();
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(documents) => documents,
+        Err(too_deep) => return too_deep_response(media, too_deep),
+    };
     let fields: usize = documents.iter().flatten().map(|parsed| parsed.fields).sum();
     if fields > config.max_query_fields {
         let message = format!(

@@ -140,7 +140,10 @@ pub fn router(state: AppState) -> Router {
     let http = HttpState {
         schema: graphql::build_schema(state.clone(), ValidationMode::Strict),
         validated_schema: graphql::build_schema(state.clone(), ValidationMode::Fast),
-        documents: Arc::new(Documents::new(config.max_query_fields)),
+        documents: Arc::new(Documents::new(
+            config.max_query_fields,
+            graphql::limits::document_bound(config.max_query_depth),
+        )),
         app: state,
     };
     let graphql_routes = Router::new()

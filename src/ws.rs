@@ -12,18 +12,26 @@
 //!   (seen on the event stream) or expires, every running operation gets a
 //!   final `error` saying why and the socket closes with 4403;
 //! - a subscriber that falls too far behind is closed with 1013;
-//! - sockets per user and operations per socket are limited.
+//! - sockets per user and operations per socket are limited;
+//! - an upgrade from a browser page of another origin (neither this server
+//!   nor one of `CORS_ORIGINS`) is refused with 403: a page elsewhere must
+//!   not open a socket with a token it got hold of (requests without
+//!   `Origin` come from non-browser clients and are allowed);
+//! - a message over `MAX_BODY_BYTES` closes the socket with 1009 before it
+//!   is read whole; a message or document nested too deep is refused
+//!   before anything parses it (see [`crate::graphql::limits`]);
+//! - a subscription selects exactly one root field.
 
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
-use async_graphql::{Request, Variables};
+use async_graphql::{Request, Variables, parser::types::OperationType};
 use axum::{
     extract::{
         ConnectInfo, State,
         ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
     },
-    http::{HeaderMap, header},
-    response::Response,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
 };
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -33,7 +41,10 @@ use tokio::sync::mpsc;
 use crate::{
     auth::{self, Caller, RequestMeta},
     error::AppError,
-    graphql,
+    graphql::{
+        self,
+        limits::{self, MAX_NESTING},
+    },
     service::{audit::events, session as sessions},
     startup::HttpState,
 };
@@ -49,6 +60,21 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if let Some(origin) = headers.get(header::ORIGIN)
+        && !origin_allowed(&http.app.config.cors_origins, &headers, origin)
+    {
+        let body = json!({ "errors": [{
+            "message": "subscriptions are open to this server's pages and CORS_ORIGINS only",
+            "extensions": { "code": "FORBIDDEN" },
+        }] });
+        let mut response = (StatusCode::FORBIDDEN, body.to_string()).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        return response;
+    }
+    let limit = http.app.config.max_body_bytes;
     let meta = RequestMeta::new(
         Some(&crate::http::client_ip(&http, peer, &headers)),
         headers
@@ -56,7 +82,29 @@ pub async fn upgrade(
             .and_then(|v| v.to_str().ok()),
     );
     ws.protocols([PROTOCOL])
-        .on_upgrade(move |socket| connection(http, socket, meta))
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| connection(http, socket, meta, limit))
+}
+
+/// A browser's `Origin` is this server's own (its authority is the `Host`
+/// the request was sent to) or one of `CORS_ORIGINS`.
+fn origin_allowed(cors_origins: &[String], headers: &HeaderMap, origin: &HeaderValue) -> bool {
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let origin = origin.trim_end_matches('/');
+    if cors_origins
+        .iter()
+        .any(|allowed| allowed.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    matches!((authority, host), (Some(a), Some(h)) if !a.is_empty() && a.eq_ignore_ascii_case(h))
 }
 
 /// Why a socket is closed.
@@ -91,6 +139,21 @@ enum ClientMessage {
     Complete {
         id: String,
     },
+    /// A `subscribe` refused before it was read in full (it nests too
+    /// deep): answered with an `error` for its id.
+    #[serde(skip)]
+    Refused {
+        id: String,
+        message: String,
+    },
+}
+
+/// Just enough of a message to answer it when it cannot be read in full.
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: String,
+    id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -109,7 +172,7 @@ fn text(value: Value) -> Message {
     Message::Text(value.to_string().into())
 }
 
-async fn connection(http: HttpState, socket: WebSocket, meta: RequestMeta) {
+async fn connection(http: HttpState, socket: WebSocket, meta: RequestMeta, limit: usize) {
     let (mut sink, mut stream) = socket.split();
     let (out, mut outbox) = mpsc::channel::<Message>(64);
     let writer = tokio::spawn(async move {
@@ -121,7 +184,7 @@ async fn connection(http: HttpState, socket: WebSocket, meta: RequestMeta) {
         }
     });
 
-    if let Some(Close(code, reason)) = serve(&http, &mut stream, &out, meta).await {
+    if let Some(Close(code, reason)) = serve(&http, &mut stream, &out, meta, limit).await {
         tracing::debug!(code, %reason, "closing subscription socket");
         let frame = Message::Close(Some(CloseFrame {
             code,
@@ -141,12 +204,37 @@ async fn connection(http: HttpState, socket: WebSocket, meta: RequestMeta) {
 type Incoming = futures_util::stream::SplitStream<WebSocket>;
 
 /// Reads the next protocol message; `Err` closes the socket.
-async fn next_message(stream: &mut Incoming) -> Result<Option<ClientMessage>, Close> {
+async fn next_message(stream: &mut Incoming, limit: usize) -> Result<Option<ClientMessage>, Close> {
     loop {
         match stream.next().await {
+            // The reader refuses a message over the limit before reading it
+            // whole (`max_message_size`); the socket closes saying why.
+            Some(Err(err)) if err.to_string().contains("Message too long") => {
+                return Err(Close::new(
+                    1009,
+                    format!("message over the limit of {limit} bytes (MAX_BODY_BYTES)"),
+                ));
+            }
             None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(None),
             Some(Ok(Message::Text(text))) => {
-                return serde_json::from_str(text.as_str())
+                let text = text.as_str();
+                if let Err(too_deep) = limits::json_nesting(text.as_bytes(), MAX_NESTING) {
+                    // serde_json stops at 128 levels, so the envelope is
+                    // safe to read (or fails) however deep the rest is.
+                    return match serde_json::from_str::<Envelope>(text) {
+                        Ok(Envelope { kind, id: Some(id) }) if kind == "subscribe" => {
+                            Ok(Some(ClientMessage::Refused {
+                                id,
+                                message: too_deep.to_string(),
+                            }))
+                        }
+                        _ => Err(Close::new(
+                            4400,
+                            format!("Invalid message received: {too_deep}"),
+                        )),
+                    };
+                }
+                return serde_json::from_str(text)
                     .map(Some)
                     .map_err(|_| Close::new(4400, "Invalid message received"));
             }
@@ -164,19 +252,24 @@ async fn serve(
     stream: &mut Incoming,
     out: &mpsc::Sender<Message>,
     meta: RequestMeta,
+    limit: usize,
 ) -> Option<Close> {
     let config = &http.app.config;
 
     // connection_init, within the time allowed.
     let init = tokio::time::timeout(config.ws_init_timeout, async {
         loop {
-            match next_message(stream).await {
+            match next_message(stream, limit).await {
                 Ok(Some(ClientMessage::ConnectionInit { payload })) => return Ok(Some(payload)),
                 Ok(Some(ClientMessage::Ping { .. })) => {
                     let _ = out.send(text(json!({ "type": "pong" }))).await;
                 }
                 Ok(Some(ClientMessage::Pong { .. })) => {}
-                Ok(Some(ClientMessage::Subscribe { .. } | ClientMessage::Complete { .. })) => {
+                Ok(Some(
+                    ClientMessage::Subscribe { .. }
+                    | ClientMessage::Complete { .. }
+                    | ClientMessage::Refused { .. },
+                )) => {
                     return Err(Close::new(4401, "Unauthorized"));
                 }
                 Ok(None) => return Ok(None),
@@ -223,7 +316,7 @@ async fn serve(
             .to_std()
             .unwrap_or(Duration::ZERO);
         tokio::select! {
-            message = next_message(stream) => match message {
+            message = next_message(stream, limit) => match message {
                 Ok(None) => break None,
                 Err(close) => break Some(close),
                 Ok(Some(ClientMessage::ConnectionInit { .. })) => {
@@ -239,6 +332,11 @@ async fn serve(
                     }
                 }
                 Ok(Some(ClientMessage::Pong { .. })) => {}
+                Ok(Some(ClientMessage::Refused { id, message })) => {
+                    if out.send(error_message(&id, "BAD_USER_INPUT", &message)).await.is_err() {
+                        break None;
+                    }
+                }
                 Ok(Some(ClientMessage::Complete { id })) => {
                     if let Some(task) = running.remove(&id) {
                         task.abort();
@@ -361,21 +459,23 @@ fn start_operation(
     let (caller, meta) = (caller.clone(), meta.clone());
     tokio::spawn(async move {
         let mut request = Request::new(payload.query);
-        if documents
-            .prepare(&mut request)
-            .is_some_and(|parsed| parsed.fields > config.max_query_fields)
-        {
-            let message = format!(
+        request.operation_name = payload.operation_name;
+        let refusal = match documents.prepare(&mut request) {
+            Err(too_deep) => Some(too_deep.to_string()),
+            Ok(Some(parsed)) if parsed.fields > config.max_query_fields => Some(format!(
                 "the operation selects more than {} fields",
                 config.max_query_fields
-            );
+            )),
+            Ok(Some(parsed)) => not_one_root_field(&parsed.document, &request),
+            Ok(None) => None,
+        };
+        if let Some(message) = refusal {
             let _ = out
                 .send(error_message(&id, "BAD_USER_INPUT", &message))
                 .await;
             let _ = finished.send((id, false));
             return;
         }
-        request.operation_name = payload.operation_name;
         if let Some(variables) = payload.variables {
             request.variables = Variables::from_json(variables);
         }
@@ -418,4 +518,30 @@ fn start_operation(
             .await;
         let _ = finished.send((id, false));
     })
+}
+
+/// Why a subscription does not select exactly one root field, if it does
+/// not (GraphQL spec, "Single root field").
+fn not_one_root_field(
+    document: &async_graphql::parser::types::ExecutableDocument,
+    request: &Request,
+) -> Option<String> {
+    let operation = document
+        .operations
+        .iter()
+        .find(|(name, _)| match &request.operation_name {
+            Some(wanted) => name.is_some_and(|n| n.as_str() == wanted),
+            None => true,
+        })
+        .map(|(_, operation)| operation)?;
+    if operation.node.ty != OperationType::Subscription {
+        return None;
+    }
+    match limits::root_fields(document, &operation.node, 1) {
+        (1, false) => None,
+        (_, true) => {
+            Some("a subscription may not select an introspection field at its root".into())
+        }
+        _ => Some("a subscription must select exactly one root field".into()),
+    }
 }

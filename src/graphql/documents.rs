@@ -2,7 +2,9 @@
 //! documents over and over, and parsing one costs more than running a small
 //! query against the database. Each document is parsed once (not once for
 //! the field-count limit and once more by async-graphql) and its field
-//! count is kept with it.
+//! count is kept with it. A document nested too deep for the parser's
+//! recursion is refused before it is parsed (see [`limits`]), and the
+//! refusal is kept too.
 //!
 //! A document is also fully validated once: async-graphql checks every
 //! document against all of GraphQL's validation rules on every request (a
@@ -22,7 +24,7 @@ use async_graphql::{
     },
 };
 
-use super::limits;
+use super::limits::{self, TooDeep};
 use crate::cache::BoundedMap;
 
 /// Distinct documents kept.
@@ -67,40 +69,60 @@ fn declares_variables(document: &ExecutableDocument) -> bool {
 
 pub struct Documents {
     max_fields: usize,
-    cache: BoundedMap<Option<Arc<Parsed>>>,
+    max_nesting: usize,
+    cache: BoundedMap<Outcome>,
 }
 
+/// A document as the cache keeps it: refused, or parsed if it parses.
+pub type Outcome = Result<Option<Arc<Parsed>>, TooDeep>;
+
 impl Documents {
-    /// `max_fields` is `MAX_QUERY_FIELDS`, where counting may stop.
-    pub fn new(max_fields: usize) -> Self {
+    /// `max_fields` is `MAX_QUERY_FIELDS`, where counting may stop;
+    /// `max_nesting` the deepest nesting accepted
+    /// ([`limits::document_bound`]).
+    pub fn new(max_fields: usize, max_nesting: usize) -> Self {
         Self {
             max_fields,
+            max_nesting,
             cache: BoundedMap::new(MAX_DOCUMENTS, MAX_CACHED_LEN),
         }
     }
 
     /// The parsed document, or `None` when it does not parse (the error is
-    /// then reported by async-graphql's own parse).
-    pub fn parse(&self, query: &str) -> Option<Arc<Parsed>> {
+    /// then reported by async-graphql's own parse, which is safe to run on
+    /// it: its nesting has been checked). `Err` when it nests too deep,
+    /// in brackets or in fragments spread in fragments: nothing else may
+    /// parse or walk it then.
+    pub fn parse(&self, query: &str) -> Outcome {
         self.cache.get_or_insert_with(query, || {
-            let document = parse_query(query).ok()?;
-            let fields = limits::field_count(&document, self.max_fields);
-            Some(Arc::new(Parsed {
+            limits::document_nesting(query, self.max_nesting)?;
+            let Ok(document) = parse_query(query) else {
+                return Ok(None);
+            };
+            let measure = limits::measure(&document, self.max_fields, self.max_nesting);
+            if measure.too_deep {
+                return Err(TooDeep {
+                    max: self.max_nesting,
+                });
+            }
+            Ok(Some(Arc::new(Parsed {
                 has_variables: declares_variables(&document),
                 document,
-                fields,
+                fields: measure.fields,
                 validated_as: OnceLock::new(),
-            }))
+            })))
         })
     }
 
     /// Hands `request` its parsed document so that execution does not
     /// parse it again; returns the document (for its field count and
-    /// validation).
-    pub fn prepare(&self, request: &mut Request) -> Option<Arc<Parsed>> {
+    /// validation), `None` when it does not parse.
+    pub fn prepare(&self, request: &mut Request) -> Outcome {
         let parsed = self.parse(&request.query)?;
-        request.set_parsed_query(parsed.document.clone());
-        Some(parsed)
+        if let Some(parsed) = &parsed {
+            request.set_parsed_query(parsed.document.clone());
+        }
+        Ok(parsed)
     }
 }
 
@@ -110,8 +132,8 @@ mod tests {
 
     #[test]
     fn a_prepared_request_carries_its_document_and_count() {
-        let documents = Documents::new(100);
-        let fields = |request: &mut Request| documents.prepare(request).map(|p| p.fields);
+        let documents = Documents::new(100, 48);
+        let fields = |request: &mut Request| documents.prepare(request).unwrap().map(|p| p.fields);
         let mut request = Request::new("{ a b { c } }");
         assert_eq!(fields(&mut request), Some(3));
         assert_eq!(request.parsed_query().unwrap().operations.iter().count(), 1);
@@ -123,10 +145,10 @@ mod tests {
 
     #[test]
     fn a_document_counts_as_validated_for_the_operation_that_passed() {
-        let documents = Documents::new(100);
+        let documents = Documents::new(100, 48);
         let query = "query A { a } query B { b }";
         let named = |name: &str| Request::new(query).operation_name(name);
-        let parsed = documents.prepare(&mut named("A")).unwrap();
+        let parsed = documents.prepare(&mut named("A")).unwrap().unwrap();
         assert!(!parsed.validated(&named("A")), "not before it has passed");
         parsed.passed_validation(Some("A".into()));
         assert!(parsed.validated(&named("A")));
@@ -135,7 +157,7 @@ mod tests {
             !parsed.validated(&Request::new(query)),
             "no operation named"
         );
-        let cached = documents.prepare(&mut named("A")).unwrap();
+        let cached = documents.prepare(&mut named("A")).unwrap().unwrap();
         assert!(
             cached.validated(&named("A")),
             "kept with the cached document"
@@ -144,10 +166,30 @@ mod tests {
 
     #[test]
     fn a_document_with_variables_is_always_validated_in_full() {
-        let documents = Documents::new(100);
+        let documents = Documents::new(100, 48);
         let query = "query($id: ID!) { a(id: $id) }";
-        let parsed = documents.prepare(&mut Request::new(query)).unwrap();
+        let parsed = documents
+            .prepare(&mut Request::new(query))
+            .unwrap()
+            .unwrap();
         parsed.passed_validation(None);
         assert!(!parsed.validated(&Request::new(query)));
+    }
+
+    #[test]
+    fn a_document_nested_too_deep_is_refused_every_time_and_never_parsed() {
+        let documents = Documents::new(100, 48);
+        let deep = format!("{{a(x: {}{})}}", "[".repeat(5000), "]".repeat(5000));
+        for _ in 0..2 {
+            let mut request = Request::new(deep.clone());
+            assert!(documents.prepare(&mut request).is_err());
+        }
+        let mut chain = String::from("{ ...F0 }");
+        for i in 0..100 {
+            chain.push_str(&format!(" fragment F{i} on Q {{ ...F{} }}", i + 1));
+        }
+        chain.push_str(" fragment F100 on Q { a }");
+        assert!(documents.parse(&chain).is_err(), "fragments in fragments");
+        assert!(documents.parse("{ a(x: [[1]]) }").unwrap().is_some());
     }
 }

@@ -1,80 +1,306 @@
-//! The cost of a document counted before it runs: every field selection,
-//! aliases and `__typename` included, fragments expanded where they are
-//! spread. async-graphql's own complexity limit skips `__typename`, so
-//! thousands of aliased `__typename`s would pass it.
+//! Limits checked before a document runs.
+//!
+//! - **Nesting**, before anything parses it: async-graphql's parser (and
+//!   every visitor after it) recurses on nested values, selection sets and
+//!   argument lists, so a few thousand `[` in one 6 KB document overflow a
+//!   worker's stack and abort the whole process. [`document_nesting`] and
+//!   [`json_nesting`] scan the text once, in linear time and constant
+//!   stack, and refuse anything nested deeper than [`MAX_NESTING`].
+//! - **Cost**: every field selection, aliases and `__typename` included,
+//!   fragments expanded where they are spread. async-graphql's own
+//!   complexity limit skips `__typename`, so thousands of aliased
+//!   `__typename`s would pass it.
+//! - **Subscriptions** select exactly one root field (GraphQL spec,
+//!   "Single root field"), which async-graphql does not check: 249 aliased
+//!   `sessionEvents` would deliver every event 249 times.
 
 use std::collections::HashSet;
 
-use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::parser::types::{
+    ExecutableDocument, OperationDefinition, Selection, SelectionSet,
+};
 
-/// Counts field selections, stopping early once `limit` is passed.
-pub fn field_count(document: &ExecutableDocument, limit: usize) -> usize {
-    let mut count = 0;
+/// The deepest nesting of `[`, `{` and `(` accepted in a document (more
+/// when `MAX_QUERY_DEPTH` asks for it, see [`document_bound`]), and of `[`
+/// and `{` in a JSON body (a request's `variables` and `extensions`
+/// included). Real documents stay far below; the parser's recursion
+/// overflows a worker's stack only thousands of levels down.
+pub const MAX_NESTING: usize = 48;
+
+/// The nesting bound for documents: [`MAX_NESTING`], or room for
+/// `max_query_depth` selection levels with arguments, whichever is more.
+pub fn document_bound(max_query_depth: usize) -> usize {
+    MAX_NESTING.max(max_query_depth.saturating_add(16))
+}
+
+/// A text nested deeper than allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooDeep {
+    pub max: usize,
+}
+
+impl std::fmt::Display for TooDeep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the request nests more than {} levels deep (brackets, or fragments spread in fragments)",
+            self.max
+        )
+    }
+}
+
+/// Refuses a GraphQL document whose `[`, `{` and `(` (outside strings,
+/// block strings and comments) nest deeper than `max`. Unbalanced or
+/// otherwise broken text is left to the parser, which reports it.
+pub fn document_nesting(document: &str, max: usize) -> Result<(), TooDeep> {
+    #[derive(Clone, Copy)]
+    enum State {
+        Code,
+        String,
+        BlockString,
+        Comment,
+    }
+    let bytes = document.as_bytes();
+    let mut state = State::Code;
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = bytes[i];
+        match state {
+            State::Code => match byte {
+                b'[' | b'{' | b'(' => {
+                    depth += 1;
+                    if depth > max {
+                        return Err(TooDeep { max });
+                    }
+                }
+                b']' | b'}' | b')' => depth = depth.saturating_sub(1),
+                b'#' => state = State::Comment,
+                b'"' if bytes[i..].starts_with(b"\"\"\"") => {
+                    state = State::BlockString;
+                    i += 2;
+                }
+                b'"' => state = State::String,
+                _ => {}
+            },
+            State::String => match byte {
+                // An escape never swallows a line end: the string ends
+                // there for the parser too (as an error).
+                b'\\' if !matches!(bytes.get(i + 1), Some(b'\n' | b'\r')) => i += 1,
+                b'"' | b'\n' | b'\r' => state = State::Code,
+                _ => {}
+            },
+            State::BlockString => {
+                if bytes[i..].starts_with(b"\\\"\"\"") {
+                    i += 3;
+                } else if bytes[i..].starts_with(b"\"\"\"") {
+                    state = State::Code;
+                    i += 2;
+                }
+            }
+            State::Comment => {
+                if byte == b'\n' || byte == b'\r' {
+                    state = State::Code;
+                }
+            }
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// Refuses JSON whose arrays and objects (outside strings) nest deeper
+/// than `max`. Malformed JSON is left to the JSON parser.
+pub fn json_nesting(json: &[u8], max: usize) -> Result<(), TooDeep> {
+    let mut in_string = false;
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < json.len() {
+        let byte = json[i];
+        if in_string {
+            match byte {
+                b'\\' => i += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match byte {
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > max {
+                        return Err(TooDeep { max });
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                b'"' => in_string = true,
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// What [`measure`] found in a parsed document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Measure {
+    /// Field selections, counted up to just past the limit.
+    pub fields: usize,
+    /// Selections nest deeper than the bound once fragments are
+    /// expanded where they are spread (a chain of fragments spreading one
+    /// another nests without a single bracket; every later visitor of the
+    /// document recurses through it).
+    pub too_deep: bool,
+}
+
+/// Counts field selections, stopping early once `limit` is passed, and
+/// whether the expanded selections nest deeper than `max_depth`. The walk
+/// itself never goes deeper than that.
+pub fn measure(document: &ExecutableDocument, limit: usize, max_depth: usize) -> Measure {
+    let mut walk = Walk {
+        document,
+        limit,
+        max_depth,
+        count: 0,
+        too_deep: false,
+        spreading: HashSet::new(),
+    };
     for (_, operation) in document.operations.iter() {
-        let mut spreading = HashSet::new();
-        count_set(
-            document,
-            &operation.node.selection_set.node,
-            &mut count,
-            limit,
-            &mut spreading,
-        );
-        if count > limit {
+        walk.set(&operation.node.selection_set.node, 1);
+        if walk.stopped() {
             break;
         }
     }
-    count
+    Measure {
+        fields: walk.count,
+        too_deep: walk.too_deep,
+    }
 }
 
-fn count_set<'a>(
+/// Counts field selections, stopping early once `limit` is passed.
+pub fn field_count(document: &ExecutableDocument, limit: usize) -> usize {
+    measure(document, limit, MAX_NESTING).fields
+}
+
+struct Walk<'a> {
     document: &'a ExecutableDocument,
-    set: &'a SelectionSet,
-    count: &mut usize,
     limit: usize,
-    spreading: &mut HashSet<&'a str>,
-) {
-    for selection in &set.items {
-        if *count > limit {
+    max_depth: usize,
+    count: usize,
+    too_deep: bool,
+    spreading: HashSet<&'a str>,
+}
+
+impl<'a> Walk<'a> {
+    fn stopped(&self) -> bool {
+        self.count > self.limit || self.too_deep
+    }
+
+    fn set(&mut self, set: &'a SelectionSet, depth: usize) {
+        if depth > self.max_depth {
+            self.too_deep = true;
             return;
         }
-        match &selection.node {
-            Selection::Field(field) => {
-                *count += 1;
-                count_set(
-                    document,
-                    &field.node.selection_set.node,
-                    count,
-                    limit,
-                    spreading,
-                );
+        for selection in &set.items {
+            if self.stopped() {
+                return;
             }
-            Selection::InlineFragment(fragment) => {
-                count_set(
-                    document,
-                    &fragment.node.selection_set.node,
-                    count,
-                    limit,
-                    spreading,
-                );
-            }
-            Selection::FragmentSpread(spread) => {
-                let name = spread.node.fragment_name.node.as_str();
-                // A cycle is a validation error reported later; do not loop on it.
-                if let Some(fragment) = document.fragments.get(name)
-                    && spreading.insert(name)
-                {
-                    count_set(
-                        document,
-                        &fragment.node.selection_set.node,
-                        count,
-                        limit,
-                        spreading,
-                    );
-                    spreading.remove(name);
+            match &selection.node {
+                Selection::Field(field) => {
+                    self.count += 1;
+                    self.set(&field.node.selection_set.node, depth + 1);
+                }
+                Selection::InlineFragment(fragment) => {
+                    self.set(&fragment.node.selection_set.node, depth + 1);
+                }
+                Selection::FragmentSpread(spread) => {
+                    let name = spread.node.fragment_name.node.as_str();
+                    // A cycle is a validation error reported later; do not loop on it.
+                    if let Some(fragment) = self.document.fragments.get(name)
+                        && self.spreading.insert(name)
+                    {
+                        self.set(&fragment.node.selection_set.node, depth + 1);
+                        self.spreading.remove(name);
+                    }
                 }
             }
         }
     }
+}
+
+/// The distinct response keys (alias or name) an operation selects at its
+/// root, fragments expanded, up to `limit + 1`; and whether one of them
+/// is an introspection field. A subscription needs exactly one, and not
+/// an introspection field.
+pub fn root_fields(
+    document: &ExecutableDocument,
+    operation: &OperationDefinition,
+    limit: usize,
+) -> (usize, bool) {
+    fn collect<'a>(
+        document: &'a ExecutableDocument,
+        set: &'a SelectionSet,
+        keys: &mut HashSet<&'a str>,
+        introspection: &mut bool,
+        spreading: &mut HashSet<&'a str>,
+        depth: usize,
+        limit: usize,
+    ) {
+        if depth > MAX_NESTING {
+            return;
+        }
+        for selection in &set.items {
+            if keys.len() > limit {
+                return;
+            }
+            match &selection.node {
+                Selection::Field(field) => {
+                    let field = &field.node;
+                    let key = field.alias.as_ref().unwrap_or(&field.name).node.as_str();
+                    keys.insert(key);
+                    *introspection |= field.name.node.starts_with("__");
+                }
+                Selection::InlineFragment(fragment) => collect(
+                    document,
+                    &fragment.node.selection_set.node,
+                    keys,
+                    introspection,
+                    spreading,
+                    depth + 1,
+                    limit,
+                ),
+                Selection::FragmentSpread(spread) => {
+                    let name = spread.node.fragment_name.node.as_str();
+                    if let Some(fragment) = document.fragments.get(name)
+                        && spreading.insert(name)
+                    {
+                        collect(
+                            document,
+                            &fragment.node.selection_set.node,
+                            keys,
+                            introspection,
+                            spreading,
+                            depth + 1,
+                            limit,
+                        );
+                        spreading.remove(name);
+                    }
+                }
+            }
+        }
+    }
+    let mut keys = HashSet::new();
+    let mut introspection = false;
+    collect(
+        document,
+        &operation.selection_set.node,
+        &mut keys,
+        &mut introspection,
+        &mut HashSet::new(),
+        1,
+        limit,
+    );
+    (keys.len(), introspection)
 }
 
 #[cfg(test)]
@@ -83,6 +309,100 @@ mod tests {
 
     fn count(query: &str) -> usize {
         field_count(&async_graphql::parser::parse_query(query).unwrap(), 10_000)
+    }
+
+    #[test]
+    fn nesting_is_counted_outside_strings_and_comments() {
+        let deep = |n: usize| format!("{{a(x: {}1{})}}", "[".repeat(n), "]".repeat(n));
+        assert_eq!(document_nesting(&deep(10), 48), Ok(()));
+        assert_eq!(
+            document_nesting(&deep(46), 48),
+            Ok(()),
+            "46, with the braces and parentheses"
+        );
+        assert_eq!(document_nesting(&deep(47), 48), Err(TooDeep { max: 48 }));
+        assert_eq!(
+            document_nesting(&deep(100_000), 48),
+            Err(TooDeep { max: 48 })
+        );
+        let quoted = format!("{{a(x: \"{}\")}}", "[".repeat(1000));
+        assert_eq!(document_nesting(&quoted, 48), Ok(()), "inside a string");
+        let escaped = format!("{{a(x: \"\\\"{}\")}}", "{".repeat(1000));
+        assert_eq!(
+            document_nesting(&escaped, 48),
+            Ok(()),
+            "after an escaped quote"
+        );
+        let block = format!("{{a(x: \"\"\"\\\"\"\" {} \"\"\")}}", "(".repeat(1000));
+        assert_eq!(
+            document_nesting(&block, 48),
+            Ok(()),
+            "inside a block string"
+        );
+        let comment = format!("{{a # {}\n}}", "{".repeat(1000));
+        assert_eq!(document_nesting(&comment, 48), Ok(()), "inside a comment");
+        let after_comment = format!("{{a # x\n{}", "{".repeat(1000));
+        assert!(
+            document_nesting(&after_comment, 48).is_err(),
+            "a comment ends at the line end"
+        );
+        let broken = format!("{{a(x: \"\\\n{}", "[".repeat(1000));
+        assert!(
+            document_nesting(&broken, 48).is_err(),
+            "an escape does not carry a string past its line end"
+        );
+        let unbalanced = format!("{}{}", "]".repeat(1000), "[".repeat(48));
+        assert_eq!(
+            document_nesting(&unbalanced, 48),
+            Ok(()),
+            "closers do not go below zero"
+        );
+    }
+
+    #[test]
+    fn json_nesting_is_counted_outside_strings() {
+        let deep = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        assert_eq!(json_nesting(deep(48).as_bytes(), 48), Ok(()));
+        assert!(json_nesting(deep(49).as_bytes(), 48).is_err());
+        assert!(json_nesting(deep(100_000).as_bytes(), 48).is_err());
+        let quoted = format!("{{\"q\": \"\\\"{}\"}}", "{".repeat(1000));
+        assert_eq!(json_nesting(quoted.as_bytes(), 48), Ok(()));
+    }
+
+    #[test]
+    fn fragment_chains_count_as_nesting() {
+        let chain = |n: usize| {
+            let mut q = String::from("{ ...F0 }");
+            for i in 0..n {
+                q.push_str(&format!(" fragment F{i} on Q {{ a ...F{} }}", i + 1));
+            }
+            q.push_str(&format!(" fragment F{n} on Q {{ a }}"));
+            async_graphql::parser::parse_query(q).unwrap()
+        };
+        assert!(!measure(&chain(40), 10_000, 48).too_deep);
+        assert!(measure(&chain(60), 10_000, 48).too_deep);
+        assert!(
+            measure(&chain(20_000), 100_000, 48).too_deep,
+            "and the walk stops"
+        );
+    }
+
+    #[test]
+    fn root_fields_are_distinct_response_keys() {
+        let roots = |q: &str| {
+            let doc = async_graphql::parser::parse_query(q).unwrap();
+            let (_, op) = doc.operations.iter().next().unwrap();
+            root_fields(&doc, &op.node, 10)
+        };
+        assert_eq!(roots("subscription { a }"), (1, false));
+        assert_eq!(roots("subscription { a a }"), (1, false), "one key twice");
+        assert_eq!(roots("subscription { a b: a }"), (2, false));
+        assert_eq!(roots("subscription { a __typename }"), (2, true));
+        assert_eq!(
+            roots("subscription { ...F } fragment F on S { x: a y: a }"),
+            (2, false)
+        );
+        assert_eq!(roots("subscription { ... on S { a } a }"), (1, false));
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod cli;
 mod dashboard;
 mod hardening;
 mod helpers;
+mod hostile;
 mod http;
 mod impersonation;
 mod policies;
