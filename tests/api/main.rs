@@ -16,5 +16,6 @@ mod schema;
 mod seed;
 mod sessions;
 mod subscriptions;
+mod throttle;
 mod users;
 mod writer;
