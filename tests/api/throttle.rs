@@ -3,10 +3,13 @@
 //! changes go through it too; failed attempts keep only a keyed hash of
 //! the email tried.
 
-use entity::{audit_event, sign_in_failure, user, user::Role};
+use entity::{
+    audit_event, installation_secret, sign_in_failure, sign_in_throttle_key, user, user::Role,
+};
 use futures_util::{StreamExt, stream::FuturesUnordered};
 use sea_orm::EntityTrait;
 use serde_json::{Value, json};
+use session_manager::service::throttle::{self, Throttle};
 use sha2::{Digest, Sha256};
 
 use crate::helpers::{
@@ -408,4 +411,63 @@ async fn throttled_attempts_keep_only_the_hash_too() {
         );
         assert_eq!(event.metadata["emailHash"], events[0].metadata["emailHash"]);
     }
+}
+
+#[tokio::test]
+async fn servers_starting_together_agree_on_one_installation_secret() {
+    let app = spawn_app_with(|_| {}).await;
+    // As on a database no server has started on yet.
+    installation_secret::Entity::delete_many()
+        .exec(app.db())
+        .await
+        .unwrap();
+
+    let starts =
+        (0..8).map(|_| Throttle::new(app.db(), app.state.writer.clone(), &app.state.config));
+    let throttles = futures_util::future::join_all(starts).await;
+
+    let hashes: Vec<String> = throttles
+        .into_iter()
+        .map(|t| t.expect("started").email_hash("someone@example.com"))
+        .collect();
+    assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
+    let secrets = installation_secret::Entity::find()
+        .all(app.db())
+        .await
+        .unwrap();
+    assert_eq!(secrets.len(), 1, "made once");
+    assert_eq!(secrets[0].value.len(), 64, "32 random bytes, hex");
+}
+
+#[tokio::test]
+async fn maintenance_forgets_old_attempts_and_keys() {
+    let app = spawn_app_with(|c| c.signin_max_failures_per_account = 2).await;
+    let alice = app.create_user(Role::User).await;
+    for _ in 0..2 {
+        sign_in(&app, &alice.email, "a wrong password").await;
+    }
+    let body = sign_in(&app, &alice.email, &alice.password).await;
+    assert_error_code(&body, "RATE_LIMITED", "at the limit");
+
+    // As if the window had passed for everything stored so far.
+    let later = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let forgotten = throttle::forget_before(app.db(), later).await.unwrap();
+
+    assert_eq!(forgotten, 2);
+    assert!(
+        sign_in_failure::Entity::find()
+            .all(app.db())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        sign_in_throttle_key::Entity::find()
+            .all(app.db())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let body = sign_in(&app, &alice.email, &alice.password).await;
+    assert!(body["data"]["signIn"]["token"].is_string(), "{body}");
 }
