@@ -41,6 +41,8 @@ pub struct AppState {
     pub writer: db::Writer,
     pub config: Arc<Config>,
     pub hasher: PasswordHasherPool,
+    /// Every credential check reserves its attempt here first.
+    pub throttle: service::throttle::Throttle,
     pub metrics: Arc<Metrics>,
     pub events: EventBus,
 }
@@ -50,9 +52,12 @@ impl AppState {
     pub async fn new(config: Config) -> anyhow::Result<Self> {
         let db = db::connect(&config.database_url).await?;
         db::migrate(&db).await?;
+        let writer = db::Writer::new(db.clone())?;
+        let throttle = service::throttle::Throttle::new(&db, writer.clone(), &config).await?;
         Ok(Self {
             reads: db::Reads::new(db.clone()).await?,
-            writer: db::Writer::new(db.clone())?,
+            writer,
+            throttle,
             db,
             hasher: PasswordHasherPool::new()?,
             metrics: Arc::new(Metrics::default()),

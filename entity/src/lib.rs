@@ -4,8 +4,10 @@
 
 pub mod audit_chain;
 pub mod audit_event;
+pub mod installation_secret;
 pub mod session;
 pub mod sign_in_failure;
+pub mod sign_in_throttle_key;
 pub mod user;
 
 /// Column positions from `at` on, the next one at each call (for the
@@ -21,7 +23,9 @@ pub(crate) fn positions(at: usize) -> impl FnMut() -> usize {
 pub mod prelude {
     pub use super::audit_chain::Entity as AuditChain;
     pub use super::audit_event::Entity as AuditEvent;
+    pub use super::installation_secret::Entity as InstallationSecret;
     pub use super::session::Entity as Session;
     pub use super::sign_in_failure::Entity as SignInFailure;
+    pub use super::sign_in_throttle_key::Entity as SignInThrottleKey;
     pub use super::user::Entity as User;
 }

@@ -264,6 +264,7 @@ impl SessionMutation {
         let opened = sessions::sign_in(
             &app.db,
             &app.hasher,
+            &app.throttle,
             &app.config,
             &email,
             password,

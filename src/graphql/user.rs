@@ -156,6 +156,7 @@ impl UserMutation {
         users::change_password(
             &app.db,
             &app.hasher,
+            &app.throttle,
             caller,
             &request_meta(ctx),
             current_password,

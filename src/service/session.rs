@@ -19,7 +19,8 @@ use crate::{
     service::{
         access,
         audit::{self, NewEvent, events},
-        throttle, user as users,
+        throttle::{Limit, Throttle},
+        user as users,
     },
 };
 
@@ -79,11 +80,17 @@ pub struct OpenedSession {
 }
 
 /// Verifies the credentials (argon2id, off the runtime) and opens a
-/// session; success and failure are both audited as `auth.sign_in`.
+/// session; success and failure are both audited as `auth.sign_in`. The
+/// attempt is reserved with the throttle before the password is verified
+/// (refused, `RATE_LIMITED`, once the account or the address is at its
+/// limit) and given back when it succeeds. Failed and throttled attempts
+/// are audited with the keyed hash of the email tried (`emailHash`), never
+/// the typed text.
 #[tracing::instrument(skip_all)]
 pub async fn sign_in(
     db: &DatabaseConnection,
     hasher: &PasswordHasherPool,
+    throttle: &Throttle,
     config: &Config,
     email: &str,
     password: String,
@@ -101,10 +108,16 @@ pub async fn sign_in(
     let plausible = !email.is_empty()
         && email.len() <= users::MAX_EMAIL_LEN
         && !email.chars().any(char::is_control);
-    let printable: String = email.chars().filter(|c| !c.is_control()).collect();
-    let account_key = clip(Some(&printable), users::MAX_EMAIL_LEN).unwrap_or_default();
-    if let Err((limit, error)) = throttle::check(db, config, &account_key, meta).await {
-        if let AppError::RateLimited { retry_after_secs } = &error {
+    let email_hash = throttle.email_hash(&email);
+    let user = if plausible {
+        users::find_by_email(db, &email).await?
+    } else {
+        None
+    };
+    let subject = user.as_ref().map(|u| u.id);
+    let throttled = {
+        let (meta, email_hash) = (meta.clone(), email_hash.clone());
+        move |limit: Limit, retry_after: u64| {
             let event = NewEvent::failed(
                 events::SIGN_IN,
                 format!(
@@ -112,29 +125,19 @@ pub async fn sign_in(
                     limit.as_str()
                 ),
             )
-            .from_request(meta)
-            .meta("email", account_key.clone())
+            .from_request(&meta)
+            .meta("emailHash", email_hash.clone())
             .meta("reason", "throttled")
             .meta("limit", limit.as_str())
-            .meta("retryAfter", *retry_after_secs);
-            let known = if plausible {
-                users::find_by_email(db, &email).await?
-            } else {
-                None
-            };
-            let event = match known {
-                Some(user) => event.subject(user.id),
+            .meta("retryAfter", retry_after);
+            match subject {
+                Some(id) => event.subject(id),
                 None => event,
-            };
-            audit::record_alone(db, event).await?;
+            }
         }
-        return Err(error);
-    }
-    let user = if plausible {
-        users::find_by_email(db, &email).await?
-    } else {
-        None
     };
+    let attempt = throttle.reserve(&email_hash, meta, throttled).await?;
+    // From here on, leaving early keeps the reservation: a failure.
     let verified = hasher
         .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
         .await?;
@@ -145,7 +148,7 @@ pub async fn sign_in(
             let mut event =
                 NewEvent::failed(events::SIGN_IN, "sign-in failed: invalid email or password")
                     .from_request(meta)
-                    .meta("email", account_key.clone())
+                    .meta("emailHash", email_hash)
                     .meta(
                         "reason",
                         if user.is_some() {
@@ -157,10 +160,7 @@ pub async fn sign_in(
             if let Some(user) = &user {
                 event = event.subject(user.id);
             }
-            let txn = db::begin_write(db).await?;
-            throttle::record_failure(&txn, &account_key, meta).await?;
-            audit::record(&txn, event).await?;
-            txn.commit().await?;
+            audit::record_alone(db, event).await?;
             return Err(AppError::Unauthenticated(BAD_CREDENTIALS));
         }
     };
@@ -187,6 +187,7 @@ pub async fn sign_in(
         revoke_reason: None,
     };
     let txn = db::begin_write(db).await?;
+    attempt.release(&txn).await?;
     if config.max_sessions_per_user > 0 {
         enforce_session_cap(&txn, config.max_sessions_per_user, &user, meta).await?;
     }

@@ -14,7 +14,8 @@ use crate::{
     error::{AppError, AppResult},
     service::{
         audit::{self, NewEvent, events},
-        session as sessions, throttle,
+        session as sessions,
+        throttle::{Limit, Throttle},
     },
 };
 use entity::audit_event::AuditStatus;
@@ -194,12 +195,16 @@ fn bounded(field: &'static str, value: i32, min: i32, max: i32) -> AppResult<u64
 
 /// Changes the caller's password after checking the current one, and ends
 /// their other sessions unless `revoke_others` is false. Returns how many
-/// sessions were ended. A wrong current password is audited (and counts
-/// as a failed credential check for throttling).
+/// sessions were ended. The check of the current password goes through the
+/// sign-in throttle like a sign-in (the caller's account and address):
+/// reserved before it is verified, refused with `RATE_LIMITED` at the
+/// limit, and a wrong one is audited and stays counted as a failure.
 #[tracing::instrument(skip_all, fields(user_id = %caller.user.id))]
+#[allow(clippy::too_many_arguments)]
 pub async fn change_password(
     db: &DatabaseConnection,
     hasher: &PasswordHasherPool,
+    throttle: &Throttle,
     caller: &Caller,
     meta: &RequestMeta,
     current: String,
@@ -214,6 +219,24 @@ pub async fn change_password(
             .subject(caller.user.id)
             .session(caller.session.id)
     };
+    let throttled = {
+        let (refused, email) = (event(AuditStatus::Failed), caller.user.email.clone());
+        move |limit: Limit, retry_after: u64| {
+            let mut event = refused
+                .clone()
+                .meta("reason", "throttled")
+                .meta("limit", limit.as_str())
+                .meta("retryAfter", retry_after);
+            event.message = format!(
+                "password change for {email} refused: too many failed credential checks for this {}",
+                limit.as_str()
+            );
+            event
+        }
+    };
+    // The same key as signing in to this account: one budget for both.
+    let email_hash = throttle.email_hash(&caller.user.email);
+    let attempt = throttle.reserve(&email_hash, meta, throttled).await?;
     let same = current == new;
     let verified = current.chars().count() <= MAX_PASSWORD_LEN
         && hasher
@@ -225,18 +248,16 @@ pub async fn change_password(
             "password change for {} refused: wrong current password",
             caller.user.email
         );
-        // A wrong current password is a failed credential check like a
-        // failed sign-in: it counts toward the account's throttle.
-        let txn = db::begin_write(db).await?;
-        throttle::record_failure(&txn, &caller.user.email, meta).await?;
-        audit::record(&txn, failed).await?;
-        txn.commit().await?;
+        // The reservation stays: a failed credential check, like a failed
+        // sign-in, counts toward the account's throttle.
+        audit::record_alone(db, failed).await?;
         return Err(AppError::bad_input(
             "currentPassword",
             "the current password is incorrect",
         ));
     }
     if same {
+        throttle.release_alone(attempt).await?;
         return Err(AppError::bad_input(
             "newPassword",
             "the new password must differ from the current one",
@@ -245,6 +266,7 @@ pub async fn change_password(
     let password_hash = hasher.hash(new).await?;
 
     let txn = db::begin_write(db).await?;
+    attempt.release(&txn).await?;
     user::Entity::update_many()
         .col_expr(user::Column::PasswordHash, Expr::value(password_hash))
         .filter(user::Column::Id.eq(caller.user.id))

@@ -17,5 +17,6 @@ mod schema;
 mod seed;
 mod sessions;
 mod subscriptions;
+mod throttle;
 mod users;
 mod writer;

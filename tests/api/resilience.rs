@@ -10,7 +10,7 @@ use entity::user::Role;
 use serde_json::{Value, json};
 use session_manager::service::audit::verify_chain;
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 const LIST: &str = "{ sessions { count sessions { id device user { email } } } }";
 const REVOKE: &str = "mutation($id: UUID!) { revokeSession(id: $id) { isActive } }";
@@ -19,7 +19,13 @@ const SIGN_IN: &str =
 
 #[tokio::test]
 async fn two_hundred_concurrent_mixed_operations_lose_nothing() {
-    let app = spawn_app().await;
+    // Ten sign-ins per account at once, forty from one address: each holds
+    // a throttle slot while it is checked, more than the default limits.
+    let app = spawn_app_with(|c| {
+        c.signin_max_failures_per_account = 100;
+        c.signin_max_failures_per_ip = 100;
+    })
+    .await;
     let mut users = Vec::new();
     for _ in 0..4 {
         let user = app.create_user(Role::User).await;
