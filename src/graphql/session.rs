@@ -305,6 +305,9 @@ impl SessionMutation {
         if !was_revoked && revoked.revoked_at.is_some() {
             Metrics::inc(&app.metrics.sessions_revoked);
         }
+        if revoked.id == caller.session.id {
+            super::end_session(ctx);
+        }
         Ok(revoked.into())
     }
 
@@ -331,6 +334,9 @@ impl SessionMutation {
         .await
         .map_err(AppError::extend)?;
         Metrics::add(&app.metrics.sessions_revoked, ended);
+        if !except_current && owner.id == caller.user.id {
+            super::end_session(ctx);
+        }
         Ok(i32::try_from(ended).unwrap_or(i32::MAX))
     }
 
@@ -339,9 +345,12 @@ impl SessionMutation {
     async fn sign_out(&self, ctx: &Context<'_>) -> Result<bool> {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
-        sessions::sign_out(&app.writer, caller, &request_meta(ctx))
-            .await
-            .map_err(AppError::extend)?;
+        let out = sessions::sign_out(&app.writer, caller, &request_meta(ctx)).await;
+        // Ended, by this or (UNAUTHENTICATED) by a concurrent revocation.
+        if matches!(out, Ok(()) | Err(AppError::Unauthenticated(_))) {
+            super::end_session(ctx);
+        }
+        out.map_err(AppError::extend)?;
         Metrics::inc(&app.metrics.sessions_revoked);
         Ok(true)
     }
