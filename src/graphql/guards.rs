@@ -81,21 +81,51 @@ impl Guard for SessionAccess {
         if self.id == caller.session.id {
             return Ok(());
         }
+        let revoking = self.action == Action::RevokeSessions;
+        // Like `revokeSessions`: an impersonation session may end itself
+        // (`stopImpersonation`, `signOut`, or revoking its own id), never
+        // another of the user's sessions.
+        if revoking && let Err(reason) = access::not_impersonating(caller) {
+            return Err(deny(
+                ctx,
+                caller,
+                self.action,
+                Some(caller.user.id),
+                Some(self.id),
+                AppError::Forbidden(reason.into()),
+            ));
+        }
         let app = state(ctx)?;
         let found = sessions::find_with_owner(&app.db, self.id)
             .await
             .map_err(AppError::extend)?;
         let (subject, error) = match found {
             None => (None, AppError::NotFound("session not found".into())),
-            Some((session, owner)) => match access::may_manage_sessions(caller, &owner) {
-                Ok(()) => {
-                    if let Ok(checked) = ctx.data::<CheckedSessions>() {
-                        checked.keep(session, owner);
+            Some((session, owner)) => {
+                let allowed = match session.impersonator_id {
+                    // Rights on an impersonation session include rights
+                    // over the impersonator.
+                    Some(admin_id)
+                        if revoking && owner.id != caller.user.id && admin_id != caller.user.id =>
+                    {
+                        let admin = user::Entity::find_by_id(admin_id)
+                            .one(&app.db)
+                            .await
+                            .map_err(|e| AppError::from(e).extend())?;
+                        access::may_revoke_session(caller, &owner, admin.as_ref())
                     }
-                    return Ok(());
+                    _ => access::may_manage_sessions(caller, &owner),
+                };
+                match allowed {
+                    Ok(()) => {
+                        if let Ok(checked) = ctx.data::<CheckedSessions>() {
+                            checked.keep(session, owner);
+                        }
+                        return Ok(());
+                    }
+                    Err(reason) => (Some(owner.id), AppError::Forbidden(reason.into())),
                 }
-                Err(reason) => (Some(owner.id), AppError::Forbidden(reason.into())),
-            },
+            }
         };
         Err(deny(
             ctx,

@@ -135,6 +135,27 @@ pub fn may_impersonate_role(admin: Role, target: Role) -> Result<(), &'static st
     }
 }
 
+/// May `caller` revoke a session of `owner` that `impersonator` opened by
+/// impersonation (`None` for an ordinary session)? As for any session of
+/// `owner`, and for an impersonation session the caller needs rights over
+/// the impersonator too: an admin cannot end an owner's impersonation of
+/// another admin. The impersonated user may always end it, and the
+/// impersonator too. (Revoking from an impersonation session is refused
+/// before this, see [`not_impersonating`].)
+pub fn may_revoke_session(
+    caller: &Caller,
+    owner: &user::Model,
+    impersonator: Option<&user::Model>,
+) -> Result<(), &'static str> {
+    may_manage_sessions(caller, owner)?;
+    match impersonator {
+        Some(admin) if owner.id != caller.user.id => may_manage_sessions(caller, admin).map_err(
+            |_| "this impersonation session was opened by someone whose sessions you cannot act on",
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Refuses account-wide actions from an impersonation session.
 pub fn not_impersonating(caller: &Caller) -> Result<(), &'static str> {
     if caller.is_impersonation() {
@@ -535,6 +556,41 @@ mod tests {
         assert!(!may_read_all_audit(&caller(&user(Role::User), None)));
         assert!(may_read_all_audit(&caller(&user(Role::Admin), None)));
         assert!(may_read_all_audit(&caller(&user(Role::Owner), None)));
+    }
+
+    #[test]
+    fn rights_on_an_impersonation_session_include_rights_over_the_impersonator() {
+        use Role::*;
+        let owner = user(Owner);
+        let target = user(Admin);
+        let other_admin = user(Admin);
+        let opened_by_owner = Some(&owner);
+        assert!(
+            may_revoke_session(&caller(&other_admin, None), &target, opened_by_owner).is_err(),
+            "an admin on an owner's impersonation of an admin"
+        );
+        assert!(
+            may_revoke_session(&caller(&other_admin, None), &target, None).is_ok(),
+            "the same admin on the target's ordinary session"
+        );
+        assert!(
+            may_revoke_session(&caller(&owner, None), &target, opened_by_owner).is_ok(),
+            "the impersonator"
+        );
+        assert!(
+            may_revoke_session(&caller(&target, None), &target, opened_by_owner).is_ok(),
+            "the impersonated user"
+        );
+        let admin = user(Admin);
+        let alice = user(User);
+        assert!(
+            may_revoke_session(&caller(&other_admin, None), &alice, Some(&admin)).is_ok(),
+            "an admin on another admin's impersonation of a user"
+        );
+        assert!(
+            may_revoke_session(&caller(&user(User), None), &alice, Some(&admin)).is_err(),
+            "a plain user on someone else's"
+        );
     }
 
     #[test]

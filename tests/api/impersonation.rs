@@ -252,28 +252,13 @@ async fn actions_taken_while_impersonating_are_attributed_to_the_admin() {
     let admin = app.create_user(Role::Admin).await;
     let alice = app.create_user(Role::User).await;
     let admin_token = app.sign_in(&admin).await;
-    let (_, alice_phone) = app.sign_in_as(&alice, "phone").await;
-    let token = token_of(&start(&app, &admin_token, alice.id, "ticket 7").await);
-
-    let body = app
-        .gql(
-            Some(&token),
-            "mutation($id: UUID!) { revokeSession(id: $id) { isActive } }",
-            json!({ "id": alice_phone }),
-        )
-        .await;
-    assert_eq!(body["data"]["revokeSession"]["isActive"], false, "{body}");
-    let event = app.events_of_type("session.revoked").await.pop().unwrap();
-    assert_eq!(event.actor_id, Some(admin.id), "actor: the impersonator");
-    assert_eq!(event.user_id, Some(alice.id), "subject: the target");
-    assert_eq!(event.metadata["impersonatedBy"], admin.id.to_string());
-    assert_eq!(event.metadata["revokedBy"], admin.id.to_string());
-    let row = session::Entity::find_by_id(alice_phone)
-        .one(app.db())
-        .await
+    let started = start(&app, &admin_token, alice.id, "ticket 7").await;
+    let token = token_of(&started);
+    let imp_id: Uuid = started["data"]["startImpersonation"]["session"]["id"]
+        .as_str()
         .unwrap()
+        .parse()
         .unwrap();
-    assert_eq!(row.revoked_by, Some(admin.id));
 
     let body = app
         .gql(
@@ -286,6 +271,161 @@ async fn actions_taken_while_impersonating_are_attributed_to_the_admin() {
     let denied = app.events_of_type("access.denied").await.pop().unwrap();
     assert_eq!(denied.actor_id, Some(admin.id));
     assert_eq!(denied.metadata["impersonatedBy"], admin.id.to_string());
+
+    // Ending itself by revoking its own id, like stopImpersonation.
+    let body = app
+        .gql(
+            Some(&token),
+            "mutation($id: UUID!) { revokeSession(id: $id) { isActive } }",
+            json!({ "id": imp_id }),
+        )
+        .await;
+    assert_eq!(body["data"]["revokeSession"]["isActive"], false, "{body}");
+    let event = app.events_of_type("session.revoked").await.pop().unwrap();
+    assert_eq!(event.actor_id, Some(admin.id), "actor: the impersonator");
+    assert_eq!(event.user_id, Some(alice.id), "subject: the target");
+    assert_eq!(event.metadata["impersonatedBy"], admin.id.to_string());
+    assert_eq!(event.metadata["revokedBy"], admin.id.to_string());
+    let row = session::Entity::find_by_id(imp_id)
+        .one(app.db())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.revoked_by, Some(admin.id));
+    assert!(!works(&app, &token).await);
+    assert!(works(&app, &admin_token).await);
+}
+
+#[tokio::test]
+async fn an_impersonation_session_cannot_revoke_the_users_other_sessions() {
+    let app = spawn_app().await;
+    let admin = app.create_user(Role::Admin).await;
+    let alice = app.create_user(Role::User).await;
+    let admin_token = app.sign_in(&admin).await;
+    let (alice_phone, alice_phone_id) = app.sign_in_as(&alice, "phone").await;
+    let token = token_of(&start(&app, &admin_token, alice.id, "ticket 7").await);
+    let other_imp = token_of(&start(&app, &admin_token, alice.id, "ticket 8").await);
+    let other_imp_id =
+        app.gql(Some(&other_imp), VIEWER, json!({})).await["data"]["viewer"]["session"]["id"]
+            .clone();
+    let revoke = "mutation($id: UUID!) { revokeSession(id: $id) { isActive } }";
+    let events_before = app.audit_events().await.len();
+
+    for (id, what) in [
+        (json!(alice_phone_id), "the user's own session"),
+        (other_imp_id, "another impersonation of the user"),
+        (json!(Uuid::new_v4()), "an unknown id"),
+    ] {
+        let body = app.gql(Some(&token), revoke, json!({ "id": id })).await;
+        assert_error_code(&body, "FORBIDDEN", what);
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("impersonation session"),
+            "{what}: {body}"
+        );
+    }
+    let bulk = app
+        .gql(Some(&token), "mutation { revokeSessions }", json!({}))
+        .await;
+    assert_error_code(&bulk, "FORBIDDEN", "the bulk form, as before");
+
+    assert!(
+        works(&app, &alice_phone).await,
+        "alice's phone is untouched"
+    );
+    assert!(works(&app, &other_imp).await);
+    assert!(works(&app, &token).await, "refusals do not end it");
+    let events = app.audit_events().await;
+    let written = &events[events_before..];
+    assert_eq!(written.len(), 4, "each refusal is audited: {written:?}");
+    assert!(written.iter().all(|e| e.event_type == "access.denied"
+        && e.status == AuditStatus::Failed
+        && e.actor_id == Some(admin.id)
+        && e.user_id == Some(alice.id)));
+    assert!(
+        app.events_of_type("session.revoked").await.is_empty(),
+        "nothing was revoked"
+    );
+}
+
+#[tokio::test]
+async fn an_admin_cannot_revoke_an_owners_impersonation_of_another_admin() {
+    let app = spawn_app().await;
+    let owner = app.create_user(Role::Owner).await;
+    let target = app.create_user(Role::Admin).await;
+    let other_admin = app.create_user(Role::Admin).await;
+    let owner_token = app.sign_in(&owner).await;
+    let other_token = app.sign_in(&other_admin).await;
+    let (target_token, target_session) = app.sign_in_as(&target, "laptop").await;
+    let started = start(&app, &owner_token, target.id, "audit the admin console").await;
+    let imp = token_of(&started);
+    let imp_id = started["data"]["startImpersonation"]["session"]["id"].clone();
+    let revoke = "mutation($id: UUID!) { revokeSession(id: $id) { isActive } }";
+
+    let body = app
+        .gql(Some(&other_token), revoke, json!({ "id": imp_id }))
+        .await;
+    assert_error_code(&body, "FORBIDDEN", "an admin on the owner's impersonation");
+    assert!(works(&app, &imp).await, "the impersonation goes on");
+    let denied = app.events_of_type("access.denied").await.pop().unwrap();
+    assert_eq!(
+        (denied.actor_id, denied.user_id, denied.session_id),
+        (
+            Some(other_admin.id),
+            Some(target.id),
+            imp_id.as_str().map(|id| id.parse().unwrap())
+        )
+    );
+
+    // The bulk form ends the admin's own sessions but not the owner's
+    // impersonation of them.
+    let body = app
+        .gql(
+            Some(&other_token),
+            "mutation($u: UUID) { revokeSessions(userId: $u) }",
+            json!({ "u": target.id }),
+        )
+        .await;
+    assert_eq!(body["data"]["revokeSessions"], 1, "{body}");
+    assert!(!works(&app, &target_token).await, "their own session ended");
+    assert!(works(&app, &imp).await, "the impersonation was skipped");
+    let _ = target_session;
+
+    // An admin's ordinary session of the same admin stays revocable by the
+    // other admin (unchanged), and the owner may end the impersonation.
+    let (_, target_again) = app.sign_in_as(&target, "phone").await;
+    let body = app
+        .gql(Some(&other_token), revoke, json!({ "id": target_again }))
+        .await;
+    assert_eq!(body["data"]["revokeSession"]["isActive"], false, "{body}");
+    let body = app
+        .gql(Some(&owner_token), revoke, json!({ "id": imp_id }))
+        .await;
+    assert_eq!(body["data"]["revokeSession"]["isActive"], false, "{body}");
+    assert!(!works(&app, &imp).await);
+}
+
+#[tokio::test]
+async fn the_impersonated_user_may_end_an_owners_impersonation_of_them() {
+    let app = spawn_app().await;
+    let owner = app.create_user(Role::Owner).await;
+    let target = app.create_user(Role::Admin).await;
+    let owner_token = app.sign_in(&owner).await;
+    let target_token = app.sign_in(&target).await;
+    let started = start(&app, &owner_token, target.id, "check").await;
+    let imp = token_of(&started);
+    let imp_id = started["data"]["startImpersonation"]["session"]["id"].clone();
+    let body = app
+        .gql(
+            Some(&target_token),
+            "mutation($id: UUID!) { revokeSession(id: $id) { isActive } }",
+            json!({ "id": imp_id }),
+        )
+        .await;
+    assert_eq!(body["data"]["revokeSession"]["isActive"], false, "{body}");
+    assert!(!works(&app, &imp).await);
 }
 
 #[tokio::test]
