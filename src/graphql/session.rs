@@ -206,7 +206,7 @@ impl SessionQuery {
         let caller = caller(ctx)?;
         Ok(Viewer {
             user: caller.user.clone().into(),
-            session: caller.session.clone().into(),
+            session: sessions::as_seen_by(caller, caller.session.clone()).into(),
         })
     }
 
@@ -230,7 +230,11 @@ impl SessionQuery {
         sessions::audit_viewed(&app.db, caller, &request_meta(ctx), &owner, None)
             .await
             .map_err(AppError::extend)?;
-        Ok(SessionList::new(list))
+        Ok(SessionList::new(
+            list.into_iter()
+                .map(|s| sessions::as_seen_by(caller, s))
+                .collect(),
+        ))
     }
 
     /// One session, under the same rules as `sessions`.
@@ -242,7 +246,7 @@ impl SessionQuery {
         sessions::audit_viewed(&app.db, caller, &request_meta(ctx), &owner, Some(id))
             .await
             .map_err(AppError::extend)?;
-        Ok(session.into())
+        Ok(sessions::as_seen_by(caller, session).into())
     }
 }
 
@@ -308,7 +312,7 @@ impl SessionMutation {
         if revoked.id == caller.session.id {
             super::end_session(ctx);
         }
-        Ok(revoked.into())
+        Ok(sessions::as_seen_by(caller, revoked).into())
     }
 
     /// Revokes all active sessions of a user (the caller when `userId` is

@@ -93,6 +93,7 @@ pub async fn start(
         .session(session.id)
         .meta("reason", reason)
         .meta("impersonatorEmail", caller.user.email.clone())
+        .meta("impersonatorName", caller.user.name.clone())
         .meta("impersonatorSessionId", caller.session.id.to_string())
         .meta("userEmail", target.email.clone())
         .meta("expiresAt", expires_at.to_rfc3339()),
@@ -116,6 +117,8 @@ pub async fn stop(db: &DatabaseConnection, caller: &Caller, meta: &RequestMeta) 
             "this session is not an impersonation session",
         ));
     };
+    // Who it was and why, for the impersonated user's log.
+    let admin = user::Entity::find_by_id(admin_id).one(db).await?;
     let txn = db::begin_write(db).await?;
     let ended = end_session(
         &txn,
@@ -129,20 +132,25 @@ pub async fn stop(db: &DatabaseConnection, caller: &Caller, meta: &RequestMeta) 
     if ended.is_none() {
         return Err(AppError::Unauthenticated(crate::error::BAD_TOKEN));
     }
-    audit::record(
-        &txn,
-        NewEvent::success(
-            events::IMPERSONATION_STOPPED,
-            format!("impersonation of {} stopped", caller.user.email),
-        )
-        .from_request(meta)
-        .by(caller)
-        .subject(caller.user.id)
-        .session(caller.session.id)
-        .meta("impersonatorId", admin_id.to_string())
-        .meta("userEmail", caller.user.email.clone()),
+    let mut event = NewEvent::success(
+        events::IMPERSONATION_STOPPED,
+        format!("impersonation of {} stopped", caller.user.email),
     )
-    .await?;
+    .from_request(meta)
+    .by(caller)
+    .subject(caller.user.id)
+    .session(caller.session.id)
+    .meta("impersonatorId", admin_id.to_string())
+    .meta("userEmail", caller.user.email.clone());
+    if let Some(admin) = admin {
+        event = event
+            .meta("impersonatorEmail", admin.email)
+            .meta("impersonatorName", admin.name);
+    }
+    if let Some(reason) = &caller.session.impersonation_reason {
+        event = event.meta("reason", reason.clone());
+    }
+    audit::record(&txn, event).await?;
     txn.commit().await?;
     Ok(())
 }

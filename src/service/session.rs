@@ -707,6 +707,21 @@ async fn impersonators_of(
         .await?)
 }
 
+/// `session` as `caller` may see it: an impersonation session keeps the
+/// admin's address and User-Agent from the impersonated user (and anyone
+/// without admin rights), who see who opened it and why instead
+/// (`impersonator`, `impersonationReason`).
+pub fn as_seen_by(caller: &Caller, mut session: session::Model) -> session::Model {
+    let admins_place = session
+        .impersonator_id
+        .is_some_and(|admin| admin != caller.user.id);
+    if admins_place && !access::may_read_all_audit(caller) {
+        session.ip_address = None;
+        session.user_agent = None;
+    }
+    session
+}
+
 /// Sessions neither expired nor revoked, for the metrics gauge.
 pub async fn count_active(conn: &impl ConnectionTrait) -> AppResult<u64> {
     Ok(session::Entity::find()

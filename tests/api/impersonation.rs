@@ -429,6 +429,152 @@ async fn the_impersonated_user_may_end_an_owners_impersonation_of_them() {
 }
 
 #[tokio::test]
+async fn the_impersonated_user_sees_who_and_why_but_not_where_the_admin_sits() {
+    let app = spawn_app().await;
+    let admin = app.create_user(Role::Admin).await;
+    let owner = app.create_user(Role::Owner).await;
+    let alice = app.create_user(Role::User).await;
+    let (admin_token, admin_session) = app.sign_in_as(&admin, "AdminAgent/9.9").await;
+    let owner_token = app.sign_in(&owner).await;
+    let alice_token = app.sign_in(&alice).await;
+    let mut alice_socket = crate::subscriptions::connect(&app, &alice_token).await;
+    crate::subscriptions::subscribe(&mut alice_socket, "mine", json!({})).await;
+    // The subscription is live once it delivers an event.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    app.sign_in(&alice).await;
+    crate::subscriptions::next_event(&mut alice_socket, "auth.sign_in").await;
+
+    let started: Value = app
+        .client
+        .post(app.graphql_url())
+        .bearer_auth(&admin_token)
+        .header("user-agent", "AdminAgent/9.9")
+        .json(&json!({ "query": START, "variables": { "id": alice.id, "reason": "ticket 7" } }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let imp = token_of(&started);
+    let live = crate::subscriptions::next_event(&mut alice_socket, "impersonation.started").await;
+    // Through the impersonation: a refusal, then the end of it.
+    for query in ["mutation { revokeSessions }", STOP] {
+        app.client
+            .post(app.graphql_url())
+            .bearer_auth(&imp)
+            .header("user-agent", "AdminAgent/9.9")
+            .json(&json!({ "query": query }))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let page = "{ sessionAudit(filter: { actorId: \"ACTOR\" }) { logs { eventType actorId sessionId ipAddress userAgent metadata } } }"
+        .replace("ACTOR", &admin.id.to_string());
+    let seen = app.gql(Some(&alice_token), &page, json!({})).await;
+    let logs = seen["data"]["sessionAudit"]["logs"].as_array().unwrap();
+    let types: Vec<_> = logs.iter().map(|e| e["eventType"].clone()).collect();
+    for expected in [
+        "impersonation.started",
+        "access.denied",
+        "session.revoked",
+        "impersonation.stopped",
+    ] {
+        assert!(types.contains(&json!(expected)), "{expected} in {types:?}");
+    }
+    let text = seen.to_string();
+    let payload = live["payload"]["data"]["sessionEvents"].to_string();
+    for (view, what) in [(&text, "sessionAudit"), (&payload, "sessionEvents")] {
+        assert!(
+            !view.contains(&admin_session.to_string()),
+            "{what}: no trace of the admin's own session: {view}"
+        );
+        assert!(
+            !view.contains("AdminAgent"),
+            "{what}: nor their User-Agent: {view}"
+        );
+        assert!(
+            !view.contains("127.0.0.1"),
+            "{what}: nor their address: {view}"
+        );
+    }
+    for event in logs {
+        assert!(
+            event["ipAddress"].is_null() && event["userAgent"].is_null(),
+            "{event}"
+        );
+    }
+    let started_event = logs
+        .iter()
+        .find(|e| e["eventType"] == "impersonation.started")
+        .unwrap();
+    let stopped_event = logs
+        .iter()
+        .find(|e| e["eventType"] == "impersonation.stopped")
+        .unwrap();
+    for event in [
+        started_event,
+        &live["payload"]["data"]["sessionEvents"],
+        stopped_event,
+    ] {
+        let meta = &event["metadata"];
+        assert_eq!(meta["impersonatorEmail"], admin.email, "who: {event}");
+        assert_eq!(meta["impersonatorName"], "Test admin", "who: {event}");
+        assert_eq!(meta["reason"], "ticket 7", "why: {event}");
+    }
+
+    // Their sessions list shows who and why, not where.
+    let body = app
+        .gql(
+            Some(&alice_token),
+            "{ sessions(includeExpired: true) { sessions { impersonationReason ipAddress userAgent device impersonator { name email } } } }",
+            json!({}),
+        )
+        .await;
+    let listed = body["data"]["sessions"]["sessions"].as_array().unwrap();
+    let entry = listed
+        .iter()
+        .find(|s| s["impersonationReason"] == "ticket 7")
+        .unwrap_or_else(|| panic!("listed: {body}"));
+    assert_eq!(entry["impersonator"]["email"], admin.email);
+    assert_eq!(entry["impersonator"]["name"], "Test admin");
+    assert!(
+        entry["ipAddress"].is_null() && entry["userAgent"].is_null() && entry["device"].is_null(),
+        "{entry}"
+    );
+
+    // Admins and owners still see everything.
+    let full = app.gql(Some(&owner_token), &page, json!({})).await;
+    let logs = full["data"]["sessionAudit"]["logs"].as_array().unwrap();
+    let started_event = logs
+        .iter()
+        .find(|e| e["eventType"] == "impersonation.started")
+        .unwrap();
+    assert_eq!(started_event["ipAddress"], "127.0.0.1", "{started_event}");
+    assert_eq!(started_event["userAgent"], "AdminAgent/9.9");
+    assert_eq!(
+        started_event["metadata"]["impersonatorSessionId"],
+        admin_session.to_string()
+    );
+    let body = app
+        .gql(
+            Some(&owner_token),
+            "query($u: UUID) { sessions(userId: $u, includeExpired: true) { sessions { impersonationReason userAgent } } }",
+            json!({ "u": alice.id }),
+        )
+        .await;
+    assert!(
+        body["data"]["sessions"]["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["userAgent"] == "AdminAgent/9.9"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn the_target_sees_the_impersonation_in_their_sessions_and_audit() {
     let app = spawn_app().await;
     let admin = app.create_user(Role::Admin).await;
