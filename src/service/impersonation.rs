@@ -34,7 +34,21 @@ pub fn validate_reason(reason: &str) -> AppResult<String> {
             "reason must not contain control characters (line breaks included)",
         ));
     }
+    if reason.chars().any(is_bidi_control) {
+        return Err(AppError::bad_input(
+            "reason",
+            "reason must not contain bidirectional override or isolate characters \
+             (U+202A to U+202E, U+2066 to U+2069)",
+        ));
+    }
     Ok(reason.to_owned())
+}
+
+/// The bidirectional embeddings, overrides and isolates: invisible, they
+/// make the reason shown to the user read differently from what was
+/// stored ("Trojan Source").
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Opens a session as `target` for `caller` (already authorised). It lives
@@ -177,5 +191,29 @@ mod tests {
             validate_reason(&"é".repeat(500)).is_ok(),
             "500 characters, not bytes"
         );
+    }
+
+    #[test]
+    fn control_and_bidirectional_characters_are_refused() {
+        let bidi = ('\u{202A}'..='\u{202E}').chain('\u{2066}'..='\u{2069}');
+        for c in bidi {
+            let err = validate_reason(&format!("ticket {c}42")).unwrap_err();
+            assert!(
+                err.to_string().contains("bidirectional"),
+                "U+{:04X}: {err}",
+                c as u32
+            );
+        }
+        for c in ['\n', '\u{7}', '\u{0}', '\u{85}'] {
+            let err = validate_reason(&format!("ticket {c}42")).unwrap_err();
+            assert!(
+                err.to_string().contains("control"),
+                "U+{:04X}: {err}",
+                c as u32
+            );
+        }
+        for fine in ["ticket 42 (עברית)", "support — café", "\u{200F}mark"] {
+            assert!(validate_reason(fine).is_ok(), "{fine:?}");
+        }
     }
 }

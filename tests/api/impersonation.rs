@@ -575,6 +575,53 @@ async fn the_impersonated_user_sees_who_and_why_but_not_where_the_admin_sits() {
 }
 
 #[tokio::test]
+async fn bidirectional_override_characters_in_the_reason_are_refused() {
+    let app = spawn_app().await;
+    let admin = app.create_user(Role::Admin).await;
+    let alice = app.create_user(Role::User).await;
+    let token = app.sign_in(&admin).await;
+    let events_before = app.audit_events().await.len();
+    let cases = ('\u{202A}'..='\u{202E}')
+        .chain('\u{2066}'..='\u{2069}')
+        .map(|c| (c, "bidirectional"))
+        .chain([
+            ('\n', "control"),
+            ('\u{7}', "control"),
+            ('\u{1b}', "control"),
+        ]);
+    for (c, kind) in cases {
+        let case = format!("U+{:04X} ({kind})", c as u32);
+        let body = start(&app, &token, alice.id, &format!("ticket {c}42 for alice")).await;
+        assert_error_code(&body, "BAD_USER_INPUT", &case);
+        assert_eq!(body["errors"][0]["extensions"]["field"], "reason", "{case}");
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains(kind),
+            "{case}: {body}"
+        );
+    }
+    assert!(
+        app.sessions()
+            .await
+            .iter()
+            .all(|s| s.impersonator_id.is_none()),
+        "nothing was opened"
+    );
+    assert_eq!(
+        app.audit_events().await.len(),
+        events_before,
+        "nothing was written"
+    );
+    let body = start(&app, &token, alice.id, "ticket 42 für Ålice — عربى").await;
+    assert!(
+        body["data"]["startImpersonation"]["token"].is_string(),
+        "other scripts are fine: {body}"
+    );
+}
+
+#[tokio::test]
 async fn the_target_sees_the_impersonation_in_their_sessions_and_audit() {
     let app = spawn_app().await;
     let admin = app.create_user(Role::Admin).await;
