@@ -369,12 +369,16 @@ async fn execute_many(
         }
     };
 
+    // Shared by the batch's entries: a session ended by one ends for the
+    // rest, and refusals are audited once for the whole request.
+    let scope = graphql::RequestScope::new(&http.app);
     let mut responses = Vec::with_capacity(requests.len());
     for (request, parsed) in requests.into_iter().zip(documents) {
         let started = Instant::now();
         let operation = request.operation_name.clone();
         let validated = parsed.as_ref().is_some_and(|p| p.validated(&request));
-        let request = graphql::request_data(request, &http.app, caller.clone(), meta.clone()).await;
+        let request =
+            graphql::request_data(request, &http.app, caller.clone(), meta.clone(), &scope).await;
         let mut response = if validated {
             http.validated_schema.execute(request).await
         } else {
@@ -391,6 +395,7 @@ async fn execute_many(
         );
         responses.push(response);
     }
+    scope.finish().await;
 
     if is_batch {
         let body = async_graphql::BatchResponse::Batch(responses);

@@ -45,6 +45,8 @@ pub struct AppState {
     pub throttle: service::throttle::Throttle,
     pub metrics: Arc<Metrics>,
     pub events: EventBus,
+    /// Refused attempts per caller, for the denial rate limit (per process).
+    pub denials: Arc<service::access::DenialLimiter>,
 }
 
 impl AppState {
@@ -62,6 +64,7 @@ impl AppState {
             hasher: PasswordHasherPool::new()?,
             metrics: Arc::new(Metrics::default()),
             events: EventBus::new(config.subscriber_buffer),
+            denials: Arc::default(),
             config: Arc::new(config),
         })
     }

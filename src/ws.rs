@@ -484,10 +484,13 @@ fn start_operation(
         {
             request.extensions = extensions;
         }
-        let request = graphql::request_data(request, &app, Some(caller), meta).await;
+        let scope = graphql::RequestScope::new(&app);
+        let request = graphql::request_data(request, &app, Some(caller), meta, &scope).await;
         let mut responses = schema.execute_stream(request);
         let mut first = true;
         while let Some(mut response) = responses.next().await {
+            // Refusals are audited before the client hears of them.
+            scope.finish().await;
             crate::http::code_uncoded_errors(&mut response.errors);
             // A request that cannot run at all is answered with `error`.
             if first && crate::http::is_request_error(&response) {

@@ -241,10 +241,12 @@ impl AuditSubscription {
                     return futures_util::future::ready(None);
                 }
                 let out = match item {
-                    Ok(event) => Some(
-                        visible(&caller, user_id, &event)
-                            .then(|| Ok(AuditLog::from((*event).clone()))),
-                    ),
+                    Ok(event) => Some(visible(&caller, user_id, &event).then(|| {
+                        Ok(AuditLog::from(audits::as_seen_by(
+                            &caller,
+                            (*event).clone(),
+                        )))
+                    })),
                     Err(BroadcastStreamRecvError::Lagged(missed)) => {
                         *ended = true;
                         Some(Some(Err(AppError::RateLimited {
@@ -307,7 +309,11 @@ impl AuditQuery {
             .then(|| page.logs.last().map(|e| e.seq.to_string()))
             .flatten();
         Ok(AuditPage {
-            logs: page.logs.into_iter().map(AuditLog::from).collect(),
+            logs: page
+                .logs
+                .into_iter()
+                .map(|event| AuditLog::from(audits::as_seen_by(caller, event)))
+                .collect(),
             pagination: Pagination {
                 total: i32::try_from(page.total).unwrap_or(i32::MAX),
                 limit,

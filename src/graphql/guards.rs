@@ -1,12 +1,13 @@
 //! Guards: where the rights matrix ([`crate::service::access`]) meets the
-//! schema. Each refusal is answered with a coded error and audited.
+//! schema. Each refusal is answered with a coded error and audited (once
+//! per action and target in a request; see [`super::deny`]).
 
 use async_graphql::{Context, Guard, Result};
 use entity::user::{self, Role};
 use sea_orm::EntityTrait;
 use uuid::Uuid;
 
-use super::{CheckedSessions, caller, request_meta, state};
+use super::{CheckedSessions, caller, deny, session_ended, state};
 use crate::{
     error::AppError,
     service::{
@@ -42,35 +43,22 @@ impl Guard for SessionsOf {
         let Some(target) = self.user_id.filter(|id| *id != caller.user.id) else {
             return Ok(());
         };
-        let app = state(ctx)?;
-        let meta = request_meta(ctx);
-        let deny = |error: AppError| {
-            access::deny(
-                &app.db,
-                caller,
-                &meta,
-                self.action,
-                Some(target),
-                None,
-                error,
-            )
-        };
+        let deny = |error: AppError| deny(ctx, caller, self.action, Some(target), None, error);
         // Whether the account exists is none of a plain user's business.
         if let Err(reason) = access::may_manage_others(caller) {
-            return Err(deny(AppError::Forbidden(reason.into())).await.extend());
+            return Err(deny(AppError::Forbidden(reason.into())));
         }
+        let app = state(ctx)?;
         let owner = user::Entity::find_by_id(target)
             .one(&app.db)
             .await
             .map_err(|e| AppError::from(e).extend())?;
         let Some(owner) = owner else {
-            return Err(deny(AppError::NotFound("user not found".into()))
-                .await
-                .extend());
+            return Err(deny(AppError::NotFound("user not found".into())));
         };
         match access::may_manage_sessions(caller, &owner) {
             Ok(()) => Ok(()),
-            Err(reason) => Err(deny(AppError::Forbidden(reason.into())).await.extend()),
+            Err(reason) => Err(deny(AppError::Forbidden(reason.into()))),
         }
     }
 }
@@ -93,34 +81,60 @@ impl Guard for SessionAccess {
         if self.id == caller.session.id {
             return Ok(());
         }
+        let revoking = self.action == Action::RevokeSessions;
+        // Like `revokeSessions`: an impersonation session may end itself
+        // (`stopImpersonation`, `signOut`, or revoking its own id), never
+        // another of the user's sessions.
+        if revoking && let Err(reason) = access::not_impersonating(caller) {
+            return Err(deny(
+                ctx,
+                caller,
+                self.action,
+                Some(caller.user.id),
+                Some(self.id),
+                AppError::Forbidden(reason.into()),
+            ));
+        }
         let app = state(ctx)?;
-        let meta = request_meta(ctx);
         let found = sessions::find_with_owner(&app.db, self.id)
             .await
             .map_err(AppError::extend)?;
         let (subject, error) = match found {
             None => (None, AppError::NotFound("session not found".into())),
-            Some((session, owner)) => match access::may_manage_sessions(caller, &owner) {
-                Ok(()) => {
-                    if let Ok(checked) = ctx.data::<CheckedSessions>() {
-                        checked.keep(session, owner);
+            Some((session, owner)) => {
+                let allowed = match session.impersonator_id {
+                    // Rights on an impersonation session include rights
+                    // over the impersonator.
+                    Some(admin_id)
+                        if revoking && owner.id != caller.user.id && admin_id != caller.user.id =>
+                    {
+                        let admin = user::Entity::find_by_id(admin_id)
+                            .one(&app.db)
+                            .await
+                            .map_err(|e| AppError::from(e).extend())?;
+                        access::may_revoke_session(caller, &owner, admin.as_ref())
                     }
-                    return Ok(());
+                    _ => access::may_manage_sessions(caller, &owner),
+                };
+                match allowed {
+                    Ok(()) => {
+                        if let Ok(checked) = ctx.data::<CheckedSessions>() {
+                            checked.keep(session, owner);
+                        }
+                        return Ok(());
+                    }
+                    Err(reason) => (Some(owner.id), AppError::Forbidden(reason.into())),
                 }
-                Err(reason) => (Some(owner.id), AppError::Forbidden(reason.into())),
-            },
+            }
         };
-        let error = access::deny(
-            &app.db,
+        Err(deny(
+            ctx,
             caller,
-            &meta,
             self.action,
             subject,
             Some(self.id),
             error,
-        )
-        .await;
-        Err(error.extend())
+        ))
     }
 }
 
@@ -142,19 +156,8 @@ impl Guard for RoleGuard {
         if access::has_role(caller, self.role) {
             return Ok(());
         }
-        let app = state(ctx)?;
         let error = AppError::Forbidden(format!("this needs the {} role", self.role.as_str()));
-        let error = access::deny(
-            &app.db,
-            caller,
-            &request_meta(ctx),
-            self.action,
-            None,
-            None,
-            error,
-        )
-        .await;
-        Err(error.extend())
+        Err(deny(ctx, caller, self.action, None, None, error))
     }
 }
 
@@ -175,20 +178,9 @@ impl Guard for AuditAccess {
         let caller = caller(ctx)?;
         match self.user_id {
             Some(id) if id != caller.user.id && !access::may_read_all_audit(caller) => {
-                let app = state(ctx)?;
                 let error =
                     AppError::Forbidden("you can read only the audit events about yourself".into());
-                let error = access::deny(
-                    &app.db,
-                    caller,
-                    &request_meta(ctx),
-                    Action::ReadAudit,
-                    Some(id),
-                    None,
-                    error,
-                )
-                .await;
-                Err(error.extend())
+                Err(deny(ctx, caller, Action::ReadAudit, Some(id), None, error))
             }
             _ => Ok(()),
         }
@@ -210,38 +202,23 @@ impl Impersonation {
 impl Guard for Impersonation {
     async fn check(&self, ctx: &Context<'_>) -> Result<()> {
         let caller = caller(ctx)?;
-        let app = state(ctx)?;
-        let meta = request_meta(ctx);
         let deny = |subject: Option<Uuid>, error: AppError| {
-            access::deny(
-                &app.db,
-                caller,
-                &meta,
-                Action::Impersonate,
-                subject,
-                None,
-                error,
-            )
+            deny(ctx, caller, Action::Impersonate, subject, None, error)
         };
         if let Err(reason) = access::may_start_impersonating(caller) {
-            return Err(deny(Some(self.user_id), AppError::Forbidden(reason.into()))
-                .await
-                .extend());
+            return Err(deny(Some(self.user_id), AppError::Forbidden(reason.into())));
         }
+        let app = state(ctx)?;
         let target = user::Entity::find_by_id(self.user_id)
             .one(&app.db)
             .await
             .map_err(|e| AppError::from(e).extend())?;
         let Some(target) = target else {
-            return Err(deny(None, AppError::NotFound("user not found".into()))
-                .await
-                .extend());
+            return Err(deny(None, AppError::NotFound("user not found".into())));
         };
         match access::may_impersonate(caller, &target) {
             Ok(()) => Ok(()),
-            Err(reason) => Err(deny(Some(target.id), AppError::Forbidden(reason.into()))
-                .await
-                .extend()),
+            Err(reason) => Err(deny(Some(target.id), AppError::Forbidden(reason.into()))),
         }
     }
 }
@@ -255,21 +232,20 @@ impl Guard for NotImpersonating {
         let Some(caller) = ctx.data_opt::<crate::auth::Caller>() else {
             return Ok(());
         };
+        // Signed in with a session this request has ended: not anonymous.
+        if session_ended(ctx) {
+            return Err(AppError::Unauthenticated(super::SESSION_ENDED).extend());
+        }
         let Err(reason) = access::not_impersonating(caller) else {
             return Ok(());
         };
-        let app = state(ctx)?;
-        let error = AppError::Forbidden(reason.into());
-        let error = access::deny(
-            &app.db,
+        Err(deny(
+            ctx,
             caller,
-            &request_meta(ctx),
             Action::Sensitive,
             Some(caller.user.id),
             Some(caller.session.id),
-            error,
-        )
-        .await;
-        Err(error.extend())
+            AppError::Forbidden(reason.into()),
+        ))
     }
 }

@@ -61,9 +61,12 @@ impl ImpersonationMutation {
     async fn stop_impersonation(&self, ctx: &Context<'_>) -> Result<bool> {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
-        impersonation::stop(&app.db, caller, &request_meta(ctx))
-            .await
-            .map_err(AppError::extend)?;
+        let out = impersonation::stop(&app.db, caller, &request_meta(ctx)).await;
+        // Ended, by this or (UNAUTHENTICATED) by a concurrent revocation.
+        if matches!(out, Ok(()) | Err(AppError::Unauthenticated(_))) {
+            super::end_session(ctx);
+        }
+        out.map_err(AppError::extend)?;
         Metrics::inc(&app.metrics.sessions_revoked);
         Ok(true)
     }

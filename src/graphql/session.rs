@@ -206,7 +206,7 @@ impl SessionQuery {
         let caller = caller(ctx)?;
         Ok(Viewer {
             user: caller.user.clone().into(),
-            session: caller.session.clone().into(),
+            session: sessions::as_seen_by(caller, caller.session.clone()).into(),
         })
     }
 
@@ -230,7 +230,11 @@ impl SessionQuery {
         sessions::audit_viewed(&app.db, caller, &request_meta(ctx), &owner, None)
             .await
             .map_err(AppError::extend)?;
-        Ok(SessionList::new(list))
+        Ok(SessionList::new(
+            list.into_iter()
+                .map(|s| sessions::as_seen_by(caller, s))
+                .collect(),
+        ))
     }
 
     /// One session, under the same rules as `sessions`.
@@ -242,7 +246,7 @@ impl SessionQuery {
         sessions::audit_viewed(&app.db, caller, &request_meta(ctx), &owner, Some(id))
             .await
             .map_err(AppError::extend)?;
-        Ok(session.into())
+        Ok(sessions::as_seen_by(caller, session).into())
     }
 }
 
@@ -306,7 +310,10 @@ impl SessionMutation {
         if !was_revoked && revoked.revoked_at.is_some() {
             Metrics::inc(&app.metrics.sessions_revoked);
         }
-        Ok(revoked.into())
+        if revoked.id == caller.session.id {
+            super::end_session(ctx);
+        }
+        Ok(sessions::as_seen_by(caller, revoked).into())
     }
 
     /// Revokes all active sessions of a user (the caller when `userId` is
@@ -332,6 +339,9 @@ impl SessionMutation {
         .await
         .map_err(AppError::extend)?;
         Metrics::add(&app.metrics.sessions_revoked, ended);
+        if !except_current && owner.id == caller.user.id {
+            super::end_session(ctx);
+        }
         Ok(i32::try_from(ended).unwrap_or(i32::MAX))
     }
 
@@ -340,9 +350,12 @@ impl SessionMutation {
     async fn sign_out(&self, ctx: &Context<'_>) -> Result<bool> {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
-        sessions::sign_out(&app.writer, caller, &request_meta(ctx))
-            .await
-            .map_err(AppError::extend)?;
+        let out = sessions::sign_out(&app.writer, caller, &request_meta(ctx)).await;
+        // Ended, by this or (UNAUTHENTICATED) by a concurrent revocation.
+        if matches!(out, Ok(()) | Err(AppError::Unauthenticated(_))) {
+            super::end_session(ctx);
+        }
+        out.map_err(AppError::extend)?;
         Metrics::inc(&app.metrics.sessions_revoked);
         Ok(true)
     }

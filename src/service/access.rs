@@ -1,6 +1,11 @@
 //! Who may do what: the rights matrix of the design, in one place. The
 //! GraphQL guards ([`crate::graphql::guards`]) apply these rules; a denial
-//! is answered `FORBIDDEN` and audited as `access.denied`.
+//! is answered `FORBIDDEN` and audited as `access.denied` (once per action
+//! and target in a request, with a count; see [`deny`]), and a caller who
+//! keeps being refused is answered `RATE_LIMITED` for a while instead (see
+//! [`DenialLimiter`]).
+
+use std::{collections::HashMap, time::Instant};
 
 use entity::user::{self, Role};
 use sea_orm::DatabaseConnection;
@@ -8,6 +13,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::{Caller, RequestMeta},
+    db,
     error::AppError,
     service::audit::{self, NewEvent, events},
 };
@@ -129,6 +135,27 @@ pub fn may_impersonate_role(admin: Role, target: Role) -> Result<(), &'static st
     }
 }
 
+/// May `caller` revoke a session of `owner` that `impersonator` opened by
+/// impersonation (`None` for an ordinary session)? As for any session of
+/// `owner`, and for an impersonation session the caller needs rights over
+/// the impersonator too: an admin cannot end an owner's impersonation of
+/// another admin. The impersonated user may always end it, and the
+/// impersonator too. (Revoking from an impersonation session is refused
+/// before this, see [`not_impersonating`].)
+pub fn may_revoke_session(
+    caller: &Caller,
+    owner: &user::Model,
+    impersonator: Option<&user::Model>,
+) -> Result<(), &'static str> {
+    may_manage_sessions(caller, owner)?;
+    match impersonator {
+        Some(admin) if owner.id != caller.user.id => may_manage_sessions(caller, admin).map_err(
+            |_| "this impersonation session was opened by someone whose sessions you cannot act on",
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Refuses account-wide actions from an impersonation session.
 pub fn not_impersonating(caller: &Caller) -> Result<(), &'static str> {
     if caller.is_impersonation() {
@@ -137,10 +164,190 @@ pub fn not_impersonating(caller: &Caller) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Audits a refused attempt and returns the error to answer it with.
-/// `subject` is whose account or session it was aimed at, when known.
-pub async fn deny(
-    db: &DatabaseConnection,
+/// Refused attempts a caller may have recorded within [`DENIAL_WINDOW`]
+/// (after the per-request deduplication below) before further refusals
+/// are answered `RATE_LIMITED` and no longer recorded, until the window
+/// ends.
+pub const DENIALS_PER_WINDOW: u32 = 30;
+/// The window of [`DENIALS_PER_WINDOW`], from a caller's first recorded
+/// refusal.
+pub const DENIAL_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+/// Callers the denial limiter keeps track of at once (per server process).
+pub const MAX_TRACKED_CALLERS: usize = 10_000;
+
+/// What [`DenialLimiter::admit`] decides about one more refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Within the limit: record it.
+    Record,
+    /// The first one over the limit: answer `RATE_LIMITED` and record,
+    /// once, that the caller is now throttled.
+    Throttle { retry_after_secs: u64 },
+    /// Over the limit: answer `RATE_LIMITED`, record nothing.
+    Refuse { retry_after_secs: u64 },
+}
+
+/// Counts the refusals recorded per caller (the acting account: the
+/// impersonator for an impersonation session) in a fixed window, in this
+/// server process. It holds at most [`MAX_TRACKED_CALLERS`] callers: when
+/// full, expired windows are dropped first, then the oldest window, so
+/// many accounts cannot make it grow without bound.
+pub struct DenialLimiter {
+    limit: u32,
+    window: std::time::Duration,
+    max_callers: usize,
+    callers: std::sync::Mutex<HashMap<Uuid, DenialWindow>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct DenialWindow {
+    started: Instant,
+    count: u32,
+}
+
+impl Default for DenialLimiter {
+    fn default() -> Self {
+        Self::new(DENIALS_PER_WINDOW, DENIAL_WINDOW, MAX_TRACKED_CALLERS)
+    }
+}
+
+impl DenialLimiter {
+    pub fn new(limit: u32, window: std::time::Duration, max_callers: usize) -> Self {
+        Self {
+            limit,
+            window,
+            max_callers: max_callers.max(1),
+            callers: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts one more refusal of `actor` and says what to do with it.
+    pub fn admit(&self, actor: Uuid) -> Admission {
+        self.admit_at(actor, Instant::now())
+    }
+
+    fn admit_at(&self, actor: Uuid, now: Instant) -> Admission {
+        let window = self.window;
+        let mut callers = self
+            .callers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !callers.contains_key(&actor) && callers.len() >= self.max_callers {
+            callers.retain(|_, w| now.duration_since(w.started) < window);
+            if callers.len() >= self.max_callers
+                && let Some(oldest) = callers
+                    .iter()
+                    .min_by_key(|(_, w)| w.started)
+                    .map(|(id, _)| *id)
+            {
+                callers.remove(&oldest);
+            }
+        }
+        let entry = callers.entry(actor).or_insert(DenialWindow {
+            started: now,
+            count: 0,
+        });
+        if now.duration_since(entry.started) >= window {
+            *entry = DenialWindow {
+                started: now,
+                count: 0,
+            };
+        }
+        entry.count = entry.count.saturating_add(1);
+        let retry_after_secs = window
+            .saturating_sub(now.duration_since(entry.started))
+            .as_secs()
+            .max(1);
+        match entry.count {
+            n if n <= self.limit => Admission::Record,
+            n if n == self.limit + 1 => Admission::Throttle { retry_after_secs },
+            _ => Admission::Refuse { retry_after_secs },
+        }
+    }
+
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.callers.lock().unwrap().len()
+    }
+}
+
+/// What makes two refusals in one request "the same": the same kind of
+/// event, action, target account and session, and reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DenialKey {
+    event_type: &'static str,
+    action: Action,
+    subject: Option<Uuid>,
+    session_id: Option<Uuid>,
+    reason: &'static str,
+}
+
+/// The refusals of one request (every entry of an HTTP batch, or one
+/// WebSocket operation), waiting to be written when its execution ends:
+/// the first refusal of each (action, target) becomes one event, and its
+/// repeats are counted into that event's `count`.
+#[derive(Default)]
+pub struct Denials(std::sync::Mutex<Vec<PendingDenial>>);
+
+struct PendingDenial {
+    key: Option<DenialKey>,
+    event: NewEvent,
+    count: u64,
+}
+
+impl Denials {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<PendingDenial>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes the events to write, each with its final `count`.
+    pub fn take(&self) -> Vec<NewEvent> {
+        std::mem::take(&mut *self.lock())
+            .into_iter()
+            .map(|pending| match pending.key {
+                Some(_) => pending.event.meta("count", pending.count),
+                None => pending.event,
+            })
+            .collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+}
+
+/// Writes a request's refusals (see [`Denials`]) in one transaction. A
+/// failed write is logged; the refusals were answered already.
+pub async fn write_denials(db: &DatabaseConnection, events: Vec<NewEvent>) {
+    if events.is_empty() {
+        return;
+    }
+    let written = async {
+        let txn = db::begin_write(db).await?;
+        for event in events {
+            audit::record(&txn, event).await?;
+        }
+        txn.commit().await?;
+        Ok::<_, AppError>(())
+    }
+    .await;
+    if let Err(err) = written {
+        tracing::error!(error = %err, "refused attempts could not be audited");
+    }
+}
+
+/// Refuses an attempt: notes it in the request's [`Denials`] (to be
+/// audited once per action and target, with a count, when the request
+/// ends) and returns the error to answer it with. `subject` is whose
+/// account or session it was aimed at, when known. A caller over the
+/// denial limit (see [`DenialLimiter`]) is answered `RATE_LIMITED`
+/// instead, and nothing more is recorded for them until the window ends.
+#[allow(clippy::too_many_arguments)]
+pub fn deny(
+    limiter: &DenialLimiter,
+    denials: &Denials,
     caller: &Caller,
     meta: &RequestMeta,
     action: Action,
@@ -158,6 +365,50 @@ pub async fn deny(
         Action::Impersonate => events::IMPERSONATION_STARTED,
         _ => events::ACCESS_DENIED,
     };
+    let key = DenialKey {
+        event_type,
+        action,
+        subject,
+        session_id,
+        reason,
+    };
+    // One lock over the check and the note, so concurrent fields of one
+    // request cannot both count as the first.
+    let mut pending = denials.lock();
+    if let Some(seen) = pending.iter_mut().find(|p| p.key.as_ref() == Some(&key)) {
+        seen.count += 1;
+        return error;
+    }
+    match limiter.admit(caller.actor_id()) {
+        Admission::Record => {}
+        Admission::Throttle { retry_after_secs } => {
+            let event = NewEvent::failed(
+                events::ACCESS_DENIED,
+                format!(
+                    "caller throttled: more than {DENIALS_PER_WINDOW} refused attempts within {}s; \
+                     further refusals are answered RATE_LIMITED and not recorded until the window ends",
+                    DENIAL_WINDOW.as_secs()
+                ),
+            )
+            .from_request(meta)
+            .by(caller)
+            .meta("action", action.as_str())
+            .meta("reason", "throttled")
+            .meta("callerRole", caller.user.role.as_str())
+            .meta("limit", DENIALS_PER_WINDOW)
+            .meta("windowSecs", DENIAL_WINDOW.as_secs())
+            .meta("retryAfter", retry_after_secs);
+            pending.push(PendingDenial {
+                key: None,
+                event,
+                count: 1,
+            });
+            return AppError::RateLimited { retry_after_secs };
+        }
+        Admission::Refuse { retry_after_secs } => {
+            return AppError::RateLimited { retry_after_secs };
+        }
+    }
     let mut event = NewEvent::failed(event_type, format!("{} denied: {error}", action.as_str()))
         .from_request(meta)
         .by(caller)
@@ -172,10 +423,11 @@ pub async fn deny(
             .session(session_id)
             .meta("sessionId", session_id.to_string());
     }
-    if let Err(err) = audit::record_alone(db, event).await {
-        // The caller is still refused; the failed write is logged.
-        return err;
-    }
+    pending.push(PendingDenial {
+        key: Some(key),
+        event,
+        count: 1,
+    });
     error
 }
 
@@ -304,5 +556,122 @@ mod tests {
         assert!(!may_read_all_audit(&caller(&user(Role::User), None)));
         assert!(may_read_all_audit(&caller(&user(Role::Admin), None)));
         assert!(may_read_all_audit(&caller(&user(Role::Owner), None)));
+    }
+
+    #[test]
+    fn rights_on_an_impersonation_session_include_rights_over_the_impersonator() {
+        use Role::*;
+        let owner = user(Owner);
+        let target = user(Admin);
+        let other_admin = user(Admin);
+        let opened_by_owner = Some(&owner);
+        assert!(
+            may_revoke_session(&caller(&other_admin, None), &target, opened_by_owner).is_err(),
+            "an admin on an owner's impersonation of an admin"
+        );
+        assert!(
+            may_revoke_session(&caller(&other_admin, None), &target, None).is_ok(),
+            "the same admin on the target's ordinary session"
+        );
+        assert!(
+            may_revoke_session(&caller(&owner, None), &target, opened_by_owner).is_ok(),
+            "the impersonator"
+        );
+        assert!(
+            may_revoke_session(&caller(&target, None), &target, opened_by_owner).is_ok(),
+            "the impersonated user"
+        );
+        let admin = user(Admin);
+        let alice = user(User);
+        assert!(
+            may_revoke_session(&caller(&other_admin, None), &alice, Some(&admin)).is_ok(),
+            "an admin on another admin's impersonation of a user"
+        );
+        assert!(
+            may_revoke_session(&caller(&user(User), None), &alice, Some(&admin)).is_err(),
+            "a plain user on someone else's"
+        );
+    }
+
+    #[test]
+    fn the_denial_limiter_throttles_once_then_refuses_until_the_window_ends() {
+        let limiter = DenialLimiter::new(3, std::time::Duration::from_secs(60), 100);
+        let (me, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let start = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(limiter.admit_at(me, start), Admission::Record);
+        }
+        assert!(matches!(
+            limiter.admit_at(me, start),
+            Admission::Throttle {
+                retry_after_secs: 60
+            }
+        ));
+        let later = start + std::time::Duration::from_secs(45);
+        assert!(matches!(
+            limiter.admit_at(me, later),
+            Admission::Refuse {
+                retry_after_secs: 15
+            }
+        ));
+        assert_eq!(
+            limiter.admit_at(other, later),
+            Admission::Record,
+            "per caller"
+        );
+        let next_window = start + std::time::Duration::from_secs(60);
+        assert_eq!(limiter.admit_at(me, next_window), Admission::Record);
+    }
+
+    #[test]
+    fn the_denial_limiter_tracks_a_bounded_number_of_callers() {
+        let limiter = DenialLimiter::new(1, std::time::Duration::from_secs(60), 8);
+        let start = Instant::now();
+        let first = Uuid::new_v4();
+        limiter.admit_at(first, start);
+        limiter.admit_at(first, start);
+        for i in 0..100 {
+            let at = start + std::time::Duration::from_millis(i + 1);
+            assert_eq!(limiter.admit_at(Uuid::new_v4(), at), Admission::Record);
+            assert!(limiter.tracked() <= 8, "{}", limiter.tracked());
+        }
+    }
+
+    #[test]
+    fn repeats_in_a_request_become_one_event_with_a_count() {
+        let limiter = DenialLimiter::default();
+        let denials = Denials::default();
+        let me = caller(&user(Role::User), None);
+        let bob = Uuid::new_v4();
+        let meta = RequestMeta::default();
+        for _ in 0..5 {
+            let error = deny(
+                &limiter,
+                &denials,
+                &me,
+                &meta,
+                Action::ViewSessions,
+                Some(bob),
+                None,
+                AppError::Forbidden("no".into()),
+            );
+            assert_eq!(error.code(), "FORBIDDEN");
+        }
+        deny(
+            &limiter,
+            &denials,
+            &me,
+            &meta,
+            Action::RevokeSessions,
+            Some(bob),
+            None,
+            AppError::Forbidden("no".into()),
+        );
+        let events = denials.take();
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(events[0].metadata["count"], 5);
+        assert_eq!(events[0].user_id, Some(bob));
+        assert_eq!(events[1].metadata["count"], 1);
+        assert!(denials.is_empty(), "taken");
     }
 }

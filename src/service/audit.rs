@@ -314,6 +314,33 @@ fn write_canonical(value: &Value, out: &mut String) {
     }
 }
 
+/// Metadata keys that say where someone else sits (their own session),
+/// hidden from readers without admin rights.
+const ADMIN_ONLY_METADATA: &[&str] = &["impersonatorSessionId"];
+
+/// `event` as `reader` may see it. Admins and owners see everything. Others
+/// (the events about themselves) do not see where someone else acted from:
+/// on an event another account did (an admin, directly or through an
+/// impersonation of them), the address and User-Agent are hidden, and so
+/// is the admin's own session; who did it, and why, stay (`actorId`,
+/// `impersonatorEmail`, `impersonatorName`, `reason`). The stored event,
+/// and its hash, are unchanged.
+pub fn as_seen_by(reader: &Caller, mut event: audit_event::Model) -> audit_event::Model {
+    if crate::service::access::may_read_all_audit(reader) {
+        return event;
+    }
+    if event.actor_id.is_some_and(|actor| actor != reader.user.id) {
+        event.ip_address = None;
+        event.user_agent = None;
+    }
+    if let Value::Object(map) = &mut event.metadata {
+        for key in ADMIN_ONLY_METADATA {
+            map.remove(*key);
+        }
+    }
+    event
+}
+
 /// Filters of an audit page; every one is a real, indexed column.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {

@@ -34,7 +34,21 @@ pub fn validate_reason(reason: &str) -> AppResult<String> {
             "reason must not contain control characters (line breaks included)",
         ));
     }
+    if reason.chars().any(is_bidi_control) {
+        return Err(AppError::bad_input(
+            "reason",
+            "reason must not contain bidirectional override or isolate characters \
+             (U+202A to U+202E, U+2066 to U+2069)",
+        ));
+    }
     Ok(reason.to_owned())
+}
+
+/// The bidirectional embeddings, overrides and isolates: invisible, they
+/// make the reason shown to the user read differently from what was
+/// stored ("Trojan Source").
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Opens a session as `target` for `caller` (already authorised). It lives
@@ -93,6 +107,7 @@ pub async fn start(
         .session(session.id)
         .meta("reason", reason)
         .meta("impersonatorEmail", caller.user.email.clone())
+        .meta("impersonatorName", caller.user.name.clone())
         .meta("impersonatorSessionId", caller.session.id.to_string())
         .meta("userEmail", target.email.clone())
         .meta("expiresAt", expires_at.to_rfc3339()),
@@ -116,6 +131,8 @@ pub async fn stop(db: &DatabaseConnection, caller: &Caller, meta: &RequestMeta) 
             "this session is not an impersonation session",
         ));
     };
+    // Who it was and why, for the impersonated user's log.
+    let admin = user::Entity::find_by_id(admin_id).one(db).await?;
     let txn = db::begin_write(db).await?;
     let ended = end_session(
         &txn,
@@ -129,20 +146,25 @@ pub async fn stop(db: &DatabaseConnection, caller: &Caller, meta: &RequestMeta) 
     if ended.is_none() {
         return Err(AppError::Unauthenticated(crate::error::BAD_TOKEN));
     }
-    audit::record(
-        &txn,
-        NewEvent::success(
-            events::IMPERSONATION_STOPPED,
-            format!("impersonation of {} stopped", caller.user.email),
-        )
-        .from_request(meta)
-        .by(caller)
-        .subject(caller.user.id)
-        .session(caller.session.id)
-        .meta("impersonatorId", admin_id.to_string())
-        .meta("userEmail", caller.user.email.clone()),
+    let mut event = NewEvent::success(
+        events::IMPERSONATION_STOPPED,
+        format!("impersonation of {} stopped", caller.user.email),
     )
-    .await?;
+    .from_request(meta)
+    .by(caller)
+    .subject(caller.user.id)
+    .session(caller.session.id)
+    .meta("impersonatorId", admin_id.to_string())
+    .meta("userEmail", caller.user.email.clone());
+    if let Some(admin) = admin {
+        event = event
+            .meta("impersonatorEmail", admin.email)
+            .meta("impersonatorName", admin.name);
+    }
+    if let Some(reason) = &caller.session.impersonation_reason {
+        event = event.meta("reason", reason.clone());
+    }
+    audit::record(&txn, event).await?;
     txn.commit().await?;
     Ok(())
 }
@@ -169,5 +191,29 @@ mod tests {
             validate_reason(&"é".repeat(500)).is_ok(),
             "500 characters, not bytes"
         );
+    }
+
+    #[test]
+    fn control_and_bidirectional_characters_are_refused() {
+        let bidi = ('\u{202A}'..='\u{202E}').chain('\u{2066}'..='\u{2069}');
+        for c in bidi {
+            let err = validate_reason(&format!("ticket {c}42")).unwrap_err();
+            assert!(
+                err.to_string().contains("bidirectional"),
+                "U+{:04X}: {err}",
+                c as u32
+            );
+        }
+        for c in ['\n', '\u{7}', '\u{0}', '\u{85}'] {
+            let err = validate_reason(&format!("ticket {c}42")).unwrap_err();
+            assert!(
+                err.to_string().contains("control"),
+                "U+{:04X}: {err}",
+                c as u32
+            );
+        }
+        for fine in ["ticket 42 (עברית)", "support — café", "\u{200F}mark"] {
+            assert!(validate_reason(fine).is_ok(), "{fine:?}");
+        }
     }
 }

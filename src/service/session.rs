@@ -635,6 +635,11 @@ pub async fn revoke(
 /// Ends every active session of `owner` (already authorised), keeping the
 /// caller's own session when `except_current`. One event per ended
 /// session, all in one transaction. Returns how many ended.
+///
+/// An impersonation session of `owner` is skipped (left running) when the
+/// caller has no rights over the admin who opened it (see
+/// [`access::may_revoke_session`]): an admin ending another admin's
+/// sessions does not end an owner's impersonation of them.
 #[tracing::instrument(skip_all, fields(user_id = %owner.id))]
 pub async fn revoke_all(
     writer: &Writer,
@@ -645,15 +650,23 @@ pub async fn revoke_all(
 ) -> AppResult<u64> {
     let keep = except_current.then_some(caller.session.id);
     let actor = caller.actor();
-    let args = Arc::new((owner.clone(), meta.clone()));
+    let args = Arc::new((owner.clone(), meta.clone(), caller.clone()));
     writer
         .write(move |txn| {
             let args = args.clone();
             Box::pin(async move {
-                let (owner, meta) = &*args;
+                let (owner, meta, caller) = &*args;
+                let listed = sessions_of(txn, owner.id, false).await?;
+                let impersonators = impersonators_of(txn, caller, owner, &listed).await?;
                 let mut ended = 0;
-                for target in sessions_of(txn, owner.id, false).await? {
+                for target in listed {
                     if Some(target.id) == keep {
+                        continue;
+                    }
+                    let impersonator = target
+                        .impersonator_id
+                        .and_then(|id| impersonators.iter().find(|u| u.id == id));
+                    if access::may_revoke_session(caller, owner, impersonator).is_err() {
                         continue;
                     }
                     if end_session(txn, &target, owner, actor, meta, reasons::BULK)
@@ -667,6 +680,47 @@ pub async fn revoke_all(
             })
         })
         .await
+}
+
+/// The admins behind the impersonation sessions among `listed`, when the
+/// caller's rights over them matter (not the caller's own sessions, nor
+/// impersonations the caller opened).
+async fn impersonators_of(
+    conn: &impl ConnectionTrait,
+    caller: &Caller,
+    owner: &user::Model,
+    listed: &[session::Model],
+) -> AppResult<Vec<user::Model>> {
+    if owner.id == caller.user.id {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = listed
+        .iter()
+        .filter_map(|s| s.impersonator_id)
+        .filter(|id| *id != caller.user.id)
+        .collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(user::Entity::find()
+        .filter(user::Column::Id.is_in(ids))
+        .all(conn)
+        .await?)
+}
+
+/// `session` as `caller` may see it: an impersonation session keeps the
+/// admin's address and User-Agent from the impersonated user (and anyone
+/// without admin rights), who see who opened it and why instead
+/// (`impersonator`, `impersonationReason`).
+pub fn as_seen_by(caller: &Caller, mut session: session::Model) -> session::Model {
+    let admins_place = session
+        .impersonator_id
+        .is_some_and(|admin| admin != caller.user.id);
+    if admins_place && !access::may_read_all_audit(caller) {
+        session.ip_address = None;
+        session.user_agent = None;
+    }
+    session
 }
 
 /// Sessions neither expired nor revoked, for the metrics gauge.

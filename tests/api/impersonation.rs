@@ -252,28 +252,13 @@ async fn actions_taken_while_impersonating_are_attributed_to_the_admin() {
     let admin = app.create_user(Role::Admin).await;
     let alice = app.create_user(Role::User).await;
     let admin_token = app.sign_in(&admin).await;
-    let (_, alice_phone) = app.sign_in_as(&alice, "phone").await;
-    let token = token_of(&start(&app, &admin_token, alice.id, "ticket 7").await);
-
-    let body = app
-        .gql(
-            Some(&token),
-            "mutation($id: UUID!) { revokeSession(id: $id) { isActive } }",
-            json!({ "id": alice_phone }),
-        )
-        .await;
-    assert_eq!(body["data"]["revokeSession"]["isActive"], false, "{body}");
-    let event = app.events_of_type("session.revoked").await.pop().unwrap();
-    assert_eq!(event.actor_id, Some(admin.id), "actor: the impersonator");
-    assert_eq!(event.user_id, Some(alice.id), "subject: the target");
-    assert_eq!(event.metadata["impersonatedBy"], admin.id.to_string());
-    assert_eq!(event.metadata["revokedBy"], admin.id.to_string());
-    let row = session::Entity::find_by_id(alice_phone)
-        .one(app.db())
-        .await
+    let started = start(&app, &admin_token, alice.id, "ticket 7").await;
+    let token = token_of(&started);
+    let imp_id: Uuid = started["data"]["startImpersonation"]["session"]["id"]
+        .as_str()
         .unwrap()
+        .parse()
         .unwrap();
-    assert_eq!(row.revoked_by, Some(admin.id));
 
     let body = app
         .gql(
@@ -286,6 +271,354 @@ async fn actions_taken_while_impersonating_are_attributed_to_the_admin() {
     let denied = app.events_of_type("access.denied").await.pop().unwrap();
     assert_eq!(denied.actor_id, Some(admin.id));
     assert_eq!(denied.metadata["impersonatedBy"], admin.id.to_string());
+
+    // Ending itself by revoking its own id, like stopImpersonation.
+    let body = app
+        .gql(
+            Some(&token),
+            "mutation($id: UUID!) { revokeSession(id: $id) { isActive } }",
+            json!({ "id": imp_id }),
+        )
+        .await;
+    assert_eq!(body["data"]["revokeSession"]["isActive"], false, "{body}");
+    let event = app.events_of_type("session.revoked").await.pop().unwrap();
+    assert_eq!(event.actor_id, Some(admin.id), "actor: the impersonator");
+    assert_eq!(event.user_id, Some(alice.id), "subject: the target");
+    assert_eq!(event.metadata["impersonatedBy"], admin.id.to_string());
+    assert_eq!(event.metadata["revokedBy"], admin.id.to_string());
+    let row = session::Entity::find_by_id(imp_id)
+        .one(app.db())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.revoked_by, Some(admin.id));
+    assert!(!works(&app, &token).await);
+    assert!(works(&app, &admin_token).await);
+}
+
+#[tokio::test]
+async fn an_impersonation_session_cannot_revoke_the_users_other_sessions() {
+    let app = spawn_app().await;
+    let admin = app.create_user(Role::Admin).await;
+    let alice = app.create_user(Role::User).await;
+    let admin_token = app.sign_in(&admin).await;
+    let (alice_phone, alice_phone_id) = app.sign_in_as(&alice, "phone").await;
+    let token = token_of(&start(&app, &admin_token, alice.id, "ticket 7").await);
+    let other_imp = token_of(&start(&app, &admin_token, alice.id, "ticket 8").await);
+    let other_imp_id =
+        app.gql(Some(&other_imp), VIEWER, json!({})).await["data"]["viewer"]["session"]["id"]
+            .clone();
+    let revoke = "mutation($id: UUID!) { revokeSession(id: $id) { isActive } }";
+    let events_before = app.audit_events().await.len();
+
+    for (id, what) in [
+        (json!(alice_phone_id), "the user's own session"),
+        (other_imp_id, "another impersonation of the user"),
+        (json!(Uuid::new_v4()), "an unknown id"),
+    ] {
+        let body = app.gql(Some(&token), revoke, json!({ "id": id })).await;
+        assert_error_code(&body, "FORBIDDEN", what);
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("impersonation session"),
+            "{what}: {body}"
+        );
+    }
+    let bulk = app
+        .gql(Some(&token), "mutation { revokeSessions }", json!({}))
+        .await;
+    assert_error_code(&bulk, "FORBIDDEN", "the bulk form, as before");
+
+    assert!(
+        works(&app, &alice_phone).await,
+        "alice's phone is untouched"
+    );
+    assert!(works(&app, &other_imp).await);
+    assert!(works(&app, &token).await, "refusals do not end it");
+    let events = app.audit_events().await;
+    let written = &events[events_before..];
+    assert_eq!(written.len(), 4, "each refusal is audited: {written:?}");
+    assert!(written.iter().all(|e| e.event_type == "access.denied"
+        && e.status == AuditStatus::Failed
+        && e.actor_id == Some(admin.id)
+        && e.user_id == Some(alice.id)));
+    assert!(
+        app.events_of_type("session.revoked").await.is_empty(),
+        "nothing was revoked"
+    );
+}
+
+#[tokio::test]
+async fn an_admin_cannot_revoke_an_owners_impersonation_of_another_admin() {
+    let app = spawn_app().await;
+    let owner = app.create_user(Role::Owner).await;
+    let target = app.create_user(Role::Admin).await;
+    let other_admin = app.create_user(Role::Admin).await;
+    let owner_token = app.sign_in(&owner).await;
+    let other_token = app.sign_in(&other_admin).await;
+    let (target_token, target_session) = app.sign_in_as(&target, "laptop").await;
+    let started = start(&app, &owner_token, target.id, "audit the admin console").await;
+    let imp = token_of(&started);
+    let imp_id = started["data"]["startImpersonation"]["session"]["id"].clone();
+    let revoke = "mutation($id: UUID!) { revokeSession(id: $id) { isActive } }";
+
+    let body = app
+        .gql(Some(&other_token), revoke, json!({ "id": imp_id }))
+        .await;
+    assert_error_code(&body, "FORBIDDEN", "an admin on the owner's impersonation");
+    assert!(works(&app, &imp).await, "the impersonation goes on");
+    let denied = app.events_of_type("access.denied").await.pop().unwrap();
+    assert_eq!(
+        (denied.actor_id, denied.user_id, denied.session_id),
+        (
+            Some(other_admin.id),
+            Some(target.id),
+            imp_id.as_str().map(|id| id.parse().unwrap())
+        )
+    );
+
+    // The bulk form ends the admin's own sessions but not the owner's
+    // impersonation of them.
+    let body = app
+        .gql(
+            Some(&other_token),
+            "mutation($u: UUID) { revokeSessions(userId: $u) }",
+            json!({ "u": target.id }),
+        )
+        .await;
+    assert_eq!(body["data"]["revokeSessions"], 1, "{body}");
+    assert!(!works(&app, &target_token).await, "their own session ended");
+    assert!(works(&app, &imp).await, "the impersonation was skipped");
+    let _ = target_session;
+
+    // An admin's ordinary session of the same admin stays revocable by the
+    // other admin (unchanged), and the owner may end the impersonation.
+    let (_, target_again) = app.sign_in_as(&target, "phone").await;
+    let body = app
+        .gql(Some(&other_token), revoke, json!({ "id": target_again }))
+        .await;
+    assert_eq!(body["data"]["revokeSession"]["isActive"], false, "{body}");
+    let body = app
+        .gql(Some(&owner_token), revoke, json!({ "id": imp_id }))
+        .await;
+    assert_eq!(body["data"]["revokeSession"]["isActive"], false, "{body}");
+    assert!(!works(&app, &imp).await);
+}
+
+#[tokio::test]
+async fn the_impersonated_user_may_end_an_owners_impersonation_of_them() {
+    let app = spawn_app().await;
+    let owner = app.create_user(Role::Owner).await;
+    let target = app.create_user(Role::Admin).await;
+    let owner_token = app.sign_in(&owner).await;
+    let target_token = app.sign_in(&target).await;
+    let started = start(&app, &owner_token, target.id, "check").await;
+    let imp = token_of(&started);
+    let imp_id = started["data"]["startImpersonation"]["session"]["id"].clone();
+    let body = app
+        .gql(
+            Some(&target_token),
+            "mutation($id: UUID!) { revokeSession(id: $id) { isActive } }",
+            json!({ "id": imp_id }),
+        )
+        .await;
+    assert_eq!(body["data"]["revokeSession"]["isActive"], false, "{body}");
+    assert!(!works(&app, &imp).await);
+}
+
+#[tokio::test]
+async fn the_impersonated_user_sees_who_and_why_but_not_where_the_admin_sits() {
+    let app = spawn_app().await;
+    let admin = app.create_user(Role::Admin).await;
+    let owner = app.create_user(Role::Owner).await;
+    let alice = app.create_user(Role::User).await;
+    let (admin_token, admin_session) = app.sign_in_as(&admin, "AdminAgent/9.9").await;
+    let owner_token = app.sign_in(&owner).await;
+    let alice_token = app.sign_in(&alice).await;
+    let mut alice_socket = crate::subscriptions::connect(&app, &alice_token).await;
+    crate::subscriptions::subscribe(&mut alice_socket, "mine", json!({})).await;
+    // The subscription is live once it delivers an event.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    app.sign_in(&alice).await;
+    crate::subscriptions::next_event(&mut alice_socket, "auth.sign_in").await;
+
+    let started: Value = app
+        .client
+        .post(app.graphql_url())
+        .bearer_auth(&admin_token)
+        .header("user-agent", "AdminAgent/9.9")
+        .json(&json!({ "query": START, "variables": { "id": alice.id, "reason": "ticket 7" } }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let imp = token_of(&started);
+    let live = crate::subscriptions::next_event(&mut alice_socket, "impersonation.started").await;
+    // Through the impersonation: a refusal, then the end of it.
+    for query in ["mutation { revokeSessions }", STOP] {
+        app.client
+            .post(app.graphql_url())
+            .bearer_auth(&imp)
+            .header("user-agent", "AdminAgent/9.9")
+            .json(&json!({ "query": query }))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let page = "{ sessionAudit(filter: { actorId: \"ACTOR\" }) { logs { eventType actorId sessionId ipAddress userAgent metadata } } }"
+        .replace("ACTOR", &admin.id.to_string());
+    let seen = app.gql(Some(&alice_token), &page, json!({})).await;
+    let logs = seen["data"]["sessionAudit"]["logs"].as_array().unwrap();
+    let types: Vec<_> = logs.iter().map(|e| e["eventType"].clone()).collect();
+    for expected in [
+        "impersonation.started",
+        "access.denied",
+        "session.revoked",
+        "impersonation.stopped",
+    ] {
+        assert!(types.contains(&json!(expected)), "{expected} in {types:?}");
+    }
+    let text = seen.to_string();
+    let payload = live["payload"]["data"]["sessionEvents"].to_string();
+    for (view, what) in [(&text, "sessionAudit"), (&payload, "sessionEvents")] {
+        assert!(
+            !view.contains(&admin_session.to_string()),
+            "{what}: no trace of the admin's own session: {view}"
+        );
+        assert!(
+            !view.contains("AdminAgent"),
+            "{what}: nor their User-Agent: {view}"
+        );
+        assert!(
+            !view.contains("127.0.0.1"),
+            "{what}: nor their address: {view}"
+        );
+    }
+    for event in logs {
+        assert!(
+            event["ipAddress"].is_null() && event["userAgent"].is_null(),
+            "{event}"
+        );
+    }
+    let started_event = logs
+        .iter()
+        .find(|e| e["eventType"] == "impersonation.started")
+        .unwrap();
+    let stopped_event = logs
+        .iter()
+        .find(|e| e["eventType"] == "impersonation.stopped")
+        .unwrap();
+    for event in [
+        started_event,
+        &live["payload"]["data"]["sessionEvents"],
+        stopped_event,
+    ] {
+        let meta = &event["metadata"];
+        assert_eq!(meta["impersonatorEmail"], admin.email, "who: {event}");
+        assert_eq!(meta["impersonatorName"], "Test admin", "who: {event}");
+        assert_eq!(meta["reason"], "ticket 7", "why: {event}");
+    }
+
+    // Their sessions list shows who and why, not where.
+    let body = app
+        .gql(
+            Some(&alice_token),
+            "{ sessions(includeExpired: true) { sessions { impersonationReason ipAddress userAgent device impersonator { name email } } } }",
+            json!({}),
+        )
+        .await;
+    let listed = body["data"]["sessions"]["sessions"].as_array().unwrap();
+    let entry = listed
+        .iter()
+        .find(|s| s["impersonationReason"] == "ticket 7")
+        .unwrap_or_else(|| panic!("listed: {body}"));
+    assert_eq!(entry["impersonator"]["email"], admin.email);
+    assert_eq!(entry["impersonator"]["name"], "Test admin");
+    assert!(
+        entry["ipAddress"].is_null() && entry["userAgent"].is_null() && entry["device"].is_null(),
+        "{entry}"
+    );
+
+    // Admins and owners still see everything.
+    let full = app.gql(Some(&owner_token), &page, json!({})).await;
+    let logs = full["data"]["sessionAudit"]["logs"].as_array().unwrap();
+    let started_event = logs
+        .iter()
+        .find(|e| e["eventType"] == "impersonation.started")
+        .unwrap();
+    assert_eq!(started_event["ipAddress"], "127.0.0.1", "{started_event}");
+    assert_eq!(started_event["userAgent"], "AdminAgent/9.9");
+    assert_eq!(
+        started_event["metadata"]["impersonatorSessionId"],
+        admin_session.to_string()
+    );
+    let body = app
+        .gql(
+            Some(&owner_token),
+            "query($u: UUID) { sessions(userId: $u, includeExpired: true) { sessions { impersonationReason userAgent } } }",
+            json!({ "u": alice.id }),
+        )
+        .await;
+    assert!(
+        body["data"]["sessions"]["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["userAgent"] == "AdminAgent/9.9"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn bidirectional_override_characters_in_the_reason_are_refused() {
+    let app = spawn_app().await;
+    let admin = app.create_user(Role::Admin).await;
+    let alice = app.create_user(Role::User).await;
+    let token = app.sign_in(&admin).await;
+    let events_before = app.audit_events().await.len();
+    let cases = ('\u{202A}'..='\u{202E}')
+        .chain('\u{2066}'..='\u{2069}')
+        .map(|c| (c, "bidirectional"))
+        .chain([
+            ('\n', "control"),
+            ('\u{7}', "control"),
+            ('\u{1b}', "control"),
+        ]);
+    for (c, kind) in cases {
+        let case = format!("U+{:04X} ({kind})", c as u32);
+        let body = start(&app, &token, alice.id, &format!("ticket {c}42 for alice")).await;
+        assert_error_code(&body, "BAD_USER_INPUT", &case);
+        assert_eq!(body["errors"][0]["extensions"]["field"], "reason", "{case}");
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains(kind),
+            "{case}: {body}"
+        );
+    }
+    assert!(
+        app.sessions()
+            .await
+            .iter()
+            .all(|s| s.impersonator_id.is_none()),
+        "nothing was opened"
+    );
+    assert_eq!(
+        app.audit_events().await.len(),
+        events_before,
+        "nothing was written"
+    );
+    let body = start(&app, &token, alice.id, "ticket 42 für Ålice — عربى").await;
+    assert!(
+        body["data"]["startImpersonation"]["token"].is_string(),
+        "other scripts are fine: {body}"
+    );
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod cli;
 mod dashboard;
+mod denials;
 mod hardening;
 mod helpers;
 mod hostile;

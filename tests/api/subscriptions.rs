@@ -16,7 +16,7 @@ use tokio_tungstenite::{
 
 use crate::helpers::{TestApp, assert_error_code, spawn_app, spawn_app_with, spawn_replica};
 
-type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 const EVENTS: &str = "subscription($u: UUID) { sessionEvents(userId: $u) { eventType status userId actorId sessionId metadata } }";
 const REVOKE: &str = "mutation($id: UUID!) { revokeSession(id: $id) { id } }";
@@ -64,19 +64,19 @@ async fn receive(socket: &mut Socket) -> Value {
 }
 
 /// Opens a socket and authenticates it.
-async fn connect(app: &TestApp, token: &str) -> Socket {
+pub(crate) async fn connect(app: &TestApp, token: &str) -> Socket {
     let mut socket = open(app).await;
     send(&mut socket, json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } })).await;
     assert_eq!(receive(&mut socket).await["type"], "connection_ack");
     socket
 }
 
-async fn subscribe(socket: &mut Socket, id: &str, variables: Value) {
+pub(crate) async fn subscribe(socket: &mut Socket, id: &str, variables: Value) {
     send(socket, json!({ "id": id, "type": "subscribe", "payload": { "query": EVENTS, "variables": variables } })).await;
 }
 
 /// Reads until a `next` whose event is of `event_type`.
-async fn next_event(socket: &mut Socket, event_type: &str) -> Value {
+pub(crate) async fn next_event(socket: &mut Socket, event_type: &str) -> Value {
     for _ in 0..50 {
         let message = receive(socket).await;
         assert!(
