@@ -9,6 +9,7 @@ mod hardening;
 mod helpers;
 mod http;
 mod impersonation;
+mod logs;
 mod policies;
 mod reads;
 mod resilience;
