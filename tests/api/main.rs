@@ -4,6 +4,7 @@
 mod audit;
 mod auth;
 mod cli;
+mod config;
 mod dashboard;
 mod hardening;
 mod helpers;
