@@ -11,6 +11,7 @@ mod helpers;
 mod http;
 mod impersonation;
 mod logs;
+mod metrics;
 mod policies;
 mod reads;
 mod resilience;
