@@ -216,6 +216,7 @@ mod tests {
                 revoked_at: None,
                 revoked_by: None,
                 revoke_reason: None,
+                end_reason: None,
             },
         }
     }

@@ -6,6 +6,7 @@ mod auth;
 mod cli;
 mod config;
 mod dashboard;
+mod expiry;
 mod hardening;
 mod helpers;
 mod http;
