@@ -152,3 +152,20 @@ async fn a_server_at_the_largest_allowed_durations_signs_in_impersonates_and_mai
     let report = tasks::run_once(&app.state).await;
     assert!(!report.failed, "{report:?}");
 }
+
+#[test]
+fn a_metrics_token_too_short_to_be_a_secret_is_refused_without_echoing_it() {
+    for value in ["", "short-token", "sixteen chars ok"] {
+        let out = serve_with(&[("METRICS_TOKEN", value)])
+            .unwrap_or_else(|| panic!("METRICS_TOKEN={value:?}: the server started"));
+        assert!(
+            !out.status.success(),
+            "METRICS_TOKEN={value:?} should be refused"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("METRICS_TOKEN"), "{value:?}: {stderr}");
+        if !value.is_empty() {
+            assert!(!stderr.contains(value), "the value is echoed: {stderr}");
+        }
+    }
+}
