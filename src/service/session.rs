@@ -45,7 +45,7 @@ pub mod reasons {
 
 /// How a session ended by expiry, as stored in `end_reason` once recorded.
 pub mod end_reasons {
-    /// Unused for `SESSION_IDLE_TIMEOUT`.
+    /// Not used for `SESSION_IDLE_TIMEOUT` (or longer).
     pub const IDLE_TIMEOUT: &str = "idle_timeout";
     /// Its absolute lifetime (`SESSION_TTL`, or `IMPERSONATION_TTL`) ran out.
     pub const EXPIRED: &str = "expired";
