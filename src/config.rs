@@ -224,6 +224,9 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
+    /// When set, `GET /metrics` requires `Authorization: Bearer <this token>`.
+    #[arg(long, env = "METRICS_TOKEN", value_parser = parse_secret, hide_env_values = true, global = true)]
+    pub metrics_token: Option<Secret>,
 }
 
 impl Default for ServeArgs {
@@ -255,6 +258,7 @@ impl Default for ServeArgs {
             subscriber_buffer: 1024,
             demo: false,
             max_body_bytes: 1024 * 1024,
+            metrics_token: None,
         }
     }
 }
@@ -288,6 +292,8 @@ pub struct Config {
     pub max_subscriptions_per_connection: usize,
     pub subscriber_buffer: usize,
     pub max_body_bytes: usize,
+    /// Required as a bearer token by `GET /metrics` when set.
+    pub metrics_token: Option<Secret>,
 }
 
 impl Config {
@@ -330,22 +336,31 @@ impl Config {
             max_subscriptions_per_connection: serve.max_subscriptions_per_connection,
             subscriber_buffer: serve.subscriber_buffer,
             max_body_bytes: serve.max_body_bytes,
+            metrics_token: serve.metrics_token.clone(),
         }
     }
 
-    /// Durations as chrono needs them (validated bounds make this exact).
+    /// Durations as chrono needs them. Start-up bounds every duration
+    /// setting (see [`DURATION_BOUNDS`]), and this caps whatever it is given
+    /// at [`MAX_CHRONO`] besides, so `now ± Config::chrono(d)` can never
+    /// overflow (chrono panics when a `DateTime` leaves its range), whatever
+    /// a caller that skipped validation passed in.
     pub fn chrono(duration: Duration) -> chrono::Duration {
-        chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
+        chrono::Duration::from_std(duration.min(MAX_CHRONO)).unwrap_or(chrono::Duration::MAX)
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        for (name, value, max) in self.duration_bounds() {
+            anyhow::ensure!(
+                value <= max,
+                "{name} must be at most {} (got {})",
+                format_duration(max),
+                format_duration(value)
+            );
+        }
         anyhow::ensure!(
             self.session_ttl >= Duration::from_secs(1),
             "SESSION_TTL must be at least 1s"
-        );
-        anyhow::ensure!(
-            self.session_ttl <= Duration::from_secs(366 * 86_400),
-            "SESSION_TTL must be at most 366d"
         );
         anyhow::ensure!(
             self.impersonation_ttl >= Duration::from_secs(1)
@@ -418,6 +433,15 @@ impl Config {
             self.max_body_bytes >= 1024,
             "MAX_BODY_BYTES must be at least 1024"
         );
+        if let Some(token) = &self.metrics_token {
+            let token = token.expose();
+            anyhow::ensure!(
+                (MIN_METRICS_TOKEN_LEN..=MAX_METRICS_TOKEN_LEN).contains(&token.len())
+                    && token.bytes().all(|b| b.is_ascii_graphic()),
+                "METRICS_TOKEN must be {MIN_METRICS_TOKEN_LEN} to {MAX_METRICS_TOKEN_LEN} \
+                 printable ASCII characters without spaces"
+            );
+        }
         anyhow::ensure!(
             self.database_url.starts_with("sqlite:")
                 || self.database_url.starts_with("postgres://")
@@ -425,6 +449,23 @@ impl Config {
             "DATABASE_URL must start with sqlite:, postgres:// or postgresql://"
         );
         Ok(())
+    }
+
+    /// Every duration setting with its value and its upper bound, in
+    /// the order of [`DURATION_BOUNDS`].
+    fn duration_bounds(&self) -> [(&'static str, Duration, Duration); 9] {
+        let values = [
+            self.session_ttl,
+            self.session_idle_timeout,
+            self.activity_write_interval,
+            self.impersonation_ttl,
+            self.session_retention,
+            self.audit_retention,
+            self.signin_failure_window,
+            self.request_timeout,
+            self.ws_init_timeout,
+        ];
+        std::array::from_fn(|i| (DURATION_BOUNDS[i].0, values[i], DURATION_BOUNDS[i].1))
     }
 
     /// The directory a SQLite URL points into, when it is a file.
@@ -438,6 +479,72 @@ impl Config {
     }
 }
 
+const DAY: u64 = 86_400;
+
+/// The upper bound of each duration setting, checked at start-up. The
+/// lifetimes stay within a year, so that expiry instants are always close
+/// to now; retention reaches back 10 years for sessions and 100 for the
+/// audit log (a record kept "for ever" in practice); the rest are the
+/// longest a sane deployment would wait.
+pub const DURATION_BOUNDS: [(&str, Duration); 9] = [
+    ("SESSION_TTL", Duration::from_secs(366 * DAY)),
+    ("SESSION_IDLE_TIMEOUT", Duration::from_secs(366 * DAY)),
+    ("ACTIVITY_WRITE_INTERVAL", Duration::from_secs(DAY)),
+    ("IMPERSONATION_TTL", Duration::from_secs(DAY)),
+    ("SESSION_RETENTION", Duration::from_secs(3_660 * DAY)),
+    ("AUDIT_RETENTION", Duration::from_secs(36_600 * DAY)),
+    ("SIGNIN_FAILURE_WINDOW", Duration::from_secs(DAY)),
+    ("REQUEST_TIMEOUT", Duration::from_secs(3_600)),
+    ("WS_INIT_TIMEOUT", Duration::from_secs(600)),
+];
+
+/// No duration reaches chrono beyond this (1 000 years), so adding it to or
+/// subtracting it from any instant of this millennium stays in range.
+pub const MAX_CHRONO: Duration = Duration::from_secs(366_000 * DAY);
+
+const MIN_METRICS_TOKEN_LEN: usize = 16;
+const MAX_METRICS_TOKEN_LEN: usize = 512;
+
+/// A setting that must never be logged: its `Debug` shows no value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself, for the one place that compares it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+fn parse_secret(text: &str) -> Result<Secret, String> {
+    Ok(Secret::new(text))
+}
+
+/// A duration in the largest unit that divides it, as settings read it.
+pub fn format_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if !millis.is_multiple_of(1_000) {
+        return format!("{millis}ms");
+    }
+    let secs = duration.as_secs();
+    for (unit, per) in [("d", DAY), ("h", 3_600), ("m", 60)] {
+        if secs >= per && secs.is_multiple_of(per) {
+            return format!("{}{unit}", secs / per);
+        }
+    }
+    format!("{secs}s")
+}
+
 /// Parses `30d`, `1h`, `15m`, `2s`, `500ms` (one number and one unit).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -445,9 +552,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("`{text}` has no unit: write it like 30d, 1h, 15m, 2s or 500ms"))?;
     let (number, unit) = text.split_at(split);
+    if number.is_empty() {
+        return Err(format!("`{text}` does not start with a whole number"));
+    }
+    // All digits: the only way to fail is not to fit in 64 bits.
     let n: u64 = number
         .parse()
-        .map_err(|_| format!("`{text}` does not start with a whole number"))?;
+        .map_err(|_| format!("`{text}` is too large"))?;
     let seconds_per_unit = match unit {
         "ms" => return Ok(Duration::from_millis(n)),
         "s" => 1,
@@ -509,11 +620,94 @@ mod tests {
             ("-1s", "negative"),
             ("1.5h", "fraction"),
             ("99999999999999999999d", "overflow"),
+            ("100000000000000000000d", "more digits than 64 bits hold"),
+            ("213503982334602d", "seconds overflow"),
         ] {
             assert!(
                 parse_duration(text).is_err(),
                 "{text:?} ({why}) should fail"
             );
+        }
+        assert_eq!(
+            parse_duration("100000000000000000000d"),
+            Err("`100000000000000000000d` is too large".to_owned())
+        );
+    }
+
+    #[test]
+    fn every_duration_setting_has_an_upper_bound_named_in_the_error() {
+        for (i, (name, max)) in DURATION_BOUNDS.iter().enumerate() {
+            let mut config = Config::with_database("sqlite::memory:");
+            assert!(config.validate().is_ok(), "the defaults are valid");
+            let over = *max + Duration::from_secs(1);
+            let fields = [
+                &mut config.session_ttl,
+                &mut config.session_idle_timeout,
+                &mut config.activity_write_interval,
+                &mut config.impersonation_ttl,
+                &mut config.session_retention,
+                &mut config.audit_retention,
+                &mut config.signin_failure_window,
+                &mut config.request_timeout,
+                &mut config.ws_init_timeout,
+            ];
+            *fields.into_iter().nth(i).unwrap() = over;
+            let error = config.validate().unwrap_err().to_string();
+            assert!(
+                error.contains(name) && error.contains(&format_duration(*max)),
+                "{name}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn chrono_durations_cannot_overflow_instants() {
+        let now = chrono::Utc::now();
+        for duration in [
+            Duration::MAX,
+            Duration::from_secs(100_000_000 * DAY),
+            MAX_CHRONO,
+        ] {
+            let d = Config::chrono(duration);
+            assert!(now.checked_add_signed(d).is_some(), "{duration:?}");
+            assert!(now.checked_sub_signed(d).is_some(), "{duration:?}");
+        }
+        assert_eq!(
+            Config::chrono(Duration::from_secs(30 * DAY)),
+            chrono::Duration::days(30)
+        );
+    }
+
+    #[test]
+    fn durations_format_in_the_largest_whole_unit() {
+        for (millis, text) in [
+            (366 * DAY * 1_000, "366d"),
+            (3_600_000, "1h"),
+            (600_000, "10m"),
+            (90_000, "90s"),
+            (1_500, "1500ms"),
+            (0, "0s"),
+        ] {
+            assert_eq!(format_duration(Duration::from_millis(millis)), text);
+            assert_eq!(parse_duration(text), Ok(Duration::from_millis(millis)));
+        }
+    }
+
+    #[test]
+    fn the_metrics_token_is_never_shown_and_must_be_long_enough() {
+        let mut config = Config::with_database("sqlite::memory:");
+        config.metrics_token = Some(Secret::new("a-very-secret-metrics-token"));
+        assert!(config.validate().is_ok());
+        assert!(!format!("{config:?}").contains("a-very-secret"));
+        for bad in [
+            "",
+            "short",
+            "has a space in it ok",
+            "tab\tseparated-token-value",
+        ] {
+            config.metrics_token = Some(Secret::new(bad));
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains("METRICS_TOKEN"), "{bad:?}: {error}");
         }
     }
 

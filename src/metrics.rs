@@ -192,9 +192,60 @@ impl Metrics {
     }
 }
 
+/// Whether a request may read the metrics: always when no token is
+/// configured (`METRICS_TOKEN`), otherwise only with
+/// `Authorization: Bearer <token>`. The comparison takes the same time
+/// wherever the values differ: both are hashed first (which hides the
+/// length too) and the digests compared without an early exit.
+pub fn may_read(token: Option<&crate::config::Secret>, authorization: Option<&[u8]>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let Some(presented) = authorization
+        .and_then(|value| std::str::from_utf8(value).ok())
+        .and_then(|value| value.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, presented)| presented.trim())
+    else {
+        return false;
+    };
+    use sha2::{Digest, Sha256};
+    let expected = Sha256::digest(token.expose().as_bytes());
+    let presented = Sha256::digest(presented.as_bytes());
+    expected
+        .iter()
+        .zip(presented.iter())
+        .fold(0u8, |differ, (a, b)| differ | (a ^ b))
+        == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_metrics_token_is_required_only_when_set() {
+        let token = crate::config::Secret::new("metrics-token-0123456789");
+        let cases: [(Option<&str>, bool); 8] = [
+            (None, false),
+            (Some("Bearer metrics-token-0123456789"), true),
+            (Some("bearer  metrics-token-0123456789 "), true),
+            (Some("Bearer metrics-token-012345678"), false),
+            (Some("Bearer metrics-token-01234567890"), false),
+            (Some("Basic metrics-token-0123456789"), false),
+            (Some("metrics-token-0123456789"), false),
+            (Some("Bearer "), false),
+        ];
+        for (header, expected) in cases {
+            assert_eq!(
+                may_read(Some(&token), header.map(str::as_bytes)),
+                expected,
+                "{header:?}"
+            );
+        }
+        assert!(may_read(None, None), "no token configured: open");
+        assert!(may_read(None, Some(b"Bearer anything")));
+    }
 
     #[test]
     fn requests_are_counted_by_operation_and_bucketed() {

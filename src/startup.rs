@@ -225,7 +225,22 @@ async fn readyz(State(http): State<HttpState>) -> Response {
     }
 }
 
-async fn metrics(State(http): State<HttpState>) -> Response {
+/// The metrics, behind `METRICS_TOKEN` when it is set.
+async fn metrics(State(http): State<HttpState>, headers: axum::http::HeaderMap) -> Response {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    if !crate::metrics::may_read(http.app.config.metrics_token.as_ref(), authorization) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"metrics\""),
+            )],
+            "a bearer token is required for /metrics\n",
+        )
+            .into_response();
+    }
     let active = service::session::count_active(&http.app.db).await.ok();
     (
         [(

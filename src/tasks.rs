@@ -1,4 +1,5 @@
-//! Background maintenance: retention of ended sessions and of the audit log.
+//! Background maintenance: recording expired sessions, retention of ended
+//! sessions and of the audit log.
 
 use std::{sync::atomic::Ordering, time::Duration};
 
@@ -15,6 +16,10 @@ const INTERVAL: Duration = Duration::from_secs(10 * 60);
 /// Rows deleted per statement or transaction, so a large clean-up never
 /// holds the write lock for long.
 const BATCH: u64 = 1_000;
+/// Expiries recorded per pass at most (a backlog is worked off over the
+/// following passes, so no pass writes for long), and per transaction.
+const EXPIRIES_PER_PASS: u64 = 1_000;
+const EXPIRIES_PER_TRANSACTION: usize = 100;
 
 /// Runs maintenance now and then every [`INTERVAL`] until aborted.
 pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
@@ -31,6 +36,8 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
 /// What one maintenance pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Report {
+    /// Expired sessions whose `session.expired` event this pass wrote.
+    pub expiries_recorded: u64,
     pub sessions_deleted: u64,
     pub audit_events_purged: u64,
     pub failed: bool,
@@ -42,6 +49,16 @@ pub async fn run_once(state: &AppState) -> Report {
     let now = db::now();
     let mut report = Report::default();
     let started = std::time::Instant::now();
+
+    // Before the clean-up, so a session is recorded before it is deleted.
+    match session::record_expired(&state.db, now, EXPIRIES_PER_PASS, EXPIRIES_PER_TRANSACTION).await
+    {
+        Ok(n) => report.expiries_recorded = n,
+        Err(err) => {
+            report.failed = true;
+            tracing::warn!(error = %err, "maintenance: recording expired sessions failed");
+        }
+    }
 
     let session_cutoff = now - Config::chrono(state.config.session_retention);
     match session::delete_ended_before(&state.db, session_cutoff, BATCH).await {
@@ -78,6 +95,7 @@ pub async fn run_once(state: &AppState) -> Report {
         Ordering::Relaxed,
     );
     tracing::info!(
+        expiries_recorded = report.expiries_recorded,
         sessions_deleted = report.sessions_deleted,
         audit_events_purged = report.audit_events_purged,
         failed = report.failed,

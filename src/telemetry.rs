@@ -1,18 +1,90 @@
 //! Logging set-up.
 
-use tracing_subscriber::{EnvFilter, fmt};
+use tracing::{Level, Metadata};
+use tracing_subscriber::{
+    EnvFilter,
+    filter::{FilterExt, filter_fn},
+    fmt,
+    prelude::*,
+};
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber; `RUST_LOG` overrides the default level.
-/// Logs go to standard error, so `print-schema` and `audit export` keep a
-/// clean standard output.
+/// Targets whose `trace` output prints what goes over the wire, and with
+/// it bearer tokens and passwords: tungstenite logs every WebSocket frame
+/// and message in full at `trace` (`received frame …`, `Received message
+/// …`, with `connection_init`'s `authorization` and any inline `signIn`
+/// password). Their `debug` output and above (handshake done, close
+/// frames) carries no payload. The rest of the HTTP stack was checked at
+/// `RUST_LOG=trace` with a bearer header and an inline password: hyper 1
+/// emits no tracing events without its unstable `tracing` feature (its
+/// `trace!` calls give sizes and header counts only, never header values
+/// or bodies), `axum::serve` logs accepted connections, `tower_http` the
+/// method, path, status and latency; h2 is not linked in; SeaORM's and
+/// sqlx's statement logging is off (`sqlx_logging(false)`).
+const WIRE_TARGETS: [&str; 2] = ["tungstenite", "tokio_tungstenite"];
+
+/// The most verbose level logged for [`WIRE_TARGETS`], whatever `RUST_LOG`
+/// asks for.
+const WIRE_MAX_LEVEL: Level = Level::DEBUG;
+
+/// Installs the global subscriber; `RUST_LOG` overrides the default level,
+/// except that [`WIRE_TARGETS`] never log beyond [`WIRE_MAX_LEVEL`] (a
+/// second filter that `RUST_LOG` cannot reach). Logs go to standard error,
+/// so `print-schema` and `audit export` keep a clean standard output.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,tower_http=info"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,tower_http=info"))
+        .and(filter_fn(is_allowed));
+    let layer = fmt::layer().with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => tracing_subscriber::registry()
+            .with(layer.with_filter(filter))
+            .init(),
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(layer.json().flatten_event(true).with_filter(filter))
+            .init(),
+    }
+}
+
+/// Whether a span or event may be logged at all (before `RUST_LOG` has its
+/// say): everything except the wire targets beyond their cap.
+pub fn is_allowed(metadata: &Metadata<'_>) -> bool {
+    allowed(metadata.target(), *metadata.level())
+}
+
+fn allowed(target: &str, level: Level) -> bool {
+    let on_the_wire = WIRE_TARGETS.iter().any(|wire| {
+        target
+            .strip_prefix(wire)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    });
+    // More verbose levels compare greater: TRACE > DEBUG > INFO.
+    !on_the_wire || level <= WIRE_MAX_LEVEL
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_targets_are_capped_at_debug_and_the_rest_pass() {
+        let cases = [
+            ("tungstenite::protocol", Level::TRACE, false),
+            ("tungstenite::protocol::frame", Level::TRACE, false),
+            ("tungstenite", Level::TRACE, false),
+            ("tokio_tungstenite", Level::TRACE, false),
+            ("tokio_tungstenite::compat", Level::TRACE, false),
+            ("tungstenite::protocol", Level::DEBUG, true),
+            ("tokio_tungstenite", Level::INFO, true),
+            ("tungstenite::handshake", Level::WARN, true),
+            ("tungstenite_lookalike", Level::TRACE, true),
+            ("session_manager::ws", Level::TRACE, true),
+            ("hyper::proto::h1::conn", Level::TRACE, true),
+            ("sea_orm", Level::TRACE, true),
+        ];
+        for (target, level, expected) in cases {
+            assert_eq!(allowed(target, level), expected, "{target} at {level}");
+        }
     }
 }

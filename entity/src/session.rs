@@ -32,6 +32,11 @@ pub struct Model {
     pub revoked_at: Option<DateTimeUtc>,
     pub revoked_by: Option<Uuid>,
     pub revoke_reason: Option<String>,
+    /// How the session ended by expiry, once the server has recorded it
+    /// (`idle_timeout` or `expired`, with its `session.expired` event);
+    /// null while it lives, when it was revoked, and until the expiry is
+    /// recorded.
+    pub end_reason: Option<String>,
 }
 
 impl Model {
@@ -59,6 +64,7 @@ impl Model {
             revoked_at: row.try_get_by_index_nullable(column())?,
             revoked_by: row.try_get_by_index_nullable(column())?,
             revoke_reason: row.try_get_by_index_nullable(column())?,
+            end_reason: row.try_get_by_index_nullable(column())?,
         })
     }
 

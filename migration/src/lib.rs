@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_initial;
 mod m20261201_000001_throttle;
+mod m20261201_000002_session_expiry;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261128_000001_initial::Migration),
             Box::new(m20261201_000001_throttle::Migration),
+            Box::new(m20261201_000002_session_expiry::Migration),
         ]
     }
 }

@@ -468,6 +468,7 @@ mod tests {
                 revoked_at: None,
                 revoked_by: None,
                 revoke_reason: None,
+                end_reason: None,
             },
         }
     }

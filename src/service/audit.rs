@@ -27,6 +27,8 @@ use crate::{
 pub mod events {
     pub const SIGN_IN: &str = "auth.sign_in";
     pub const SESSION_REVOKED: &str = "session.revoked";
+    /// A session ended by idle timeout or absolute expiry (recorded once).
+    pub const SESSION_EXPIRED: &str = "session.expired";
     pub const ACCESS_DENIED: &str = "access.denied";
     pub const SESSIONS_VIEWED: &str = "sessions.viewed";
     pub const IMPERSONATION_STARTED: &str = "impersonation.started";

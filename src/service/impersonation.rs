@@ -87,6 +87,7 @@ pub async fn start(
         revoked_at: None,
         revoked_by: None,
         revoke_reason: None,
+        end_reason: None,
     };
     let txn = db::begin_write(db).await?;
     session::Entity::insert(session::ActiveModel::from(session.clone()))

@@ -235,6 +235,7 @@ pub async fn seed(
             revoked_at: None,
             revoked_by: None,
             revoke_reason: None,
+            end_reason: None,
         };
         Ok((model, token.plaintext))
     };

@@ -4,13 +4,17 @@
 mod audit;
 mod auth;
 mod cli;
+mod config;
 mod dashboard;
 mod denials;
+mod expiry;
 mod hardening;
 mod helpers;
 mod hostile;
 mod http;
 mod impersonation;
+mod logs;
+mod metrics;
 mod policies;
 mod reads;
 mod resilience;

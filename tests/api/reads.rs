@@ -35,6 +35,7 @@ fn full_session(user_id: Uuid, impersonator: Uuid) -> session::ActiveModel {
         revoked_at: Set(Some(at(5))),
         revoked_by: Set(Some(Uuid::new_v4())),
         revoke_reason: Set(Some("revoked".into())),
+        end_reason: Set(Some("idle_timeout".into())),
     }
 }
 
