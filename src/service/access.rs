@@ -80,6 +80,14 @@ pub fn may_read_all_audit(caller: &Caller) -> bool {
     may_manage_others(caller).is_ok()
 }
 
+/// May `caller` see the name and email of the account `id` (with `role`)
+/// where an audit event names it? Those who read all events see everyone;
+/// a user sees themselves and the admins and owners who acted on their
+/// account (as `Session.impersonator` shows them), never another user.
+pub fn may_see_account(caller: &Caller, id: Uuid, role: Role) -> bool {
+    may_read_all_audit(caller) || id == caller.user.id || role != Role::User
+}
+
 /// Does `caller` hold at least `role`? An impersonation session never does
 /// beyond a user's rights.
 pub fn has_role(caller: &Caller, role: Role) -> bool {
