@@ -7,7 +7,7 @@ use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use crate::{
-    auth::{Caller, RequestMeta},
+    auth::{Actor, Caller, RequestMeta},
     error::AppError,
     service::audit::{self, NewEvent, events},
 };
@@ -58,7 +58,8 @@ pub fn may_manage_sessions(caller: &Caller, owner: &user::Model) -> Result<(), &
     }
 }
 
-const OWN_ONLY: &str = "you can act only on your own sessions";
+/// Why a user is refused acting on someone else's sessions.
+pub const OWN_ONLY: &str = "you can act only on your own sessions";
 
 /// Can `caller` act on anyone's sessions but their own at all? A plain
 /// user cannot, nor can any impersonation session, whoever the other is;
@@ -145,6 +146,35 @@ pub fn not_impersonating(caller: &Caller) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// The `reason` of a refusal event.
+pub mod denial_reasons {
+    /// The caller may not do it.
+    pub const FORBIDDEN: &str = "forbidden";
+    /// What it was aimed at does not exist (or is not the caller's to know of).
+    pub const NOT_FOUND: &str = "not_found";
+}
+
+/// The event a refusal of `action` with `error` is recorded as, done by
+/// `actor` holding `role`: the one shape [`deny`] writes (and the seed
+/// data copies), before the request's origin, subject and session.
+pub fn denial_event(actor: Actor, role: Role, action: Action, error: &AppError) -> NewEvent {
+    let reason = match error {
+        AppError::NotFound(_) => denial_reasons::NOT_FOUND,
+        _ => denial_reasons::FORBIDDEN,
+    };
+    // A refused impersonation is recorded under its own type, so the log of
+    // impersonations is complete with one filter.
+    let event_type = match action {
+        Action::Impersonate => events::IMPERSONATION_STARTED,
+        _ => events::ACCESS_DENIED,
+    };
+    NewEvent::failed(event_type, format!("{} denied: {error}", action.as_str()))
+        .by_actor(actor)
+        .meta("action", action.as_str())
+        .meta("reason", reason)
+        .meta("callerRole", role.as_str())
+}
+
 /// Audits a refused attempt and returns the error to answer it with.
 /// `subject` is whose account or session it was aimed at, when known.
 pub async fn deny(
@@ -156,22 +186,8 @@ pub async fn deny(
     session_id: Option<Uuid>,
     error: AppError,
 ) -> AppError {
-    let reason = match &error {
-        AppError::NotFound(_) => "not_found",
-        _ => "forbidden",
-    };
-    // A refused impersonation is recorded under its own type, so the log of
-    // impersonations is complete with one filter.
-    let event_type = match action {
-        Action::Impersonate => events::IMPERSONATION_STARTED,
-        _ => events::ACCESS_DENIED,
-    };
-    let mut event = NewEvent::failed(event_type, format!("{} denied: {error}", action.as_str()))
-        .from_request(meta)
-        .by(caller)
-        .meta("action", action.as_str())
-        .meta("reason", reason)
-        .meta("callerRole", caller.user.role.as_str());
+    let mut event =
+        denial_event(caller.actor(), caller.user.role, action, &error).from_request(meta);
     if let Some(subject) = subject {
         event = event.subject(subject);
     }
