@@ -267,6 +267,10 @@ impl AuditSubscription {
     ) -> Result<impl Stream<Item = Result<AuditLog>> + use<>> {
         let app = state(ctx)?;
         let caller = caller(ctx)?.clone();
+        // The request's loader lives as long as the subscription: caching
+        // would keep every account an event ever named (and show renamed
+        // ones stale), so each event's `actor`/`user` is read afresh.
+        users(ctx)?.enable_all_cache(false);
         let events = BroadcastStream::new(app.events.subscribe());
         Ok(events
             .scan(false, move |ended, item| {

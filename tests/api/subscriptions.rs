@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use entity::user::Role;
 use futures_util::{SinkExt, StreamExt};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 use session_manager::{
     db,
@@ -553,4 +554,52 @@ async fn an_append_committed_elsewhere_reaches_subscribers_and_a_rolled_back_one
         ),
     }
     elsewhere.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn live_events_name_their_people_as_sessionaudit_does() {
+    let app = spawn_app().await;
+    let alice = app.create_user(Role::User).await;
+    let admin = app.create_user(Role::Admin).await;
+    let (laptop, _) = app.sign_in_as(&alice, "laptop").await;
+    let (_, phone) = app.sign_in_as(&alice, "phone").await;
+    let (_, tablet) = app.sign_in_as(&alice, "tablet").await;
+    let admin_token = app.sign_in(&admin).await;
+    let mut socket = connect(&app, &laptop).await;
+    send(&mut socket, json!({ "id": "1", "type": "subscribe", "payload": {
+        "query": "subscription { sessionEvents { eventType actor { email name role } user { email } } }",
+    } }))
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let body = app
+        .gql(Some(&admin_token), REVOKE, json!({ "id": phone }))
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+
+    let message = next_event(&mut socket, "session.revoked").await;
+    let event = &message["payload"]["data"]["sessionEvents"];
+    assert!(message["payload"]["errors"].is_null(), "{message}");
+    assert_eq!(event["actor"]["email"], admin.email.as_str(), "{message}");
+    assert_eq!(event["actor"]["role"], "ADMIN");
+    assert_eq!(event["user"]["email"], alice.email.as_str());
+
+    // The subscription keeps no copy of the accounts it has named: a
+    // renamed admin shows with the new name on the next event.
+    entity::user::Entity::update_many()
+        .col_expr(
+            entity::user::Column::Name,
+            sea_orm::sea_query::Expr::value("Renamed Admin"),
+        )
+        .filter(entity::user::Column::Id.eq(admin.id))
+        .exec(app.db())
+        .await
+        .unwrap();
+    app.gql(Some(&admin_token), REVOKE, json!({ "id": tablet }))
+        .await;
+    let message = next_event(&mut socket, "session.revoked").await;
+    assert_eq!(
+        message["payload"]["data"]["sessionEvents"]["actor"]["name"], "Renamed Admin",
+        "{message}"
+    );
 }
