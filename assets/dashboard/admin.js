@@ -125,7 +125,7 @@ export function userView(ctx, userId, params) {
   let heading;
   let subtitle;
   let impersonateBox;
-  let stop = () => {};
+  let fresh = null;
   let busy = false;
   const includeEnded = params.get('ended') === '1';
   let user = known.get(userId) || null;
@@ -268,13 +268,19 @@ export function userView(ctx, userId, params) {
       describe();
       refresh();
       // Every read of another user's sessions is audited, so no polling
-      // here: live events, the Refresh button and focus keep it current.
-      stop = keepFresh({ ctx, refresh, userId, pollMs: 0, onLive: (s) => indicator.set(s) });
+      // here, and no refresh on read events (each refresh is one): the
+      // events that change this user's sessions, the Refresh button, and
+      // focus while live updates are off keep it current.
+      fresh = keepFresh({ ctx, refresh, userId, pollMs: 0, onLive: (s) => indicator.set(s) });
     },
     refresh,
+    // Coming back to the tab: live updates already kept the list current.
+    onReturn() {
+      if (!fresh?.isLive()) refresh();
+    },
     destroy() {
       destroyed = true;
-      stop();
+      fresh?.stop();
     },
   };
 }

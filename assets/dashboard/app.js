@@ -358,9 +358,15 @@ window.addEventListener('hashchange', () => {
 
 // Coming back to the tab: show what changed meanwhile (and find out at
 // once if the session has ended).
-window.addEventListener('focus', () => state.view?.refresh?.());
+// A view whose reads are audited says how with onReturn().
+function onReturn() {
+  const view = state.view;
+  if (view?.onReturn) view.onReturn();
+  else view?.refresh?.();
+}
+window.addEventListener('focus', onReturn);
 document.addEventListener('visibilitychange', () => {
-  if (document.visibilityState === 'visible') state.view?.refresh?.();
+  if (document.visibilityState === 'visible') onReturn();
 });
 
 // ---------------------------------------------------------------- start

@@ -12,6 +12,7 @@ const EVENT_TYPES = [
   'sessions.viewed',
   'impersonation.started',
   'impersonation.stopped',
+  'session.expired',
   'access.denied',
   'password.changed',
   'user.created',
@@ -34,6 +35,21 @@ function toLocalInput(iso) {
 
 function shortId(id) {
   return id ? h('code', { title: id }, `${id.slice(0, 8)}…`) : '—';
+}
+
+/**
+ * A person named by an event: name and email, the id on hover. `href`
+ * (for those who may filter by people) makes it a link that filters the
+ * log by them. An account that is gone, or that the viewer may not see,
+ * shows as its short id.
+ */
+function personCell(person, id, href) {
+  if (!person) return shortId(id);
+  const label = [h('span', { class: 'person-name' }, person.name), h('span', { class: 'person-email' }, person.email)];
+  const title = `${person.name} <${person.email}>\n${person.id}`;
+  return href
+    ? h('a', { class: 'person', href, title, 'data-person-id': person.id }, label)
+    : h('span', { class: 'person', title, 'data-person-id': person.id }, label);
 }
 
 export function auditView(ctx, params) {
@@ -69,7 +85,11 @@ export function auditView(ctx, params) {
       const data = await gql(
         `query Audit($filter: AuditFilter, $limit: Int!, $offset: Int!) {
           sessionAudit(filter: $filter, limit: $limit, offset: $offset) {
-            logs { id eventType status message createdAt actorId userId sessionId ipAddress metadata }
+            logs {
+              id eventType status message createdAt actorId userId sessionId ipAddress metadata
+              actor { id name email }
+              user { id name email }
+            }
             pagination { total limit offset hasMore }
           }
         }`,
@@ -114,6 +134,15 @@ export function auditView(ctx, params) {
     }
   }
 
+  /** The address of this view filtered by `key` = `id` (page 1). */
+  function filteredBy(key, id) {
+    if (!admin || !id) return null;
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries({ ...filter, [key]: id })) if (v) q.set(k, v);
+    if (limit !== 25) q.set('limit', String(limit));
+    return `#/audit?${q}`;
+  }
+
   function show(page) {
     const rows = page.logs.map((log) =>
       h(
@@ -123,8 +152,8 @@ export function auditView(ctx, params) {
         h('td', { 'data-label': 'Event' }, h('code', {}, log.eventType)),
         h('td', { 'data-label': 'Status' }, h('span', { class: `badge status-${log.status.toLowerCase()}` }, log.status.toLowerCase())),
         h('td', { 'data-label': 'Message', class: 'message-cell' }, log.message),
-        h('td', { 'data-label': 'Actor' }, shortId(log.actorId)),
-        h('td', { 'data-label': 'User' }, shortId(log.userId)),
+        h('td', { 'data-label': 'Actor' }, personCell(log.actor, log.actorId, filteredBy('actorId', log.actorId))),
+        h('td', { 'data-label': 'User' }, personCell(log.user, log.userId, filteredBy('userId', log.userId))),
         h('td', { 'data-label': 'IP' }, log.ipAddress || '—'),
       ),
     );

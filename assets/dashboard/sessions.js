@@ -64,17 +64,44 @@ export function sessionCard(session, { onRevoke } = {}) {
 }
 
 /**
- * Keeps a session list fresh: live events when the subscription works,
- * polling (every `pollMs`, 0 for none) when it does not.
+ * The audit events that change what a session list shows: sign-ins,
+ * revocations (one, bulk, or by the session limit), expiry, and
+ * impersonation starting or stopping. Reads (`sessions.viewed`) are not
+ * among them: an admin's read of a user's sessions is itself audited, so
+ * refreshing on it would refresh forever.
  */
-export function keepFresh({ ctx, refresh, userId = null, pollMs = POLL_MS, onLive = () => {} }) {
+export const LIST_CHANGING_EVENTS = new Set([
+  'auth.sign_in',
+  'session.revoked',
+  'session.expired',
+  'impersonation.started',
+  'impersonation.stopped',
+]);
+
+/** Whether a live event can change the list (refused attempts change nothing). */
+export function changesList(event) {
+  return Boolean(event) && event.status === 'SUCCESS' && LIST_CHANGING_EVENTS.has(event.eventType);
+}
+
+/**
+ * Keeps the session list of `userId` fresh: live events about that user
+ * when the subscription works (only those that change the list, see
+ * `changesList`), polling (every `pollMs`, 0 for none) when it does not.
+ * Returns `{ stop, isLive }`.
+ */
+export function keepFresh({ ctx, refresh, userId, pollMs = POLL_MS, onLive = () => {} }) {
   let timer = null;
   let pending = null;
   let subscribed = false;
+  let wasLive = false;
   const live = new LiveClient({
     token: () => tokens.current,
     onStatus: (status) => {
       subscribed = status === 'live';
+      // Back after a drop: events may have been missed meanwhile. (Not on
+      // the first connection: the page has just loaded the list.)
+      if (subscribed && wasLive) refresh();
+      if (subscribed) wasLive = true;
       onLive(status);
     },
     // Closed for bad or ended credentials: a request tells which.
@@ -82,11 +109,14 @@ export function keepFresh({ ctx, refresh, userId = null, pollMs = POLL_MS, onLiv
   });
   live.subscribe(
     `subscription SessionEvents($userId: UUID) {
-      sessionEvents(userId: $userId) { id eventType sessionId userId }
+      sessionEvents(userId: $userId) { id eventType status sessionId userId }
     }`,
+    // Always one user's events: without a userId an admin would get
+    // everyone's, and refresh on every event in the system.
     { userId },
     {
-      next: () => {
+      next: (data) => {
+        if (!changesList(data?.sessionEvents)) return;
         // Events come in bursts (a bulk revocation): refresh once.
         clearTimeout(pending);
         pending = setTimeout(refresh, 150);
@@ -108,10 +138,13 @@ export function keepFresh({ ctx, refresh, userId = null, pollMs = POLL_MS, onLiv
       if (!subscribed && document.visibilityState === 'visible') refresh();
     }, pollMs);
   }
-  return () => {
-    clearInterval(timer);
-    clearTimeout(pending);
-    live.stop();
+  return {
+    stop() {
+      clearInterval(timer);
+      clearTimeout(pending);
+      live.stop();
+    },
+    isLive: () => subscribed,
   };
 }
 
@@ -131,7 +164,7 @@ export function sessionsView(ctx) {
   let list;
   let summary;
   let bulk;
-  let stop = () => {};
+  let fresh = null;
   let busy = false;
   let destroyed = false;
   const indicator = liveIndicator();
@@ -207,12 +240,12 @@ export function sessionsView(ctx) {
         list,
       );
       refresh();
-      stop = keepFresh({ ctx, refresh, onLive: (s) => indicator.set(s) });
+      fresh = keepFresh({ ctx, refresh, userId: who.id, onLive: (s) => indicator.set(s) });
     },
     refresh,
     destroy() {
       destroyed = true;
-      stop();
+      fresh?.stop();
     },
   };
 }

@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import {
-  BASE_URL, DEMO, api, eventually, launch, openPage, screenshot, sessionCards, signIn, signInApi,
+  BASE_URL, DEMO, FIREFOX_ON_LINUX, api, eventually, launch, openPage, screenshot, sessionCards, signIn,
+  signInApi,
 } from './helpers.mjs';
 
 let browser;
@@ -66,6 +67,103 @@ test('an admin finds a user, impersonates them with a reason, and stops', async 
     const texts = await sessionCards(page).allInnerTexts();
     assert.ok(!texts.some((t) => t.includes('Support ticket #4711')), texts.join('\n'));
   });
+  await page.assertClean();
+  await page.closeAll();
+});
+
+/** How many `sessions.viewed` events about `userId` the audit log holds (read by the owner). */
+async function viewedEvents(token, userId) {
+  const body = await api(
+    'query($f: AuditFilter) { sessionAudit(filter: $f, limit: 1) { pagination { total } } }',
+    { f: { userId, eventType: 'sessions.viewed' } },
+    { token },
+  );
+  assert.ok(body.data, JSON.stringify(body));
+  return body.data.sessionAudit.pagination.total;
+}
+
+/** Opens the admin page of `user` the way an admin does: Users, search, click. */
+async function openUserPage(page, user) {
+  await page.goto(`${BASE_URL}/#/users?search=${encodeURIComponent(user.email)}`);
+  await page.getByRole('link', { name: user.name }).click();
+  await page.getByRole('heading', { level: 1, name: user.name }).waitFor();
+  await page.getByTestId('live-status').filter({ hasText: 'Live' }).waitFor();
+}
+
+/** Records the `sessionEvents` subscriptions a page starts and the events it receives. */
+function watchLiveEvents(page) {
+  const seen = { subscribed: [], events: [] };
+  page.on('websocket', (socket) => {
+    socket.on('framesent', ({ payload }) => {
+      const message = JSON.parse(String(payload));
+      if (message.type === 'subscribe') seen.subscribed.push(message.payload.variables);
+    });
+    socket.on('framereceived', ({ payload }) => {
+      const message = JSON.parse(String(payload));
+      if (message.type === 'next' && message.payload?.data?.sessionEvents) seen.events.push(message.payload.data.sessionEvents);
+    });
+  });
+  return seen;
+}
+
+test("an admin's page of a user, left open, reads the user's sessions once", async () => {
+  const aliceId = await userId(DEMO.alice.email);
+  const owner = await signInApi(DEMO.owner, 'e2e-arrange');
+  const page = await openPage(browser);
+  await signIn(page, DEMO.admin);
+  const before = await viewedEvents(owner.token, aliceId);
+
+  await openUserPage(page, DEMO.alice);
+  // Nothing else happens for 10 seconds; the page stays open and live.
+  await page.waitForTimeout(10_000);
+
+  const added = (await viewedEvents(owner.token, aliceId)) - before;
+  assert.ok(added <= 1, `at most one sessions.viewed event in 10 s, got ${added}`);
+  assert.equal(await page.getByTestId('live-status').innerText(), 'Live', 'still live');
+  await api('mutation { signOut }', {}, { token: owner.token });
+  await page.assertClean();
+  await page.closeAll();
+});
+
+test("an admin's page of a user updates when the user signs in or is signed out elsewhere", async () => {
+  const page = await openPage(browser);
+  await signIn(page, DEMO.admin);
+  await openUserPage(page, DEMO.alice);
+
+  const elsewhere = await signInApi(DEMO.alice, FIREFOX_ON_LINUX);
+
+  // No polling on this page and no focus change: only the live event can show it.
+  const card = page.locator(`li.session[data-session-id="${elsewhere.sessionId}"]`);
+  await card.waitFor();
+  assert.match(await card.innerText(), /Firefox 131 on Linux/);
+
+  await api('mutation { signOut }', {}, { token: elsewhere.token });
+  await card.waitFor({ state: 'detached' });
+  await page.assertClean();
+  await page.closeAll();
+});
+
+test("an admin's own sessions page follows the admin's events only", async () => {
+  const adminApi = await signInApi(DEMO.admin, 'e2e-arrange');
+  const adminId = (await api('{ viewer { user { id } } }', {}, { token: adminApi.token })).data.viewer.user.id;
+  const page = await openPage(browser);
+  const seen = watchLiveEvents(page);
+  await signIn(page, DEMO.admin);
+  await page.getByTestId('live-status').filter({ hasText: 'Live' }).waitFor();
+
+  // Someone else's sign-in, then the admin's own from another device.
+  const alice = await signInApi(DEMO.alice, 'e2e-arrange');
+  const mine = await signInApi(DEMO.admin, FIREFOX_ON_LINUX);
+
+  await page.locator(`li.session[data-session-id="${mine.sessionId}"]`).waitFor();
+  assert.deepEqual(seen.subscribed, [{ userId: adminId }], 'one subscription, to the admin\'s own events');
+  assert.ok(seen.events.length > 0, 'the admin\'s sign-in came as a live event');
+  assert.deepEqual(
+    seen.events.filter((e) => e.userId !== adminId),
+    [],
+    'no event about anyone else reaches the page',
+  );
+  for (const token of [adminApi.token, alice.token, mine.token]) await api('mutation { signOut }', {}, { token });
   await page.assertClean();
   await page.closeAll();
 });
@@ -157,6 +255,52 @@ test('the audit log filters by type and status, pages, and shows the chain statu
   await page.getByLabel('User ID').fill('not-a-uuid');
   await page.getByRole('button', { name: 'Apply filters' }).click();
   await page.getByRole('alert').filter({ hasText: 'Please check your input.' }).waitFor();
+  await page.assertClean();
+  await page.closeAll();
+});
+
+test('the audit log names people, with the id on hover, and a click on one filters by them', async () => {
+  const aliceId = await userId(DEMO.alice.email);
+  const bobId = await userId(DEMO.bob.email);
+  const { token } = await signInApi(DEMO.owner, 'e2e-arrange');
+  // The owner reads Alice's and Bob's sessions: events by the owner about each.
+  for (const u of [aliceId, bobId]) {
+    const body = await api('query($u: UUID) { sessions(userId: $u) { count } }', { u }, { token });
+    assert.ok(body.data, JSON.stringify(body));
+  }
+  await api('mutation { signOut }', {}, { token });
+
+  const page = await openPage(browser);
+  await signIn(page, DEMO.admin);
+  await page.goto(`${BASE_URL}/#/audit?eventType=sessions.viewed`);
+  const rows = page.locator('table.audit tbody tr');
+  await rows.first().waitFor();
+  const actor = rows.first().locator('td[data-label="Actor"] .person');
+  const user = rows.first().locator('td[data-label="User"] .person');
+  assert.match(await actor.innerText(), /Olivia Owner\s+owner@example\.com/);
+  assert.match(await user.innerText(), /Bob User\s+bob@example\.com/, 'the newest event is about Bob');
+  assert.match(await user.getAttribute('title'), new RegExp(bobId), 'the id on hover');
+  assert.equal(await page.locator('table.audit tbody td code[title]').count(), 0, 'no bare ids for known people');
+
+  // A click on Alice filters the log by her, keeping the event type.
+  await rows.locator('td[data-label="User"] a.person', { hasText: DEMO.alice.name }).first().click();
+  await eventually(async () => {
+    assert.match(page.url(), new RegExp(`userId=${aliceId}`));
+    assert.match(page.url(), /eventType=sessions\.viewed/);
+    const users = await page.locator('table.audit tbody td[data-label="User"]').allInnerTexts();
+    assert.ok(users.length > 0);
+    assert.deepEqual([...new Set(users.map((t) => t.replace(/\s+/g, ' ').trim()))], [`${DEMO.alice.name} ${DEMO.alice.email}`]);
+  });
+  assert.equal(await page.getByLabel('User ID').inputValue(), aliceId, 'the filter shows the id');
+
+  // And a click on the actor filters by who did it.
+  await rows.first().locator('td[data-label="Actor"] a.person').click();
+  await eventually(async () => {
+    assert.match(page.url(), /actorId=/);
+    const actors = await page.locator('table.audit tbody td[data-label="Actor"]').allInnerTexts();
+    assert.ok(actors.length > 0);
+    assert.deepEqual([...new Set(actors.map((t) => t.replace(/\s+/g, ' ').trim()))], [`${DEMO.owner.name} ${DEMO.owner.email}`]);
+  });
   await page.assertClean();
   await page.closeAll();
 });

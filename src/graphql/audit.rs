@@ -1,7 +1,10 @@
 //! The audit log: filtered, paged, and its chain check.
 
+use std::collections::HashSet;
+
 use async_graphql::{
-    Context, Enum, ErrorExtensions, InputObject, Json, Object, Result, SimpleObject, Subscription,
+    ComplexObject, Context, Enum, ErrorExtensions, InputObject, Json, Object, Result, SimpleObject,
+    Subscription,
 };
 use chrono::{DateTime, Utc};
 use entity::{audit_event, user::Role};
@@ -13,6 +16,8 @@ use super::{
     caller,
     guards::{AuditAccess, RoleGuard},
     state,
+    user::User,
+    users,
 };
 use crate::{
     error::AppError,
@@ -49,6 +54,7 @@ impl From<AuditStatus> for audit_event::AuditStatus {
 
 /// One audit event.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct AuditLog {
     /// UUIDv7: time-ordered.
     pub id: Uuid,
@@ -71,6 +77,33 @@ pub struct AuditLog {
     pub metadata: Json<serde_json::Value>,
     /// SHA-256 of the previous event's hash and this event's content.
     pub hash: String,
+}
+
+#[ComplexObject]
+impl AuditLog {
+    /// The account behind `actorId`, loaded in one batch for the whole
+    /// page. Null when there is no actor or the account no longer exists,
+    /// and, for a user reading their own events, when it is another
+    /// user's account (admins and owners are shown, as with
+    /// `Session.impersonator`).
+    async fn actor(&self, ctx: &Context<'_>) -> Result<Option<User>> {
+        person(ctx, self.actor_id).await
+    }
+
+    /// The account behind `userId`, under the same rules as `actor`.
+    async fn user(&self, ctx: &Context<'_>) -> Result<Option<User>> {
+        person(ctx, self.user_id).await
+    }
+}
+
+/// The account `id`, if it exists and the caller may see it.
+async fn person(ctx: &Context<'_>, id: Option<Uuid>) -> Result<Option<User>> {
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    let caller = caller(ctx)?;
+    let found = users(ctx)?.load_one(id).await?;
+    Ok(found.filter(|account| access::may_see_account(caller, account.id, account.role.into())))
 }
 
 impl From<audit_event::Model> for AuditLog {
@@ -234,6 +267,10 @@ impl AuditSubscription {
     ) -> Result<impl Stream<Item = Result<AuditLog>> + use<>> {
         let app = state(ctx)?;
         let caller = caller(ctx)?.clone();
+        // The request's loader lives as long as the subscription: caching
+        // would keep every account an event ever named (and show renamed
+        // ones stale), so each event's `actor`/`user` is read afresh.
+        users(ctx)?.enable_all_cache(false);
         let events = BroadcastStream::new(app.events.subscribe());
         Ok(events
             .scan(false, move |ended, item| {
@@ -304,6 +341,19 @@ impl AuditQuery {
         let page = audits::page(&app.db, &filter, limit_n, offset_n, before_seq)
             .await
             .map_err(AppError::extend)?;
+        // The people the page names, in one query before the rows resolve
+        // them (each row's `actor`/`user` then reads the request's cache),
+        // and only when the query asks for them.
+        let logs = ctx.look_ahead().field("logs");
+        if logs.field("actor").exists() || logs.field("user").exists() {
+            let ids: HashSet<Uuid> = page
+                .logs
+                .iter()
+                .flat_map(|e| [e.actor_id, e.user_id])
+                .flatten()
+                .collect();
+            users(ctx)?.load_many(ids).await?;
+        }
         let next_cursor = page
             .has_more
             .then(|| page.logs.last().map(|e| e.seq.to_string()))

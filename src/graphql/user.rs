@@ -42,6 +42,16 @@ impl From<user::Role> for Role {
     }
 }
 
+impl From<Role> for user::Role {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::User => user::Role::User,
+            Role::Admin => user::Role::Admin,
+            Role::Owner => user::Role::Owner,
+        }
+    }
+}
+
 /// An account.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct User {

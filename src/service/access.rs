@@ -12,7 +12,7 @@ use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use crate::{
-    auth::{Caller, RequestMeta},
+    auth::{Actor, Caller, RequestMeta},
     db,
     error::AppError,
     service::audit::{self, NewEvent, events},
@@ -64,7 +64,8 @@ pub fn may_manage_sessions(caller: &Caller, owner: &user::Model) -> Result<(), &
     }
 }
 
-const OWN_ONLY: &str = "you can act only on your own sessions";
+/// Why a user is refused acting on someone else's sessions.
+pub const OWN_ONLY: &str = "you can act only on your own sessions";
 
 /// Can `caller` act on anyone's sessions but their own at all? A plain
 /// user cannot, nor can any impersonation session, whoever the other is;
@@ -84,6 +85,14 @@ pub fn may_manage_others(caller: &Caller) -> Result<(), &'static str> {
 /// May `caller` read every audit event (not only those about themselves)?
 pub fn may_read_all_audit(caller: &Caller) -> bool {
     may_manage_others(caller).is_ok()
+}
+
+/// May `caller` see the name and email of the account `id` (with `role`)
+/// where an audit event names it? Those who read all events see everyone;
+/// a user sees themselves and the admins and owners who acted on their
+/// account (as `Session.impersonator` shows them), never another user.
+pub fn may_see_account(caller: &Caller, id: Uuid, role: Role) -> bool {
+    may_read_all_audit(caller) || id == caller.user.id || role != Role::User
 }
 
 /// Does `caller` hold at least `role`? An impersonation session never does
@@ -162,6 +171,43 @@ pub fn not_impersonating(caller: &Caller) -> Result<(), &'static str> {
         return Err("this action is not allowed from an impersonation session");
     }
     Ok(())
+}
+
+/// The `reason` of a refusal event.
+pub mod denial_reasons {
+    /// The caller may not do it.
+    pub const FORBIDDEN: &str = "forbidden";
+    /// What it was aimed at does not exist (or is not the caller's to know of).
+    pub const NOT_FOUND: &str = "not_found";
+}
+
+/// The event a refusal of `action` with `error` is recorded as, done by
+/// `actor` holding `role`: the one shape [`deny`] writes (and the seed
+/// data copies), before the request's origin, subject and session.
+pub fn denial_event(actor: Actor, role: Role, action: Action, error: &AppError) -> NewEvent {
+    NewEvent::failed(denial_type(action), format!("{} denied: {error}", action.as_str()))
+        .by_actor(actor)
+        .meta("action", action.as_str())
+        .meta("reason", denial_reason(error))
+        .meta("callerRole", role.as_str())
+}
+
+fn denial_reason(error: &AppError) -> &'static str {
+    match error {
+        AppError::NotFound(_) => denial_reasons::NOT_FOUND,
+        _ => denial_reasons::FORBIDDEN,
+    }
+}
+
+/// A refused impersonation or revocation is recorded under its own type,
+/// so the log of impersonations, or of revocations (success and failure,
+/// as the original spec asks), is complete with one filter.
+fn denial_type(action: Action) -> &'static str {
+    match action {
+        Action::Impersonate => events::IMPERSONATION_STARTED,
+        Action::RevokeSessions => events::SESSION_REVOKED,
+        _ => events::ACCESS_DENIED,
+    }
 }
 
 /// Refused attempts a caller may have recorded within [`DENIAL_WINDOW`]
@@ -355,16 +401,8 @@ pub fn deny(
     session_id: Option<Uuid>,
     error: AppError,
 ) -> AppError {
-    let reason = match &error {
-        AppError::NotFound(_) => "not_found",
-        _ => "forbidden",
-    };
-    // A refused impersonation is recorded under its own type, so the log of
-    // impersonations is complete with one filter.
-    let event_type = match action {
-        Action::Impersonate => events::IMPERSONATION_STARTED,
-        _ => events::ACCESS_DENIED,
-    };
+    let reason = denial_reason(&error);
+    let event_type = denial_type(action);
     let key = DenialKey {
         event_type,
         action,
@@ -409,12 +447,8 @@ pub fn deny(
             return AppError::RateLimited { retry_after_secs };
         }
     }
-    let mut event = NewEvent::failed(event_type, format!("{} denied: {error}", action.as_str()))
-        .from_request(meta)
-        .by(caller)
-        .meta("action", action.as_str())
-        .meta("reason", reason)
-        .meta("callerRole", caller.user.role.as_str());
+    let mut event =
+        denial_event(caller.actor(), caller.user.role, action, &error).from_request(meta);
     if let Some(subject) = subject {
         event = event.subject(subject);
     }

@@ -32,11 +32,15 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::{
-    auth::{self, PasswordHasherPool},
+    auth::{self, Actor, PasswordHasherPool},
     config::{Config, SeedArgs},
     db,
     error::{AppError, AppResult},
-    service::audit::{self, NewEvent, events},
+    service::{
+        access::{self, Action},
+        audit::{self, NewEvent, events},
+        session::{self as sessions, reasons},
+    },
 };
 
 /// The password of every seeded account (one hash, shared).
@@ -625,31 +629,27 @@ fn fake_event(world: &World, rng: &mut Rng, subject: usize, at: DateTime<Utc>) -
             }
             event
         }
-        60..78 => {
+        60..78 if session.is_some() => {
             let by_admin = rng.below(5) == 0;
             let actor = if by_admin {
                 world.any_admin(rng).id
             } else {
                 user.id
             };
-            let reason = pick(rng, &["sign_out", "revoke", "bulk", "password_changed"]);
-            let session_id = session.map_or_else(Uuid::new_v4, |s| s.id);
-            let prefix = session.map_or("smt_xxxx", |s| s.token_prefix.as_str());
-            NewEvent::success(
-                events::SESSION_REVOKED,
-                format!("session {prefix}… of {} revoked ({reason})", user.email),
-            )
-            .actor(actor)
-            .subject(user.id)
-            .session(session_id)
-            .meta("sessionId", session_id.to_string())
-            .meta("userId", user.id.to_string())
-            .meta("userEmail", user.email.clone())
-            .meta("revokedBy", actor.to_string())
-            .meta("revokedAt", at.to_rfc3339())
-            .meta("reason", reason)
+            let reason = pick(
+                rng,
+                &[
+                    reasons::SIGN_OUT,
+                    reasons::REVOKE,
+                    reasons::BULK,
+                    reasons::PASSWORD_CHANGED,
+                    reasons::SESSION_LIMIT,
+                ],
+            );
+            let target = session.expect("matched on is_some");
+            sessions::revoked_event(target, user, Actor::user(actor), at, reason)
         }
-        78..86 => {
+        60..86 => {
             let admin = world.any_admin(rng);
             NewEvent::success(
                 events::SESSIONS_VIEWED,
@@ -662,15 +662,13 @@ fn fake_event(world: &World, rng: &mut Rng, subject: usize, at: DateTime<Utc>) -
         86..91 => {
             // Someone else tried to end this user's sessions.
             let intruder = &world.users[world.any_user(rng)];
-            NewEvent::failed(
-                events::ACCESS_DENIED,
-                "revoke_sessions denied: you may not act on this user's sessions",
+            access::denial_event(
+                Actor::user(intruder.id),
+                intruder.role,
+                Action::RevokeSessions,
+                &AppError::Forbidden(access::OWN_ONLY.into()),
             )
-            .actor(intruder.id)
             .subject(user.id)
-            .meta("action", "revoke_sessions")
-            .meta("reason", "not_owner")
-            .meta("callerRole", intruder.role.as_str())
         }
         91..94 => {
             let admin = world.any_admin(rng);

@@ -576,6 +576,35 @@ pub async fn end_session(
     Ok(Some(ended))
 }
 
+/// The event of `target` (a session of `owner`) ended by `actor` at `at`
+/// for `reason` (one of [`reasons`]): the one shape every revocation is
+/// recorded in (and the seed data copies), before the request's origin.
+pub fn revoked_event(
+    target: &session::Model,
+    owner: &user::Model,
+    actor: Actor,
+    at: chrono::DateTime<chrono::Utc>,
+    reason: &str,
+) -> NewEvent {
+    let revoked_by = actor.id;
+    NewEvent::success(
+        events::SESSION_REVOKED,
+        format!(
+            "session {}… of {} revoked ({reason})",
+            target.token_prefix, owner.email
+        ),
+    )
+    .by_actor(actor)
+    .subject(owner.id)
+    .session(target.id)
+    .meta("sessionId", target.id.to_string())
+    .meta("userId", owner.id.to_string())
+    .meta("userEmail", owner.email.clone())
+    .meta("revokedBy", revoked_by.to_string())
+    .meta("revokedAt", at.to_rfc3339())
+    .meta("reason", reason)
+}
+
 async fn end_one(
     conn: &impl ConnectionTrait,
     target: &session::Model,
@@ -601,23 +630,7 @@ async fn end_one(
     }
     audit::record(
         conn,
-        NewEvent::success(
-            events::SESSION_REVOKED,
-            format!(
-                "session {}… of {} revoked ({reason})",
-                target.token_prefix, owner.email
-            ),
-        )
-        .from_request(meta)
-        .by_actor(actor)
-        .subject(owner.id)
-        .session(target.id)
-        .meta("sessionId", target.id.to_string())
-        .meta("userId", owner.id.to_string())
-        .meta("userEmail", owner.email.clone())
-        .meta("revokedBy", revoked_by.to_string())
-        .meta("revokedAt", now.to_rfc3339())
-        .meta("reason", reason),
+        revoked_event(target, owner, actor, now, reason).from_request(meta),
     )
     .await?;
     let mut ended = target.clone();

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use entity::{audit_event, user::Role};
-use sea_orm::{ConnectionTrait, Statement};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, Statement};
 use serde_json::{Value, json};
 use session_manager::service::audit::{self as audits, NewEvent, verify_chain};
 use uuid::Uuid;
@@ -697,4 +697,182 @@ async fn keyset_paging_walks_every_event_once_with_filters_too() {
         let body = app.gql(Some(&token), KEYSET, json!({ "after": bad })).await;
         assert_error_code(&body, "BAD_USER_INPUT", &format!("cursor {bad:?}"));
     }
+}
+
+const PEOPLE: &str = "query($f: AuditFilter, $limit: Int! = 500) { sessionAudit(filter: $f, limit: $limit) { logs { eventType actorId userId actor { id email name role } user { id email name } } pagination { total } } }";
+
+/// The event of `event_type` in a page of `PEOPLE`.
+fn event_of<'a>(body: &'a Value, event_type: &str) -> &'a Value {
+    logs(body)
+        .iter()
+        .find(|e| e["eventType"] == event_type)
+        .unwrap_or_else(|| panic!("no {event_type} event: {body}"))
+}
+
+/// An account stored directly (no password hashing: it never signs in).
+async fn account(app: &TestApp, n: usize) -> entity::user::Model {
+    let id = Uuid::new_v4();
+    let model = entity::user::Model {
+        id,
+        email: format!("person-{n}-{}@example.com", id.simple()),
+        name: format!("Person {n}"),
+        role: Role::User,
+        password_hash: "!".into(),
+        created_at: chrono::Utc::now(),
+    };
+    entity::user::ActiveModel::from(model.clone())
+        .insert(app.db())
+        .await
+        .unwrap();
+    model
+}
+
+/// `n` events, each by a new account about another new account.
+async fn add_people(
+    app: &TestApp,
+    n: usize,
+    people: &mut Vec<(entity::user::Model, entity::user::Model)>,
+) {
+    for _ in 0..n {
+        let actor = account(app, people.len() * 2).await;
+        let subject = account(app, people.len() * 2 + 1).await;
+        audits::record_alone(
+            app.db(),
+            NewEvent::success("test.people", "by one about another")
+                .actor(actor.id)
+                .subject(subject.id),
+        )
+        .await
+        .unwrap();
+        people.push((actor, subject));
+    }
+}
+
+#[tokio::test]
+async fn an_audit_page_names_its_people_with_one_user_query_however_many_there_are() {
+    let app = spawn_app().await;
+    let admin = app.create_user(Role::Admin).await;
+    let admin_token = app.sign_in(&admin).await;
+    // One event per pair of people, each by someone about someone else.
+    let mut people = Vec::new();
+    let filter = json!({ "f": { "eventType": "test.people" } });
+    let plain = "query($f: AuditFilter) { sessionAudit(filter: $f, limit: 500) { logs { actorId userId } } }";
+
+    add_people(&app, 1, &mut people).await;
+    let (_, without_small) = app
+        .count_queries(app.gql(Some(&admin_token), plain, filter.clone()))
+        .await;
+    let (body, with_small) = app
+        .count_queries(app.gql(Some(&admin_token), PEOPLE, filter.clone()))
+        .await;
+    assert_eq!(logs(&body).len(), 1, "{body}");
+    add_people(&app, 99, &mut people).await;
+    let (body, with_large) = app
+        .count_queries(app.gql(Some(&admin_token), PEOPLE, filter.clone()))
+        .await;
+
+    let page = logs(&body);
+    assert_eq!(page.len(), 100, "{body}");
+    for (actor, subject) in &people {
+        let event = page
+            .iter()
+            .find(|e| e["actorId"] == actor.id.to_string())
+            .unwrap_or_else(|| panic!("the event by {}: {body}", actor.email));
+        assert_eq!(event["actor"]["id"], actor.id.to_string());
+        assert_eq!(event["actor"]["email"], actor.email.as_str());
+        assert_eq!(event["actor"]["name"], actor.name.as_str());
+        assert_eq!(event["actor"]["role"], "USER");
+        assert_eq!(event["user"]["id"], subject.id.to_string());
+        assert_eq!(event["user"]["email"], subject.email.as_str());
+    }
+    assert_eq!(
+        with_small,
+        without_small + 1,
+        "naming the people of a page costs one query"
+    );
+    assert_eq!(
+        with_small, with_large,
+        "{with_small} queries for 2 people, {with_large} for 200"
+    );
+}
+
+#[tokio::test]
+async fn a_user_sees_themselves_and_the_admins_in_their_events_named_but_not_other_users() {
+    let app = spawn_app().await;
+    let alice = app.create_user(Role::User).await;
+    let bob = app.create_user(Role::User).await;
+    let admin = app.create_user(Role::Admin).await;
+    let alice_token = app.sign_in(&alice).await;
+    let bob_token = app.sign_in(&bob).await;
+    let admin_token = app.sign_in(&admin).await;
+    let (_, phone) = app.sign_in_as(&alice, "phone").await;
+    let (_, tablet) = app.sign_in_as(&alice, "tablet").await;
+    const REVOKE: &str = "mutation($id: UUID!) { revokeSession(id: $id) { id } }";
+    // Bob tries to end Alice's phone session; the admin ends her tablet's.
+    let denied = app
+        .gql(Some(&bob_token), REVOKE, json!({ "id": phone }))
+        .await;
+    assert_error_code(&denied, "FORBIDDEN", "bob on alice");
+    let revoked = app
+        .gql(Some(&admin_token), REVOKE, json!({ "id": tablet }))
+        .await;
+    assert!(revoked["data"]["revokeSession"].is_object(), "{revoked}");
+
+    let mine = app.gql(Some(&alice_token), PEOPLE, json!({})).await;
+    let by_admin = event_of(&mine, "session.revoked");
+    assert_eq!(by_admin["actor"]["email"], admin.email.as_str(), "{mine}");
+    assert_eq!(by_admin["actor"]["role"], "ADMIN");
+    assert_eq!(by_admin["user"]["email"], alice.email.as_str());
+    let by_bob = event_of(&mine, "access.denied");
+    assert_eq!(by_bob["actorId"], bob.id.to_string(), "the id, as before");
+    assert!(
+        by_bob["actor"].is_null(),
+        "another user's name and email stay hidden from a user: {by_bob}"
+    );
+    assert_eq!(by_bob["user"]["email"], alice.email.as_str());
+    let sign_in = event_of(&mine, "auth.sign_in");
+    assert_eq!(sign_in["actor"]["email"], alice.email.as_str(), "oneself");
+
+    // Admins see everyone.
+    let all = app
+        .gql(
+            Some(&admin_token),
+            PEOPLE,
+            json!({ "f": { "userId": alice.id } }),
+        )
+        .await;
+    assert_eq!(
+        event_of(&all, "access.denied")["actor"]["email"],
+        bob.email.as_str(),
+        "{all}"
+    );
+}
+
+#[tokio::test]
+async fn an_event_naming_an_account_that_does_not_exist_resolves_it_to_null() {
+    let app = spawn_app().await;
+    let admin = app.create_user(Role::Admin).await;
+    let token = app.sign_in(&admin).await;
+    let (gone, nobody) = (Uuid::new_v4(), Uuid::new_v4());
+    audits::record_alone(
+        app.db(),
+        NewEvent::success("test.gone", "by and about nobody")
+            .actor(gone)
+            .subject(nobody),
+    )
+    .await
+    .unwrap();
+    audits::record_alone(app.db(), NewEvent::success("test.anonymous", "no people"))
+        .await
+        .unwrap();
+
+    let body = app.gql(Some(&token), PEOPLE, json!({})).await;
+    assert!(body["errors"].is_null(), "no error: {body}");
+    let event = event_of(&body, "test.gone");
+    assert_eq!(event["actorId"], gone.to_string());
+    assert!(event["actor"].is_null(), "{event}");
+    assert_eq!(event["userId"], nobody.to_string());
+    assert!(event["user"].is_null(), "{event}");
+    let anonymous = event_of(&body, "test.anonymous");
+    assert!(anonymous["actor"].is_null() && anonymous["user"].is_null());
 }

@@ -200,3 +200,121 @@ async fn seeding_a_seeded_database_again_is_refused_and_writes_nothing() {
     );
     assert_eq!(counts(&app).await, before, "nothing was written");
 }
+
+/// The metadata keys of an event, sorted.
+fn keys(event: &audit_event::Model) -> Vec<String> {
+    let mut keys: Vec<String> = event
+        .metadata
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn seeded_events_have_the_types_reasons_and_shapes_the_server_writes() {
+    use session_manager::service::{access::denial_reasons, audit::events, session::reasons};
+    let app = spawn_app().await;
+    seed(&app);
+    let seeded = app.audit_events().await;
+
+    // The same kinds of events, written by the server itself.
+    let alice = app.create_user(entity::user::Role::User).await;
+    let bob = app.create_user(entity::user::Role::User).await;
+    let (token, _) = app.sign_in_as(&alice, "laptop").await;
+    let (_, phone) = app.sign_in_as(&alice, "phone").await;
+    let (_, tablet) = app.sign_in_as(&alice, "tablet").await;
+    let bob_token = app.sign_in(&bob).await;
+    const REVOKE: &str = "mutation($id: UUID!) { revokeSession(id: $id) { id } }";
+    let denied = app
+        .gql(Some(&bob_token), REVOKE, json!({ "id": tablet }))
+        .await;
+    assert!(denied["errors"].is_array(), "bob is refused: {denied}");
+    let revoked = app.gql(Some(&token), REVOKE, json!({ "id": phone })).await;
+    assert!(revoked["errors"].is_null(), "{revoked}");
+    let written: Vec<_> = app
+        .audit_events()
+        .await
+        .into_iter()
+        .skip(seeded.len())
+        .collect();
+    let server = |event_type: &str, status: audit_event::AuditStatus| {
+        written
+            .iter()
+            .find(|e| e.event_type == event_type && e.status == status)
+            .unwrap_or_else(|| panic!("the server wrote no {event_type} ({status:?})"))
+    };
+
+    let types: HashSet<&str> = [
+        events::SIGN_IN,
+        events::SESSION_REVOKED,
+        events::ACCESS_DENIED,
+        events::SESSIONS_VIEWED,
+        events::IMPERSONATION_STARTED,
+        events::IMPERSONATION_STOPPED,
+        events::USER_CREATED,
+        events::PASSWORD_CHANGED,
+    ]
+    .into();
+    let revoke_reasons: HashSet<&str> = [
+        reasons::SIGN_OUT,
+        reasons::REVOKE,
+        reasons::BULK,
+        reasons::IMPERSONATION_STOPPED,
+        reasons::SESSION_LIMIT,
+        reasons::PASSWORD_CHANGED,
+        reasons::IMPERSONATOR_SESSION_ENDED,
+    ]
+    .into();
+    let revoked_shape = server(events::SESSION_REVOKED, audit_event::AuditStatus::Success);
+    let denied_shape = server(events::ACCESS_DENIED, audit_event::AuditStatus::Failed);
+    let (mut revocations, mut denials) = (0, 0);
+    for event in &seeded {
+        assert!(
+            types.contains(event.event_type.as_str()),
+            "a type the server writes: {event:?}"
+        );
+        let reason = event.metadata["reason"].as_str();
+        if event.event_type == events::SESSION_REVOKED {
+            revocations += 1;
+            assert!(
+                reason.is_some_and(|r| revoke_reasons.contains(r)),
+                "a revoke reason the server writes: {event:?}"
+            );
+            assert_eq!(keys(event), keys(revoked_shape), "{event:?}");
+            assert!(
+                event.session_id.is_some() && event.actor_id.is_some(),
+                "{event:?}"
+            );
+        }
+        if event.event_type == events::ACCESS_DENIED {
+            denials += 1;
+            assert_eq!(
+                reason,
+                Some(denial_reasons::FORBIDDEN),
+                "the server's refusal reason: {event:?}"
+            );
+            assert_eq!(
+                event.metadata["action"], denied_shape.metadata["action"],
+                "the action the server names for a refused revocation: {event:?}"
+            );
+            assert_eq!(event.message, denied_shape.message, "{event:?}");
+            assert_eq!(
+                keys(event)
+                    .into_iter()
+                    .filter(|k| k != "sessionId")
+                    .collect::<Vec<_>>(),
+                keys(denied_shape)
+                    .into_iter()
+                    .filter(|k| k != "sessionId")
+                    .collect::<Vec<_>>(),
+                "{event:?}"
+            );
+        }
+    }
+    assert!(
+        revocations > 0 && denials > 0,
+        "the seed writes both kinds ({revocations}, {denials})"
+    );
+}

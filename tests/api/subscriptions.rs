@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use entity::user::Role;
 use futures_util::{SinkExt, StreamExt};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 use session_manager::{
     db,
@@ -474,36 +475,131 @@ async fn the_client_address_honours_trust_forwarded_for_on_sockets_too() {
     }
 }
 
+/// On both databases an append committed by another connection (another
+/// process, as far as this server knows) reaches subscribers, and a rolled
+/// back one never does. How it is woken differs: on PostgreSQL the commit
+/// notifies the event channel (checked with a listener of our own); on
+/// SQLite there is no channel, so the event can only have come through the
+/// tail reading the log.
 #[tokio::test]
-async fn on_postgresql_each_committed_append_notifies_the_event_channel() {
+async fn an_append_committed_elsewhere_reaches_subscribers_and_a_rolled_back_one_never_does() {
     let app = spawn_app().await;
-    if !app.database_url.starts_with("postgres") {
-        return; // SQLite: one process, the tail polls.
+    let postgres = app.database_url.starts_with("postgres");
+    let mut listener = if postgres {
+        let mut listener = sea_orm::sqlx::postgres::PgListener::connect(&app.database_url)
+            .await
+            .expect("listener connects");
+        listener
+            .listen(session_manager::events::CHANNEL)
+            .await
+            .expect("LISTEN");
+        Some(listener)
+    } else {
+        None
+    };
+    let admin = app.create_user(Role::Admin).await;
+    let token = app.sign_in(&admin).await;
+    let mut socket = connect(&app, &token).await;
+    subscribe(&mut socket, "all", json!({})).await;
+    if let Some(listener) = listener.as_mut() {
+        // The sign-in notified too; drain that first.
+        while tokio::time::timeout(Duration::from_millis(300), listener.recv())
+            .await
+            .is_ok()
+        {}
     }
-    let mut listener = sea_orm::sqlx::postgres::PgListener::connect(&app.database_url)
-        .await
-        .expect("listener connects");
-    listener
-        .listen(session_manager::events::CHANNEL)
-        .await
-        .expect("LISTEN");
-    let alice = app.create_user(Role::User).await;
-    let (token, _) = app.sign_in_as(&alice, "a").await;
-    // Sign-ins notify too; drain those first.
-    while tokio::time::timeout(Duration::from_millis(300), listener.recv())
-        .await
-        .is_ok()
-    {}
-    let (_, other) = app.sign_in_as(&alice, "b").await;
-    while tokio::time::timeout(Duration::from_millis(300), listener.recv())
-        .await
-        .is_ok()
-    {}
+    tokio::time::sleep(Duration::from_millis(100)).await;
 
-    app.gql(Some(&token), REVOKE, json!({ "id": other })).await;
-    let notification = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+    let elsewhere = sea_orm::Database::connect(&app.database_url)
         .await
-        .expect("a revocation notifies the channel")
-        .expect("the listener is alive");
-    assert_eq!(notification.channel(), session_manager::events::CHANNEL);
+        .expect("a second connection");
+    let txn = sea_orm::TransactionTrait::begin(&elsewhere).await.unwrap();
+    audit::record(
+        &txn,
+        NewEvent::success("test.rolled_back", "never committed"),
+    )
+    .await
+    .unwrap();
+    txn.rollback().await.unwrap();
+    audit::record_alone(&elsewhere, NewEvent::success("test.committed", "committed"))
+        .await
+        .unwrap();
+
+    let mut seen = Vec::new();
+    loop {
+        let message = receive(&mut socket).await;
+        assert!(message.get("close").is_none(), "closed: {message}");
+        let event_type = message["payload"]["data"]["sessionEvents"]["eventType"].clone();
+        if event_type == "test.committed" {
+            break;
+        }
+        seen.push(event_type);
+    }
+    assert!(
+        !seen.iter().any(|t| t == "test.rolled_back"),
+        "the rolled-back append was announced: {seen:?}"
+    );
+    match listener.as_mut() {
+        Some(listener) => {
+            let notification = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+                .await
+                .expect("the committed append notifies the channel")
+                .expect("the listener is alive");
+            assert_eq!(notification.channel(), session_manager::events::CHANNEL);
+        }
+        None => assert_eq!(
+            sea_orm::ConnectionTrait::get_database_backend(app.db()),
+            sea_orm::DatabaseBackend::Sqlite,
+            "no channel: only SQLite goes without one"
+        ),
+    }
+    elsewhere.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn live_events_name_their_people_as_sessionaudit_does() {
+    let app = spawn_app().await;
+    let alice = app.create_user(Role::User).await;
+    let admin = app.create_user(Role::Admin).await;
+    let (laptop, _) = app.sign_in_as(&alice, "laptop").await;
+    let (_, phone) = app.sign_in_as(&alice, "phone").await;
+    let (_, tablet) = app.sign_in_as(&alice, "tablet").await;
+    let admin_token = app.sign_in(&admin).await;
+    let mut socket = connect(&app, &laptop).await;
+    send(&mut socket, json!({ "id": "1", "type": "subscribe", "payload": {
+        "query": "subscription { sessionEvents { eventType actor { email name role } user { email } } }",
+    } }))
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let body = app
+        .gql(Some(&admin_token), REVOKE, json!({ "id": phone }))
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+
+    let message = next_event(&mut socket, "session.revoked").await;
+    let event = &message["payload"]["data"]["sessionEvents"];
+    assert!(message["payload"]["errors"].is_null(), "{message}");
+    assert_eq!(event["actor"]["email"], admin.email.as_str(), "{message}");
+    assert_eq!(event["actor"]["role"], "ADMIN");
+    assert_eq!(event["user"]["email"], alice.email.as_str());
+
+    // The subscription keeps no copy of the accounts it has named: a
+    // renamed admin shows with the new name on the next event.
+    entity::user::Entity::update_many()
+        .col_expr(
+            entity::user::Column::Name,
+            sea_orm::sea_query::Expr::value("Renamed Admin"),
+        )
+        .filter(entity::user::Column::Id.eq(admin.id))
+        .exec(app.db())
+        .await
+        .unwrap();
+    app.gql(Some(&admin_token), REVOKE, json!({ "id": tablet }))
+        .await;
+    let message = next_event(&mut socket, "session.revoked").await;
+    assert_eq!(
+        message["payload"]["data"]["sessionEvents"]["actor"]["name"], "Renamed Admin",
+        "{message}"
+    );
 }
