@@ -359,10 +359,12 @@ pub fn deny(
         AppError::NotFound(_) => "not_found",
         _ => "forbidden",
     };
-    // A refused impersonation is recorded under its own type, so the log of
-    // impersonations is complete with one filter.
+    // A refused impersonation or revocation is recorded under its own type,
+    // so the log of impersonations, or of revocations (success and
+    // failure, as the original spec asks), is complete with one filter.
     let event_type = match action {
         Action::Impersonate => events::IMPERSONATION_STARTED,
+        Action::RevokeSessions => events::SESSION_REVOKED,
         _ => events::ACCESS_DENIED,
     };
     let key = DenialKey {
