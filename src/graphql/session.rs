@@ -1,6 +1,6 @@
 //! Sessions, sign-in and the viewer.
 
-use async_graphql::{ComplexObject, Context, Object, Result, SimpleObject};
+use async_graphql::{ComplexObject, Context, Enum, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::session;
 use sea_orm::EntityTrait;
@@ -44,10 +44,83 @@ pub struct Session {
     pub impersonation_reason: Option<String>,
     #[graphql(skip)]
     pub impersonator_id: Option<Uuid>,
+    #[graphql(skip)]
+    pub revoked_by_id: Option<Uuid>,
+    /// How it ended, once it has (see [`EndReason`]).
+    pub end_reason: Option<EndReason>,
+    /// When it ended: revoked, or past its expiry (`expires` is the earlier
+    /// of its absolute and its idle expiry). Null while it is active.
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// How a session ended.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// Its holder signed out.
+    SignOut,
+    /// Revoked on its own (`revokeSession`).
+    Revoked,
+    /// Revoked with the user's other sessions (`revokeSessions`).
+    RevokedBulk,
+    /// The user's password was changed, which ended the other sessions.
+    PasswordChanged,
+    /// A sign-in beyond `MAX_SESSIONS_PER_USER` ended the oldest session.
+    SessionLimit,
+    /// The admin stopped this impersonation (`stopImpersonation`).
+    ImpersonationStopped,
+    /// The admin's own session, which opened this impersonation, ended.
+    ImpersonatorEnded,
+    /// Unused for longer than `SESSION_IDLE_TIMEOUT`.
+    IdleTimeout,
+    /// Its lifetime (`SESSION_TTL`, or `IMPERSONATION_TTL`) ran out.
+    Expired,
+    /// Revoked for a reason this server does not know (written by another
+    /// version).
+    Other,
+}
+
+impl EndReason {
+    /// From a stored revocation reason (`service::session::reasons`).
+    fn of_revocation(reason: Option<&str>) -> Self {
+        use sessions::reasons;
+        match reason {
+            Some(reasons::SIGN_OUT) => Self::SignOut,
+            Some(reasons::REVOKE) => Self::Revoked,
+            Some(reasons::BULK) => Self::RevokedBulk,
+            Some(reasons::PASSWORD_CHANGED) => Self::PasswordChanged,
+            Some(reasons::SESSION_LIMIT) => Self::SessionLimit,
+            Some(reasons::IMPERSONATION_STOPPED) => Self::ImpersonationStopped,
+            Some(reasons::IMPERSONATOR_SESSION_ENDED) => Self::ImpersonatorEnded,
+            _ => Self::Other,
+        }
+    }
+
+    /// Ended by a rule of the server rather than by someone's act.
+    fn by_the_system(self) -> bool {
+        matches!(
+            self,
+            Self::SessionLimit | Self::ImpersonatorEnded | Self::IdleTimeout | Self::Expired
+        )
+    }
 }
 
 impl From<session::Model> for Session {
     fn from(model: session::Model) -> Self {
+        let (end_reason, ended_at) = if let Some(revoked_at) = model.revoked_at {
+            let reason = EndReason::of_revocation(model.revoke_reason.as_deref());
+            (Some(reason), Some(revoked_at))
+        } else if model.expires_at <= Utc::now() {
+            let reason = match sessions::expiry_reason(&model).0 {
+                sessions::end_reasons::IDLE_TIMEOUT => EndReason::IdleTimeout,
+                _ => EndReason::Expired,
+            };
+            (Some(reason), Some(model.expires_at))
+        } else {
+            (None, None)
+        };
+        let revoked_by_id = model
+            .revoked_by
+            .filter(|_| end_reason.is_some_and(|r| !r.by_the_system()));
         Self {
             id: model.id,
             session_token: auth::mask_token(&model.token_prefix),
@@ -60,6 +133,9 @@ impl From<session::Model> for Session {
             user_agent: model.user_agent,
             impersonation_reason: model.impersonation_reason,
             impersonator_id: model.impersonator_id,
+            revoked_by_id,
+            end_reason,
+            ended_at,
         }
     }
 }
@@ -98,6 +174,17 @@ impl Session {
     /// The admin who opened this session by impersonation, if any.
     async fn impersonator(&self, ctx: &Context<'_>) -> Result<Option<User>> {
         match self.impersonator_id {
+            Some(id) => users(ctx)?.load_one(id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Who ended it: the person who signed out, revoked it or changed the
+    /// password. Null while it is active, and when the server ended it by
+    /// a rule (expiry, idle timeout, the session limit, the end of the
+    /// impersonating admin's session).
+    async fn revoked_by(&self, ctx: &Context<'_>) -> Result<Option<User>> {
+        match self.revoked_by_id {
             Some(id) => users(ctx)?.load_one(id).await,
             None => Ok(None),
         }

@@ -348,7 +348,7 @@ async fn touch(
 }
 
 /// Why an expired session ended: `(end_reason, the event's reason)`.
-fn expiry_reason(session: &session::Model) -> (&'static str, &'static str) {
+pub fn expiry_reason(session: &session::Model) -> (&'static str, &'static str) {
     // `expires_at` is the earlier of the absolute expiry and the idle one.
     if session.expires_at >= session.absolute_expires_at {
         (end_reasons::EXPIRED, "absolute")

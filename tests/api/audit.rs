@@ -64,7 +64,7 @@ async fn users_see_only_events_about_themselves_admins_and_owners_see_all() {
     );
     let attempt = events
         .iter()
-        .find(|e| e["eventType"] == "access.denied")
+        .find(|e| e["eventType"] == "session.revoked" && e["status"] == "FAILED")
         .expect("alice sees bob's failed attempt against her");
     assert_eq!(attempt["status"], "FAILED");
     assert_eq!(attempt["actorId"], bob.id.to_string());

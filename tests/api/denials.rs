@@ -177,12 +177,20 @@ async fn aliased_revocations_of_random_ids_write_a_bounded_number_of_events() {
         codes[limit..].iter().all(|c| c == "RATE_LIMITED"),
         "then the caller is throttled: {codes:?}"
     );
-    let denied = app.events_of_type("access.denied").await;
+    // Refused revocations are failed `session.revoked` events; the
+    // throttling itself is `access.denied`.
+    let denied = app.refusals().await;
     assert_eq!(
         denied.len(),
         limit + 1,
         "the first {limit} refusals and one event saying the caller is throttled"
     );
+    assert!(
+        denied[..limit]
+            .iter()
+            .all(|e| e.event_type == "session.revoked")
+    );
+    assert_eq!(denied[limit].event_type, "access.denied");
     assert!(
         denied[..limit]
             .iter()

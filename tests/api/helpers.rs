@@ -215,6 +215,19 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Refused attempts, oldest first: `access.denied`, and refused
+    /// revocations, which are failed `session.revoked` events.
+    pub async fn refusals(&self) -> Vec<audit_event::Model> {
+        self.audit_events()
+            .await
+            .into_iter()
+            .filter(|e| {
+                e.status == audit_event::AuditStatus::Failed
+                    && (e.event_type == "access.denied" || e.event_type == "session.revoked")
+            })
+            .collect()
+    }
+
     pub async fn sessions(&self) -> Vec<session::Model> {
         session::Entity::find().all(self.db()).await.unwrap()
     }

@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod dashboard;
 mod denials;
+mod ended;
 mod expiry;
 mod hardening;
 mod helpers;

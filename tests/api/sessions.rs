@@ -316,7 +316,7 @@ async fn the_rights_matrix_for_other_users_sessions() {
         let victim = app.create_user(victim_role).await;
         let actor_token = app.sign_in(&actor).await;
         let (victim_token, victim_session) = app.sign_in_as(&victim, FIREFOX).await;
-        let denied_before = app.events_of_type("access.denied").await.len();
+        let denied_before = app.refusals().await.len();
 
         let listed = list(&app, &actor_token, json!({ "user": victim.id })).await;
         let viewed = app
@@ -356,11 +356,20 @@ async fn the_rights_matrix_for_other_users_sessions() {
                 works(&app, &victim_token).await,
                 "{case}: the victim's token still works"
             );
-            let denied = app.events_of_type("access.denied").await;
+            let denied = app.refusals().await;
             assert_eq!(
                 denied.len() - denied_before,
                 3,
                 "{case}: each denial is audited"
+            );
+            let types: Vec<_> = denied[denied_before..]
+                .iter()
+                .map(|e| e.event_type.as_str())
+                .collect();
+            assert_eq!(
+                types,
+                ["access.denied", "access.denied", "session.revoked"],
+                "{case}: a refused revocation is a failed session.revoked"
             );
             for event in &denied[denied_before..] {
                 assert_eq!(event.status, AuditStatus::Failed, "{case}");
@@ -424,7 +433,7 @@ async fn unknown_users_and_sessions_are_not_found_for_admins_but_forbidden_for_u
         .await;
     assert_error_code(&body, "NOT_FOUND", "unknown session id");
 
-    let denied = app.events_of_type("access.denied").await;
+    let denied = app.refusals().await;
     assert_eq!(
         denied.len(),
         4,
