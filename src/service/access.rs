@@ -185,11 +185,14 @@ pub mod denial_reasons {
 /// `actor` holding `role`: the one shape [`deny`] writes (and the seed
 /// data copies), before the request's origin, subject and session.
 pub fn denial_event(actor: Actor, role: Role, action: Action, error: &AppError) -> NewEvent {
-    NewEvent::failed(denial_type(action), format!("{} denied: {error}", action.as_str()))
-        .by_actor(actor)
-        .meta("action", action.as_str())
-        .meta("reason", denial_reason(error))
-        .meta("callerRole", role.as_str())
+    NewEvent::failed(
+        denial_type(action),
+        format!("{} denied: {error}", action.as_str()),
+    )
+    .by_actor(actor)
+    .meta("action", action.as_str())
+    .meta("reason", denial_reason(error))
+    .meta("callerRole", role.as_str())
 }
 
 fn denial_reason(error: &AppError) -> &'static str {
