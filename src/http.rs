@@ -48,12 +48,13 @@ impl MediaType {
     }
 }
 
-/// `application/json` only when the client accepts it and not the GraphQL
-/// response type; the GraphQL response type otherwise. `None` when the
-/// client accepts neither (406).
+/// The GraphQL response type when the client names it; `application/json`
+/// when it names that, accepts anything (`*/*`, `application/*`) or sends
+/// no `Accept` at all (GraphQL over HTTP: legacy clients get what they
+/// always had). `None` when the client accepts neither (406).
 fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
-        return Some(MediaType::GraphqlResponse);
+        return Some(MediaType::Json);
     };
     let types: Vec<&str> = accept
         .split(',')
@@ -67,10 +68,9 @@ fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
         .map(|part| part.split(';').next().unwrap_or("").trim())
         .collect();
     let has = |t: &str| types.iter().any(|x| x.eq_ignore_ascii_case(t));
-    if has(GRAPHQL_RESPONSE_JSON) || has("*/*") || has("application/*") || accept.trim().is_empty()
-    {
+    if has(GRAPHQL_RESPONSE_JSON) {
         Some(MediaType::GraphqlResponse)
-    } else if has(JSON) {
+    } else if has(JSON) || has("*/*") || has("application/*") || accept.trim().is_empty() {
         Some(MediaType::Json)
     } else {
         None
@@ -355,10 +355,10 @@ async fn execute_many(
             let mut error = err.extend().into_server_error(Pos::default());
             // The error is about the request, not a place in the document.
             error.locations.clear();
-            let mut response = send(
+            let mut response = send_response(
                 status,
                 media,
-                &async_graphql::Response::from_errors(vec![error]),
+                async_graphql::Response::from_errors(vec![error]),
             );
             if status == StatusCode::UNAUTHORIZED {
                 response
@@ -398,6 +398,10 @@ async fn execute_many(
     scope.finish().await;
 
     if is_batch {
+        if media == MediaType::GraphqlResponse && responses.iter().any(is_request_error) {
+            let bodies: Vec<_> = responses.into_iter().map(graphql_response_body).collect();
+            return send(StatusCode::OK, media, &bodies);
+        }
         let body = async_graphql::BatchResponse::Batch(responses);
         return send(StatusCode::OK, media, &body);
     }
@@ -410,7 +414,34 @@ async fn execute_many(
     } else {
         StatusCode::OK
     };
-    send(status, media, &response)
+    send_response(status, media, response)
+}
+
+/// A response with the GraphQL response type: one that could not run at
+/// all (it did not parse or validate, or was refused before execution)
+/// has no `data` entry, not even `null`, as GraphQL over HTTP asks.
+fn graphql_response_body(response: async_graphql::Response) -> serde_json::Value {
+    let request_error = is_request_error(&response);
+    let mut body = serde_json::to_value(response).unwrap_or_else(|err| {
+        let err = AppError::internal(err);
+        json!({ "errors": [{ "message": err.to_string(), "extensions": { "code": err.code() } }] })
+    });
+    if request_error && let Some(object) = body.as_object_mut() {
+        object.remove("data");
+    }
+    body
+}
+
+fn send_response(
+    status: StatusCode,
+    media: MediaType,
+    response: async_graphql::Response,
+) -> Response {
+    if media == MediaType::GraphqlResponse && is_request_error(&response) {
+        send(status, media, &graphql_response_body(response))
+    } else {
+        send(status, media, &response)
+    }
 }
 
 /// No data and no error tied to a field: parsing, validation or variable
@@ -480,7 +511,7 @@ mod tests {
     fn the_response_type_follows_accept() {
         assert_eq!(
             negotiate(&HeaderMap::new()),
-            Some(MediaType::GraphqlResponse),
+            Some(MediaType::Json),
             "no Accept"
         );
         assert_eq!(accept("application/json"), Some(MediaType::Json));
@@ -496,7 +527,12 @@ mod tests {
             accept("application/graphql-response+json, application/json;q=0.9"),
             Some(MediaType::GraphqlResponse)
         );
-        assert_eq!(accept("*/*"), Some(MediaType::GraphqlResponse));
+        assert_eq!(accept("*/*"), Some(MediaType::Json));
+        assert_eq!(accept("application/*"), Some(MediaType::Json));
+        assert_eq!(
+            accept("*/*, application/graphql-response+json"),
+            Some(MediaType::GraphqlResponse)
+        );
         assert_eq!(
             accept("application/graphql-response+json;q=0, application/json"),
             Some(MediaType::Json)

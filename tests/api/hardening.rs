@@ -52,10 +52,10 @@ async fn status_codes_follow_the_media_type() {
             "validation error, new media type: 4xx",
         ),
         (
-            None,
-            StatusCode::BAD_REQUEST,
-            GRAPHQL_RESPONSE,
-            "no Accept means the new media type",
+            Some("*/*"),
+            StatusCode::OK,
+            "application/json",
+            "anything acceptable means legacy JSON: 200",
         ),
         (
             Some("application/json"),
@@ -125,6 +125,7 @@ async fn bad_tokens_are_401_with_the_new_media_type_and_200_with_legacy_json() {
         .client
         .post(app.graphql_url())
         .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ACCEPT, GRAPHQL_RESPONSE)
         .header(header::AUTHORIZATION, "Bearer nope")
         .body(body.clone())
         .send()
@@ -190,7 +191,13 @@ async fn malformed_json_bodies_get_a_coded_400() {
         ("{\"variables\": {}}", "no query"),
         ("\u{feff}{}", "BOM and nothing"),
     ] {
-        let response = post_raw(&app, Some("application/json"), None, body.to_owned()).await;
+        let response = post_raw(
+            &app,
+            Some("application/json"),
+            Some(GRAPHQL_RESPONSE),
+            body.to_owned(),
+        )
+        .await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{why}");
         let value: Value = response.json().await.unwrap();
         assert_error_code(&value, "BAD_USER_INPUT", why);

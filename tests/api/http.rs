@@ -121,7 +121,12 @@ async fn the_response_type_follows_the_accept_header() {
             "application/graphql-response+json, application/json;q=0.9",
             "application/graphql-response+json",
         ),
-        ("*/*", "application/graphql-response+json"),
+        ("*/*", "application/json"),
+        ("application/*", "application/json"),
+        (
+            "*/*, application/graphql-response+json",
+            "application/graphql-response+json",
+        ),
     ] {
         let response = app
             .client
@@ -140,6 +145,97 @@ async fn the_response_type_follows_the_accept_header() {
             "Accept {accept}: got {content_type}"
         );
     }
+}
+
+/// A POST sent as raw HTTP/1.1, so that no `Accept` header is added.
+async fn post_without_accept(app: &crate::helpers::TestApp, body: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let request = format!(
+        "POST /graphql HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.to_ascii_lowercase(), body.to_owned())
+}
+
+#[tokio::test]
+async fn a_request_without_accept_is_answered_with_application_json() {
+    let app = spawn_app().await;
+    let (head, body) = post_without_accept(&app, r#"{"query":"{ __typename }"}"#).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-type: application/json"), "{head}");
+    assert!(body.contains("QueryRoot"), "{body}");
+    // As legacy JSON clients expect: a document that does not validate is
+    // a 200 with the errors.
+    let (head, body) = post_without_accept(&app, r#"{"query":"{ nope }"}"#).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(body.contains("BAD_USER_INPUT"), "{body}");
+}
+
+#[tokio::test]
+async fn with_the_graphql_response_type_a_request_that_cannot_run_has_no_data_entry() {
+    let app = spawn_app().await;
+    let send = |body: Value, accept: &'static str, token: Option<&'static str>| {
+        let mut request = app
+            .client
+            .post(app.graphql_url())
+            .header(header::ACCEPT, accept)
+            .json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    const NEW: &str = "application/graphql-response+json";
+    for (body, why) in [
+        (json!({ "query": "{ viewer { " }), "does not parse"),
+        (json!({ "query": "{ noSuchField }" }), "does not validate"),
+        (
+            json!({ "query": "query($n: Int!) { __typename }", "variables": { "n": "x" } }),
+            "bad variables",
+        ),
+    ] {
+        let (status, answer) = send(body.clone(), NEW, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{why}");
+        assert!(
+            answer.get("data").is_none(),
+            "{why}: no data entry: {answer}"
+        );
+        assert!(answer["errors"].is_array(), "{why}");
+        let (status, answer) = send(json!([body, { "query": "{ __typename }" }]), NEW, None).await;
+        assert_eq!(status, StatusCode::OK, "{why}, in a batch");
+        assert!(
+            answer[0].get("data").is_none(),
+            "{why}, batch entry: {answer}"
+        );
+        assert_eq!(
+            answer[1]["data"]["__typename"], "QueryRoot",
+            "the other entry ran"
+        );
+    }
+    let (status, answer) = send(json!({ "query": "{ __typename }" }), NEW, Some("smt_nope")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        answer.get("data").is_none(),
+        "refused before execution: {answer}"
+    );
+    // A field error is not a request error: data stays, as null or partial.
+    let (status, answer) = send(json!({ "query": "{ viewer { user { id } } }" }), NEW, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        answer.get("data").is_some(),
+        "a field error keeps data: {answer}"
+    );
 }
 
 #[tokio::test]
