@@ -669,6 +669,8 @@ fn fake_event(world: &World, rng: &mut Rng, subject: usize, at: DateTime<Utc>) -
                 &AppError::Forbidden(access::OWN_ONLY.into()),
             )
             .subject(user.id)
+            // As a request's refusals are written (`access::Denials::take`).
+            .meta("count", 1u64)
         }
         91..94 => {
             let admin = world.any_admin(rng);
