@@ -30,7 +30,9 @@ use crate::{
 /// Outcome of an audited attempt.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 pub enum AuditStatus {
+    /// It happened.
     Success,
+    /// It was refused, or failed.
     Failed,
 }
 
@@ -62,16 +64,23 @@ pub struct AuditLog {
     pub seq: i64,
     /// e.g. `auth.sign_in`, `session.revoked`, `access.denied`.
     pub event_type: String,
+    /// Whether what it records succeeded or was refused or failed.
     pub status: AuditStatus,
+    /// A readable account of the event.
     pub message: String,
+    /// When it was recorded.
     pub created_at: DateTime<Utc>,
     /// Who did it (the impersonating admin for actions taken while
     /// impersonating).
     pub actor_id: Option<Uuid>,
     /// Whose account or session it concerns.
     pub user_id: Option<Uuid>,
+    /// The session it concerns, if any.
     pub session_id: Option<Uuid>,
+    /// The client address of the request that caused it (hidden from a
+    /// user reading an event someone else caused).
     pub ip_address: Option<String>,
+    /// The User-Agent of that request (hidden likewise).
     pub user_agent: Option<String>,
     /// Event details, e.g. a revocation's `reason` and `revokedBy`.
     pub metadata: Json<serde_json::Value>,
@@ -133,9 +142,11 @@ pub struct AuditFilter {
     pub user_id: Option<Uuid>,
     /// Events done by this user.
     pub actor_id: Option<Uuid>,
+    /// Events about this session.
     pub session_id: Option<Uuid>,
     /// Exact event type, e.g. `session.revoked`.
     pub event_type: Option<String>,
+    /// Only successes, or only failures (refusals among them).
     pub status: Option<AuditStatus>,
     /// From this instant on (inclusive).
     pub since: Option<DateTime<Utc>>,
@@ -180,7 +191,9 @@ impl AuditFilter {
 pub struct Pagination {
     /// How many items (events, users) match the filters.
     pub total: i32,
+    /// The page size asked for.
     pub limit: i32,
+    /// Items skipped before this page.
     pub offset: i32,
     /// Whether more items follow this page.
     pub has_more: bool,
@@ -192,7 +205,9 @@ pub struct Pagination {
 /// A page of audit events, newest first.
 #[derive(SimpleObject)]
 pub struct AuditPage {
+    /// The events of this page, newest first.
     pub logs: Vec<AuditLog>,
+    /// Where this page is in the whole.
     pub pagination: Pagination,
 }
 
@@ -253,6 +268,7 @@ fn visible(
 #[derive(Default)]
 pub struct AuditSubscription;
 
+/// Live events, over graphql-transport-ws at `/graphql/ws`.
 #[Subscription]
 impl AuditSubscription {
     /// Audit events as they are committed (graphql-transport-ws at
@@ -263,6 +279,9 @@ impl AuditSubscription {
     async fn session_events(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "Only events about this user (admins and owners; a user sees their own events either way)."
+        )]
         user_id: Option<Uuid>,
     ) -> Result<impl Stream<Item = Result<AuditLog>> + use<>> {
         let app = state(ctx)?;
@@ -314,9 +333,15 @@ impl AuditQuery {
     async fn session_audit(
         &self,
         ctx: &Context<'_>,
-        filter: Option<AuditFilter>,
-        #[graphql(default = 100)] limit: i32,
-        #[graphql(default = 0)] offset: i32,
+        #[graphql(desc = "Which events: every condition given must hold.")] filter: Option<
+            AuditFilter,
+        >,
+        #[graphql(default = 100, desc = "Events per page, 1 to 500.")] limit: i32,
+        #[graphql(
+            default = 0,
+            desc = "Events to skip, up to 1 000 000 (`after` is faster for deep pages)."
+        )]
+        offset: i32,
         #[graphql(desc = "Continue after the page that ended with this cursor \
             (`pagination.nextCursor`): keyset paging, as fast at any depth.")]
         after: Option<String>,

@@ -28,7 +28,7 @@ impl ImpersonationMutation {
     async fn start_impersonation(
         &self,
         ctx: &Context<'_>,
-        user_id: Uuid,
+        #[graphql(desc = "The user to act as.")] user_id: Uuid,
         #[graphql(desc = "Why: required, 1 to 500 characters; shown to the user.")] reason: String,
     ) -> Result<AuthPayload> {
         let app = state(ctx)?;

@@ -20,9 +20,11 @@ use crate::{
     startup::AppState,
 };
 
+/// Reads: the viewer, sessions, the audit log and accounts.
 #[derive(MergedObject, Default)]
 pub struct QueryRoot(session::SessionQuery, audit::AuditQuery, user::UserQuery);
 
+/// Changes: signing in and out, revocation, impersonation, passwords.
 #[derive(MergedObject, Default)]
 pub struct MutationRoot(
     session::SessionMutation,

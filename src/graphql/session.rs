@@ -26,13 +26,18 @@ use crate::{
 #[derive(SimpleObject, Clone, Debug)]
 #[graphql(complex)]
 pub struct Session {
+    /// The session's id.
     pub id: Uuid,
     /// The token, masked: its first 8 characters and "…".
     pub session_token: String,
+    /// Whose session it is.
     pub user_id: Uuid,
+    /// When it was opened (signed in).
     pub created_at: DateTime<Utc>,
     /// When the session ends at the latest.
     pub expires: DateTime<Utc>,
+    /// When it was last used (written at most every
+    /// `ACTIVITY_WRITE_INTERVAL`).
     pub last_active_at: DateTime<Utc>,
     /// When it was revoked, if it was.
     pub revoked_at: Option<DateTime<Utc>>,
@@ -197,6 +202,7 @@ pub struct AuthPayload {
     /// The bearer token. Send it as `Authorization: Bearer <token>`. It is
     /// not stored anywhere and cannot be shown again.
     pub token: String,
+    /// The session the token opens.
     pub session: Session,
 }
 
@@ -204,6 +210,7 @@ pub struct AuthPayload {
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct Viewer {
+    /// The signed-in account (the impersonated user's, when impersonating).
     pub user: User,
     /// The session making this request.
     pub session: Session,
@@ -305,7 +312,9 @@ impl SessionQuery {
     async fn sessions(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = false)] include_expired: bool,
+        #[graphql(default = false, desc = "Also list expired and revoked sessions.")]
+        include_expired: bool,
+        #[graphql(desc = "Whose sessions (admins and owners); the viewer's own when null.")]
         user_id: Option<Uuid>,
     ) -> Result<SessionList> {
         let app = state(ctx)?;
@@ -326,7 +335,11 @@ impl SessionQuery {
 
     /// One session, under the same rules as `sessions`.
     #[graphql(guard = "SessionAccess::new(id, Action::ViewSessions)")]
-    async fn session(&self, ctx: &Context<'_>, id: Uuid) -> Result<Session> {
+    async fn session(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The session's id.")] id: Uuid,
+    ) -> Result<Session> {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
         let (session, owner) = target_session(ctx, app, caller, id).await?;
@@ -348,8 +361,8 @@ impl SessionMutation {
     async fn sign_in(
         &self,
         ctx: &Context<'_>,
-        email: String,
-        #[graphql(secret)] password: String,
+        #[graphql(desc = "The account's email (any case).")] email: String,
+        #[graphql(secret, desc = "The account's password.")] password: String,
     ) -> Result<AuthPayload> {
         let app = state(ctx)?;
         let opened = sessions::sign_in(
@@ -379,7 +392,11 @@ impl SessionMutation {
     /// kept, with `revokedAt` set. Revoking a session that has already
     /// ended changes nothing.
     #[graphql(guard = "SessionAccess::new(id, Action::RevokeSessions)")]
-    async fn revoke_session(&self, ctx: &Context<'_>, id: Uuid) -> Result<Session> {
+    async fn revoke_session(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The session to end.")] id: Uuid,
+    ) -> Result<Session> {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
         let (session, owner) = target_session(ctx, app, caller, id).await?;
@@ -410,8 +427,13 @@ impl SessionMutation {
     async fn revoke_sessions(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "Whose sessions (admins and owners); the viewer's own when null.")]
         user_id: Option<Uuid>,
-        #[graphql(default = true)] except_current: bool,
+        #[graphql(
+            default = true,
+            desc = "Keep the session making this request (when it is among them)."
+        )]
+        except_current: bool,
     ) -> Result<i32> {
         let app = state(ctx)?;
         let caller = caller(ctx)?;

@@ -55,11 +55,15 @@ impl From<Role> for user::Role {
 /// An account.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct User {
+    /// The account's id.
     pub id: Uuid,
     /// Lower-case, unique.
     pub email: String,
+    /// The name shown for the account.
     pub name: String,
+    /// What the account may do: see the rights of each role.
     pub role: Role,
+    /// When the account was created.
     pub created_at: DateTime<Utc>,
 }
 
@@ -105,7 +109,9 @@ impl Loader<Uuid> for UserLoader {
 /// always null).
 #[derive(SimpleObject)]
 pub struct UserPage {
+    /// The accounts of this page, by email.
     pub users: Vec<User>,
+    /// Where this page is in the whole.
     pub pagination: Pagination,
 }
 
@@ -121,9 +127,10 @@ impl UserQuery {
     async fn users(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "Part of an email or name, any case; every account when null.")]
         search: Option<String>,
-        #[graphql(default = 20)] limit: i32,
-        #[graphql(default = 0)] offset: i32,
+        #[graphql(default = 20, desc = "Accounts per page.")] limit: i32,
+        #[graphql(default = 0, desc = "Accounts to skip.")] offset: i32,
     ) -> Result<UserPage> {
         let app = state(ctx)?;
         let (found, total) = users::search(&app.db, search.as_deref(), limit, offset)
@@ -157,9 +164,13 @@ impl UserMutation {
     async fn change_password(
         &self,
         ctx: &Context<'_>,
-        #[graphql(secret)] current_password: String,
-        #[graphql(secret)] new_password: String,
-        #[graphql(default = true)] revoke_other_sessions: bool,
+        #[graphql(secret, desc = "The password in use now.")] current_password: String,
+        #[graphql(secret, desc = "The new password, at least 12 characters.")] new_password: String,
+        #[graphql(
+            default = true,
+            desc = "End every other session of the account (recommended)."
+        )]
+        revoke_other_sessions: bool,
     ) -> Result<bool> {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
