@@ -10,7 +10,32 @@ export const SESSION_FIELDS = `
   id sessionToken device userAgent ipAddress createdAt lastActiveAt expires
   revokedAt isActive isCurrent impersonationReason
   impersonator { id name email }
+  endReason endedAt revokedBy { id name email }
 `;
+
+/** How a session ended, as the server names it (`Session.endReason`). */
+const END_REASONS = {
+  SIGN_OUT: 'signed out',
+  REVOKED: 'revoked',
+  REVOKED_BULK: 'revoked with the other sessions',
+  PASSWORD_CHANGED: 'password changed',
+  SESSION_LIMIT: 'session limit reached',
+  IMPERSONATION_STOPPED: 'impersonation stopped',
+  IMPERSONATOR_ENDED: "the admin's session ended",
+  IDLE_TIMEOUT: 'unused for too long',
+  EXPIRED: 'expired',
+  OTHER: 'ended',
+};
+
+/** "Ended by Adam Admin — revoked", or "Ended by the server — expired". */
+function endedNote(session) {
+  if (session.isActive || !session.endReason) return null;
+  const why = END_REASONS[session.endReason] || 'ended';
+  const who = session.revokedBy
+    ? h('strong', { title: session.revokedBy.email }, session.revokedBy.name)
+    : 'the server';
+  return h('p', { class: 'ended-note', 'data-testid': 'ended' }, 'Ended by ', who, ` — ${why}`);
+}
 
 const POLL_MS = 5000;
 
@@ -22,6 +47,7 @@ export function sessionCard(session, { onRevoke } = {}) {
   if (session.isCurrent) badges.push(h('span', { class: 'badge current' }, 'This device'));
   if (session.impersonator) badges.push(h('span', { class: 'badge impersonation' }, 'Impersonation'));
   if (!session.isActive) badges.push(h('span', { class: 'badge ended' }, session.revokedAt ? 'Revoked' : 'Expired'));
+  const ended = endedNote(session);
   const impersonation = session.impersonator
     ? h(
         'p',
@@ -55,10 +81,11 @@ export function sessionCard(session, { onRevoke } = {}) {
       ['IP address', session.ipAddress || 'unknown'],
       ['Signed in', timeEl(session.createdAt)],
       ['Last active', timeEl(session.lastActiveAt)],
-      [session.isActive ? 'Expires' : 'Ended', session.isActive ? timeEl(session.expires) : timeEl(session.revokedAt || session.expires)],
+      [session.isActive ? 'Expires' : 'Ended', timeEl(session.isActive ? session.expires : session.endedAt || session.expires)],
       ['Token', h('code', {}, session.sessionToken)],
     ]),
     impersonation,
+    ended,
     actions.length ? h('div', { class: 'actions' }, actions) : null,
   );
 }

@@ -182,6 +182,12 @@ test("an admin sees and revokes a user's sessions", async () => {
   await card.waitFor({ state: 'detached' });
   const refused = await api('{ viewer { user { id } } }', {}, { token: bobDevice.token });
   assert.equal(refused.errors?.[0]?.extensions?.code, 'UNAUTHENTICATED');
+
+  // The ended-sessions view says who ended it and why.
+  await page.getByLabel('Show ended sessions').check();
+  const ended = page.locator(`li.session[data-session-id="${bobDevice.sessionId}"]`);
+  await ended.waitFor();
+  assert.equal(await ended.getByTestId('ended').innerText(), 'Ended by Adam Admin — revoked');
   await page.assertClean();
   await page.closeAll();
 });
