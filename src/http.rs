@@ -330,7 +330,7 @@ async fn execute_many(
     let fields: usize = documents.iter().flatten().map(|parsed| parsed.fields).sum();
     if fields > config.max_query_fields {
         let message = format!(
-            "the request selects more than {} fields (MAX_QUERY_FIELDS; aliases and __typename count)",
+            "the request selects more than {} fields (MAX_QUERY_FIELDS; aliases, __typename and fragment spreads count)",
             config.max_query_fields
         );
         return error_response(StatusCode::BAD_REQUEST, media, "BAD_USER_INPUT", &message);

@@ -161,6 +161,8 @@ pub fn measure(document: &ExecutableDocument, limit: usize, max_depth: usize) ->
         document,
         limit,
         max_depth,
+        steps: 0,
+        max_steps: limit.saturating_mul(4).max(256),
         count: 0,
         too_deep: false,
         spreading: HashSet::new(),
@@ -186,6 +188,13 @@ struct Walk<'a> {
     document: &'a ExecutableDocument,
     limit: usize,
     max_depth: usize,
+    /// Selections visited (fields, inline fragments, spreads), fragments
+    /// expanded. Fragments that spread each other twice over double the
+    /// walk at each level without adding a field (a kilobyte of them would
+    /// take days): past `max_steps` the document counts as over the field
+    /// limit, since spreads count toward it too.
+    steps: usize,
+    max_steps: usize,
     count: usize,
     too_deep: bool,
     spreading: HashSet<&'a str>,
@@ -203,6 +212,11 @@ impl<'a> Walk<'a> {
         }
         for selection in &set.items {
             if self.stopped() {
+                return;
+            }
+            self.steps += 1;
+            if self.steps > self.max_steps {
+                self.count = self.limit + 1;
                 return;
             }
             match &selection.node {
@@ -228,6 +242,10 @@ impl<'a> Walk<'a> {
     }
 }
 
+/// Selections [`root_fields`] visits at most: far more than any real
+/// subscription's root needs.
+const ROOT_STEPS: usize = 1024;
+
 /// The distinct response keys (alias or name) an operation selects at its
 /// root, fragments expanded, up to `limit + 1`; and whether one of them
 /// is an introspection field. A subscription needs exactly one, and not
@@ -237,6 +255,7 @@ pub fn root_fields(
     operation: &OperationDefinition,
     limit: usize,
 ) -> (usize, bool) {
+    #[allow(clippy::too_many_arguments)]
     fn collect<'a>(
         document: &'a ExecutableDocument,
         set: &'a SelectionSet,
@@ -245,12 +264,19 @@ pub fn root_fields(
         spreading: &mut HashSet<&'a str>,
         depth: usize,
         limit: usize,
+        steps: &mut usize,
     ) {
         if depth > MAX_NESTING {
             return;
         }
         for selection in &set.items {
             if keys.len() > limit {
+                return;
+            }
+            // Fragments spreading each other twice over would double the
+            // walk at each level (see `Walk::steps`).
+            *steps += 1;
+            if *steps > ROOT_STEPS {
                 return;
             }
             match &selection.node {
@@ -268,6 +294,7 @@ pub fn root_fields(
                     spreading,
                     depth + 1,
                     limit,
+                    steps,
                 ),
                 Selection::FragmentSpread(spread) => {
                     let name = spread.node.fragment_name.node.as_str();
@@ -282,6 +309,7 @@ pub fn root_fields(
                             spreading,
                             depth + 1,
                             limit,
+                            steps,
                         );
                         spreading.remove(name);
                     }
@@ -291,6 +319,7 @@ pub fn root_fields(
     }
     let mut keys = HashSet::new();
     let mut introspection = false;
+    let mut steps = 0;
     collect(
         document,
         &operation.selection_set.node,
@@ -299,7 +328,12 @@ pub fn root_fields(
         &mut HashSet::new(),
         1,
         limit,
+        &mut steps,
     );
+    if steps > ROOT_STEPS {
+        // Not walked to the end: as many as to be refused.
+        return (limit + 1, introspection);
+    }
     (keys.len(), introspection)
 }
 
@@ -385,6 +419,46 @@ mod tests {
             measure(&chain(20_000), 100_000, 48).too_deep,
             "and the walk stops"
         );
+    }
+
+    /// Each fragment spreads the next twice: the expansion doubles at every
+    /// level, and the last spreads the first (or a fragment that does not
+    /// exist), so no field ever stops the count.
+    fn fan_out(levels: usize, last: &str) -> String {
+        let mut q = String::from("{ ...F0 }");
+        for i in 0..levels {
+            q.push_str(&format!(
+                " fragment F{i} on Q {{ ...F{n} ...F{n} }}",
+                n = i + 1
+            ));
+        }
+        q.push_str(&format!(" fragment F{levels} on Q {{ ...{last} }}"));
+        q
+    }
+
+    #[test]
+    fn fragments_fanning_out_are_refused_in_bounded_work() {
+        for last in ["F0", "Missing"] {
+            let doc = async_graphql::parser::parse_query(fan_out(40, last)).unwrap();
+            let measured = measure(&doc, 500, 48);
+            assert!(
+                measured.fields > 500,
+                "over the limit, found in bounded steps"
+            );
+            let sub = fan_out(40, last).replacen("{ ...F0 }", "subscription { ...F0 }", 1);
+            let doc = async_graphql::parser::parse_query(sub).unwrap();
+            let (_, op) = doc.operations.iter().next().unwrap();
+            assert!(
+                root_fields(&doc, &op.node, 1).0 > 1,
+                "refused as a subscription too"
+            );
+        }
+        // A modest fan-out of real fields is counted as before.
+        let doc = async_graphql::parser::parse_query(
+            "{ ...A } fragment A on Q { ...B ...B } fragment B on Q { x y }",
+        )
+        .unwrap();
+        assert_eq!(measure(&doc, 500, 48).fields, 4);
     }
 
     #[test]

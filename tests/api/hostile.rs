@@ -242,6 +242,42 @@ async fn fragments_spread_in_fragments_count_as_nesting() {
     }
 }
 
+/// Each fragment spreads the next twice and the last spreads the first:
+/// 1.6 KB whose expansion doubles at each of 40 levels.
+fn fanning_out_fragments() -> String {
+    let mut document = String::from("{ ...F0 }");
+    for i in 0..40 {
+        document.push_str(&format!(
+            " fragment F{i} on QueryRoot {{ ...F{n} ...F{n} }}",
+            n = i + 1
+        ));
+    }
+    document.push_str(" fragment F40 on QueryRoot { ...F0 }");
+    document
+}
+
+#[tokio::test]
+async fn fragments_fanning_out_are_refused_at_once_on_every_transport() {
+    let app = spawn_app().await;
+    let document = fanning_out_fragments();
+    let (status, body) = post(&app, json!({ "query": document }).to_string()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error_code(&body, "BAD_USER_INPUT", "POST");
+    let (status, _) = raw_get(&app, &[("query", &document)], BROWSER_ACCEPT).await;
+    assert_eq!(status, 400, "GET");
+    let user = app.create_user(Role::User).await;
+    let token = app.sign_in(&user).await;
+    let mut socket = connect(&app, &token).await;
+    let subscription = document.replacen("{ ...F0 }", "subscription { ...F0 }", 1);
+    for (id, doc) in [("q", &document), ("s", &subscription)] {
+        send(&mut socket, subscribe(id, doc)).await;
+        let answer = receive(&mut socket).await;
+        assert_eq!(answer["type"], "error", "socket {id}: {answer}");
+        assert_eq!(answer["payload"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    }
+    assert_serving(&app, "fragments fanning out").await;
+}
+
 async fn open_socket(app: &TestApp, origin: Option<&str>) -> Result<Socket, tungstenite::Error> {
     let url = format!("{}/graphql/ws", app.address.replace("http://", "ws://"));
     let mut request = url.into_client_request().unwrap();
