@@ -11,6 +11,9 @@ pub struct Model {
     pub key: String,
     /// The last reservation against it (maintenance forgets old keys).
     pub touched_at: DateTimeUtc,
+    /// Refusals against it are not audited again before this: a burst of
+    /// refused attempts writes one `throttled` event, not one each.
+    pub throttled_until: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -26,6 +26,7 @@ enum SignInThrottleKeys {
     Table,
     Key,
     TouchedAt,
+    ThrottledUntil,
 }
 
 #[derive(DeriveIden)]
@@ -58,6 +59,11 @@ impl MigrationTrait for Migration {
                         ColumnDef::new(SignInThrottleKeys::TouchedAt)
                             .timestamp_with_time_zone()
                             .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(SignInThrottleKeys::ThrottledUntil)
+                            .timestamp_with_time_zone()
+                            .null(),
                     )
                     .to_owned(),
             )

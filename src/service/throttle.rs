@@ -27,9 +27,9 @@ use chrono::{DateTime, Utc};
 use entity::{installation_secret, sign_in_failure, sign_in_throttle_key};
 use hmac::{Hmac, Mac};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
-    sea_query::{OnConflict, Query},
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, OnConflict, Query},
 };
 use sha2::Sha256;
 use uuid::Uuid;
@@ -140,7 +140,13 @@ impl Throttle {
                     match throttle.reserve_in(txn, email_hash, ip.as_deref()).await? {
                         Ok(id) => Ok(Ok(id)),
                         Err((limit, retry)) => {
-                            audit::record(txn, throttled(limit, retry)).await?;
+                            let key = match limit {
+                                Limit::Account => account_key(email_hash),
+                                Limit::Address => address_key(ip.as_deref().unwrap_or("")),
+                            };
+                            if first_refusal(txn, &key, retry).await? {
+                                audit::record(txn, throttled(limit, retry)).await?;
+                            }
                             Ok(Err(retry))
                         }
                     }
@@ -162,9 +168,9 @@ impl Throttle {
         ip: Option<&str>,
     ) -> AppResult<Result<Uuid, (Limit, u64)>> {
         let now = db::now();
-        let mut keys = vec![format!("account:{email_hash}")];
+        let mut keys = vec![account_key(email_hash)];
         if let Some(ip) = ip {
-            keys.push(format!("address:{ip}"));
+            keys.push(address_key(ip));
         }
         keys.sort();
         let mut lock = Query::insert();
@@ -324,4 +330,41 @@ pub async fn forget_before(db: &DatabaseConnection, before: DateTime<Utc>) -> Ap
         .exec(db)
         .await?;
     Ok(forgotten)
+}
+
+fn account_key(email_hash: &str) -> String {
+    format!("account:{email_hash}")
+}
+
+fn address_key(ip: &str) -> String {
+    format!("address:{ip}")
+}
+
+/// Whether a refusal against `key` is the first since the key was last
+/// throttled (then the refusal is audited, and the key is marked throttled
+/// for `retry_after_secs`). Without it, anyone, no token needed, could
+/// write one audit event per refused attempt: 10 batched requests of
+/// aliased `signIn`s wrote thousands. The key's row is locked by the
+/// reservation's transaction, so two refusals cannot both be first.
+async fn first_refusal(
+    conn: &impl ConnectionTrait,
+    key: &str,
+    retry_after_secs: u64,
+) -> AppResult<bool> {
+    let now = db::now();
+    let until = now + Config::chrono(std::time::Duration::from_secs(retry_after_secs));
+    let updated = sign_in_throttle_key::Entity::update_many()
+        .col_expr(
+            sign_in_throttle_key::Column::ThrottledUntil,
+            Expr::value(until),
+        )
+        .filter(sign_in_throttle_key::Column::Key.eq(key))
+        .filter(
+            Condition::any()
+                .add(sign_in_throttle_key::Column::ThrottledUntil.is_null())
+                .add(sign_in_throttle_key::Column::ThrottledUntil.lte(now)),
+        )
+        .exec(conn)
+        .await?;
+    Ok(updated.rows_affected == 1)
 }
