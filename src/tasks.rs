@@ -16,9 +16,12 @@ const INTERVAL: Duration = Duration::from_secs(10 * 60);
 /// Rows deleted per statement or transaction, so a large clean-up never
 /// holds the write lock for long.
 const BATCH: u64 = 1_000;
-/// Expiries recorded per pass at most (a backlog is worked off over the
-/// following passes, so no pass writes for long), and per transaction.
+/// Expiries recorded per round, and rounds per pass at most (a larger
+/// backlog is worked off over the following passes, so no pass writes for
+/// long; sessions are not deleted before their expiry is recorded), and
+/// expiries per transaction.
 const EXPIRIES_PER_PASS: u64 = 1_000;
+const EXPIRY_ROUNDS: usize = 20;
 const EXPIRIES_PER_TRANSACTION: usize = 100;
 
 /// Runs maintenance now and then every [`INTERVAL`] until aborted.
@@ -51,12 +54,22 @@ pub async fn run_once(state: &AppState) -> Report {
     let started = std::time::Instant::now();
 
     // Before the clean-up, so a session is recorded before it is deleted.
-    match session::record_expired(&state.db, now, EXPIRIES_PER_PASS, EXPIRIES_PER_TRANSACTION).await
-    {
-        Ok(n) => report.expiries_recorded = n,
-        Err(err) => {
-            report.failed = true;
-            tracing::warn!(error = %err, "maintenance: recording expired sessions failed");
+    for _ in 0..EXPIRY_ROUNDS {
+        match session::record_expired(&state.db, now, EXPIRIES_PER_PASS, EXPIRIES_PER_TRANSACTION)
+            .await
+        {
+            Ok(n) => {
+                report.expiries_recorded += n;
+                if n < EXPIRIES_PER_PASS {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            Err(err) => {
+                report.failed = true;
+                tracing::warn!(error = %err, "maintenance: recording expired sessions failed");
+                break;
+            }
         }
     }
 

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use chrono::Utc;
 use entity::{session, user};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
-    Iterable, PaginatorTrait, QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait,
-    SelectTwo, Statement, TryGetError, sea_query::Expr,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr,
+    EntityTrait, Iterable, PaginatorTrait, QueryFilter, QueryOrder, QueryResult, QuerySelect,
+    QueryTrait, SelectTwo, Statement, TryGetError, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -917,6 +917,14 @@ pub async fn delete_ended_before(
                 .select_only()
                 .column(session::Column::Id)
                 .filter(ended.lt(cutoff))
+                // An expired session whose expiry is not recorded yet waits
+                // for its `session.expired` event (a backlog larger than
+                // maintenance records in a pass must not lose events).
+                .filter(
+                    Condition::any()
+                        .add(session::Column::RevokedAt.is_not_null())
+                        .add(session::Column::EndReason.is_not_null()),
+                )
                 .limit(batch)
                 .into_tuple()
                 .all(db)

@@ -312,3 +312,35 @@ async fn sessions_that_expired_before_the_upgrade_are_marked_without_events() {
     assert_eq!(report.expiries_recorded, 0, "{report:?}");
     assert!(app.events_of_type(EXPIRED).await.is_empty());
 }
+
+#[tokio::test]
+async fn an_expired_session_is_not_deleted_before_its_expiry_is_recorded() {
+    let app = spawn_app().await;
+    after_start_up_maintenance(&app).await;
+    let user = app.create_user(Role::User).await;
+    let (_, id) = app.sign_in_as(&user, "laptop").await;
+    // Expired long before any retention period, and not recorded yet (a
+    // backlog larger than one maintenance pass records).
+    let long_ago = Utc::now() - Duration::days(400);
+    session::Entity::update_many()
+        .col_expr(session::Column::ExpiresAt, Expr::value(long_ago))
+        .col_expr(session::Column::AbsoluteExpiresAt, Expr::value(long_ago))
+        .filter(session::Column::Id.eq(id))
+        .exec(app.db())
+        .await
+        .unwrap();
+    let cutoff = Utc::now() - Duration::days(30);
+    let deleted = session_manager::service::session::delete_ended_before(app.db(), cutoff, 100)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 0, "kept until its session.expired is written");
+    let recorded = session_manager::service::session::record_expired(app.db(), Utc::now(), 10, 10)
+        .await
+        .unwrap();
+    assert_eq!(recorded, 1);
+    let deleted = session_manager::service::session::delete_ended_before(app.db(), cutoff, 100)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1, "then it goes");
+    assert_eq!(app.events_of_type("session.expired").await.len(), 1);
+}
