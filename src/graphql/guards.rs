@@ -224,8 +224,18 @@ impl Guard for Impersonation {
 }
 
 /// Account-wide actions (signing in again, revoking every session,
-/// changing the password) are refused from an impersonation session.
-pub struct NotImpersonating;
+/// changing the password) are refused from an impersonation session. The
+/// refusal is recorded as a refusal of `action` (a refused bulk revocation
+/// is a failed `session.revoked`, like every refused revocation).
+pub struct NotImpersonating {
+    action: Action,
+}
+
+impl NotImpersonating {
+    pub fn new(action: Action) -> Self {
+        Self { action }
+    }
+}
 
 impl Guard for NotImpersonating {
     async fn check(&self, ctx: &Context<'_>) -> Result<()> {
@@ -242,7 +252,7 @@ impl Guard for NotImpersonating {
         Err(deny(
             ctx,
             caller,
-            Action::Sensitive,
+            self.action,
             Some(caller.user.id),
             Some(caller.session.id),
             AppError::Forbidden(reason.into()),

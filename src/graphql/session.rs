@@ -357,7 +357,7 @@ pub struct SessionMutation;
 impl SessionMutation {
     /// Signs in with email and password and opens a session. Unknown email
     /// and wrong password get the same `UNAUTHENTICATED` error.
-    #[graphql(guard = "NotImpersonating")]
+    #[graphql(guard = "NotImpersonating::new(Action::Sensitive)")]
     async fn sign_in(
         &self,
         ctx: &Context<'_>,
@@ -423,7 +423,9 @@ impl SessionMutation {
     /// Revokes all active sessions of a user (the caller when `userId` is
     /// omitted), except the caller's own current session unless
     /// `exceptCurrent` is false. Returns how many were ended.
-    #[graphql(guard = "NotImpersonating.and(SessionsOf::new(user_id, Action::RevokeSessions))")]
+    #[graphql(
+        guard = "NotImpersonating::new(Action::RevokeSessions).and(SessionsOf::new(user_id, Action::RevokeSessions))"
+    )]
     async fn revoke_sessions(
         &self,
         ctx: &Context<'_>,

@@ -160,7 +160,7 @@ impl UserMutation {
     /// and the new one follow the password rules (12 to 256 characters).
     /// Ends the caller's other sessions unless `revokeOtherSessions` is
     /// false. Not allowed from an impersonation session.
-    #[graphql(guard = "SignedIn.and(NotImpersonating)")]
+    #[graphql(guard = "SignedIn.and(NotImpersonating::new(Action::Sensitive))")]
     async fn change_password(
         &self,
         ctx: &Context<'_>,

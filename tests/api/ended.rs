@@ -277,3 +277,30 @@ async fn refused_revocations_are_recorded_as_failed_session_revoked_events() {
     assert_eq!(denied.len(), 1, "only the listing is access.denied");
     assert_eq!(denied[0].metadata["action"], "sessions.view");
 }
+
+#[tokio::test]
+async fn a_bulk_revocation_refused_to_an_impersonation_session_is_a_failed_revocation() {
+    let app = spawn_app().await;
+    let admin = app.create_user(Role::Admin).await;
+    let alice = app.create_user(Role::User).await;
+    let admin_token = app.sign_in(&admin).await;
+    let start =
+        "mutation($id: UUID!) { startImpersonation(userId: $id, reason: \"ticket 9\") { token } }";
+    let body = app
+        .gql(Some(&admin_token), start, json!({ "id": alice.id }))
+        .await;
+    let token = body["data"]["startImpersonation"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned();
+    let body = app
+        .gql(Some(&token), "mutation { revokeSessions }", json!({}))
+        .await;
+    assert_error_code(&body, "FORBIDDEN", "bulk revocation while impersonating");
+    let refused = app.refusals().await;
+    let last = refused.last().expect("audited");
+    assert_eq!(last.event_type, "session.revoked", "{last:?}");
+    assert_eq!(last.metadata["action"], "sessions.revoke");
+    assert_eq!(last.actor_id, Some(admin.id), "the admin acted");
+    assert_eq!(last.user_id, Some(alice.id));
+}
