@@ -382,6 +382,14 @@ impl SessionMutation {
         };
         Metrics::inc(counter);
         let opened = opened.map_err(AppError::extend)?;
+        // Signing in again beyond the session limit may end the session
+        // making this request: then it ends here for the rest of it too.
+        if ctx
+            .data_opt::<Caller>()
+            .is_some_and(|caller| opened.ended.contains(&caller.session.id))
+        {
+            super::end_session(ctx);
+        }
         Ok(AuthPayload {
             token: opened.token,
             session: opened.session.into(),

@@ -119,6 +119,7 @@ pub async fn start(
         token: token.plaintext,
         session,
         user: target,
+        ended: Vec::new(),
     })
 }
 

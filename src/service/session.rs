@@ -85,6 +85,8 @@ pub struct OpenedSession {
     pub token: String,
     pub session: session::Model,
     pub user: user::Model,
+    /// Sessions the sign-in ended to stay within `MAX_SESSIONS_PER_USER`.
+    pub ended: Vec<Uuid>,
 }
 
 /// Verifies the credentials (argon2id, off the runtime) and opens a
@@ -197,9 +199,11 @@ pub async fn sign_in(
     };
     let txn = db::begin_write(db).await?;
     attempt.release(&txn).await?;
-    if config.max_sessions_per_user > 0 {
-        enforce_session_cap(&txn, config.max_sessions_per_user, &user, meta).await?;
-    }
+    let ended = if config.max_sessions_per_user > 0 {
+        enforce_session_cap(&txn, config.max_sessions_per_user, &user, meta).await?
+    } else {
+        Vec::new()
+    };
     session::Entity::insert(session::ActiveModel::from(session.clone()))
         .exec_without_returning(&txn)
         .await?;
@@ -219,6 +223,7 @@ pub async fn sign_in(
         token: token.plaintext,
         session,
         user,
+        ended,
     })
 }
 
@@ -230,7 +235,7 @@ async fn enforce_session_cap(
     cap: u32,
     user: &user::Model,
     meta: &RequestMeta,
-) -> AppResult<()> {
+) -> AppResult<Vec<Uuid>> {
     let mut own: Vec<session::Model> = sessions_of(conn, user.id, false)
         .await?
         .into_iter()
@@ -238,10 +243,12 @@ async fn enforce_session_cap(
         .collect();
     let keep = cap as usize - 1;
     if own.len() <= keep {
-        return Ok(());
+        return Ok(Vec::new());
     }
+    let mut ended = Vec::new();
     // `sessions_of` lists newest first: the oldest are at the end.
     for oldest in own.split_off(keep) {
+        ended.push(oldest.id);
         end_session(
             conn,
             &oldest,
@@ -252,7 +259,7 @@ async fn enforce_session_cap(
         )
         .await?;
     }
-    Ok(())
+    Ok(ended)
 }
 
 /// The token check on every authenticated request: one read on the unique

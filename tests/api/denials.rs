@@ -269,6 +269,40 @@ async fn a_caller_who_keeps_being_denied_is_rate_limited_and_no_longer_audited()
 }
 
 #[tokio::test]
+async fn a_sign_in_that_ends_the_callers_session_by_the_limit_ends_the_request_there() {
+    let app = spawn_app_with(|c| c.max_sessions_per_user = 1).await;
+    let admin = app.create_user(Role::Admin).await;
+    let bob = app.create_user(Role::User).await;
+    let token = app.sign_in(&admin).await;
+    let (bob_token, _) = app.sign_in_as(&bob, "bob").await;
+    let answers = batch(
+        &app,
+        &token,
+        json!([
+            { "query": "mutation($e: String!, $p: String!) { signIn(email: $e, password: $p) { token } }",
+              "variables": { "e": admin.email, "p": admin.password } },
+            { "query": "mutation($u: UUID) { revokeSessions(userId: $u) }", "variables": { "u": bob.id } },
+        ]),
+    )
+    .await;
+    assert!(
+        answers[0]["data"]["signIn"]["token"].is_string(),
+        "{}",
+        answers[0]
+    );
+    assert_error_code(
+        &answers[1],
+        "UNAUTHENTICATED",
+        "after the limit ended the session",
+    );
+    assert!(
+        works(&app, &bob_token).await,
+        "bob's sessions were not revoked"
+    );
+    assert!(!works(&app, &token).await, "the old session ended");
+}
+
+#[tokio::test]
 async fn a_batch_stops_at_the_session_it_ended() {
     let app = spawn_app().await;
     let admin = app.create_user(Role::Admin).await;
