@@ -238,6 +238,15 @@ impl TestApp {
     /// The maintenance pass that runs at start-up is waited for first, so
     /// its statements are not counted even on a loaded machine.
     pub async fn count_queries<T>(&self, f: impl std::future::Future<Output = T>) -> (T, usize) {
+        self.after_start_up_maintenance().await;
+        let before = self.queries.load(Ordering::SeqCst);
+        let out = f.await;
+        (out, self.queries.load(Ordering::SeqCst) - before)
+    }
+
+    /// Waits for the maintenance pass that runs at start-up: rows a test
+    /// writes with old timestamps would otherwise race its clean-up.
+    pub async fn after_start_up_maintenance(&self) {
         let runs = &self.state.metrics.maintenance_runs;
         for _ in 0..500 {
             if runs.load(Ordering::SeqCst) > 0 {
@@ -249,9 +258,6 @@ impl TestApp {
             runs.load(Ordering::SeqCst) > 0,
             "the start-up maintenance pass did not finish"
         );
-        let before = self.queries.load(Ordering::SeqCst);
-        let out = f.await;
-        (out, self.queries.load(Ordering::SeqCst) - before)
     }
 
     /// Events of one type, oldest first.

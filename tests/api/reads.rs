@@ -42,6 +42,9 @@ fn full_session(user_id: Uuid, impersonator: Uuid) -> session::ActiveModel {
 #[tokio::test]
 async fn rows_decoded_by_position_equal_seaorm_decoding_by_name() {
     let app = spawn_app().await;
+    // The session below ended months ago: the start-up clean-up must not
+    // race it away.
+    app.after_start_up_maintenance().await;
     let db = app.db();
     let owner = app.create_user(user::Role::User).await;
     let admin = app.create_user(user::Role::Admin).await;
