@@ -24,7 +24,7 @@ const EXPIRIES_PER_PASS: u64 = 1_000;
 const EXPIRY_ROUNDS: usize = 20;
 const EXPIRIES_PER_TRANSACTION: usize = 100;
 
-/// Runs maintenance now and then every [`INTERVAL`] until aborted.
+/// Runs maintenance now and then every `INTERVAL` until aborted.
 pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(INTERVAL);

@@ -29,7 +29,7 @@ const WIRE_TARGETS: [&str; 2] = ["tungstenite", "tokio_tungstenite"];
 const WIRE_MAX_LEVEL: Level = Level::DEBUG;
 
 /// Installs the global subscriber; `RUST_LOG` overrides the default level,
-/// except that [`WIRE_TARGETS`] never log beyond [`WIRE_MAX_LEVEL`] (a
+/// except that `WIRE_TARGETS` never log beyond `WIRE_MAX_LEVEL` (a
 /// second filter that `RUST_LOG` cannot reach). Logs go to standard error,
 /// so `print-schema` and `audit export` keep a clean standard output.
 pub fn init(format: LogFormat) {

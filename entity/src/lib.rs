@@ -19,13 +19,3 @@ pub(crate) fn positions(at: usize) -> impl FnMut() -> usize {
         next - 1
     }
 }
-
-pub mod prelude {
-    pub use super::audit_chain::Entity as AuditChain;
-    pub use super::audit_event::Entity as AuditEvent;
-    pub use super::installation_secret::Entity as InstallationSecret;
-    pub use super::session::Entity as Session;
-    pub use super::sign_in_failure::Entity as SignInFailure;
-    pub use super::sign_in_throttle_key::Entity as SignInThrottleKey;
-    pub use super::user::Entity as User;
-}

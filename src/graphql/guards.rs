@@ -1,6 +1,6 @@
 //! Guards: where the rights matrix ([`crate::service::access`]) meets the
 //! schema. Each refusal is answered with a coded error and audited (once
-//! per action and target in a request; see [`super::deny`]).
+//! per action and target in a request; see `graphql::deny`).
 
 use async_graphql::{Context, Guard, Result};
 use entity::user::{self, Role};

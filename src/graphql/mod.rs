@@ -102,7 +102,7 @@ impl CheckedSessions {
 /// What the operations of one request share: every entry of an HTTP
 /// batch, or one WebSocket operation. It knows whether a mutation of the
 /// request has ended the caller's own session (then every later field and
-/// entry is `UNAUTHENTICATED`, see [`caller`]), and holds the request's
+/// entry is `UNAUTHENTICATED`, see `caller`), and holds the request's
 /// refused attempts until they are written, once each, by
 /// [`RequestScope::finish`] when the request's execution ends.
 #[derive(Clone)]

@@ -150,7 +150,7 @@ impl NewEvent {
 
 /// Appends `event` to the chain. Call it inside a write transaction
 /// ([`db::begin_write`] or [`db::Writer`]) together with the change it
-/// records. On PostgreSQL the transaction also notifies [`events::CHANNEL`]
+/// records. On PostgreSQL the transaction also notifies [`crate::events::CHANNEL`]
 /// so every replica's event tail wakes when it commits.
 pub async fn record(conn: &impl ConnectionTrait, event: NewEvent) -> AppResult<audit_event::Model> {
     let grouped = group::head();

@@ -1,86 +1,18 @@
-//! Credentials: bearer tokens, password hashes, and the caller of a request.
+//! Passwords: the rules a new one must meet, and argon2id hashing and
+//! verification on a pool of lower-priority threads of their own.
 
 use argon2::{
     Algorithm, Argon2, Block, Params, PasswordHash, Version,
     password_hash::{self, Output, ParamsString, SaltString},
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use entity::{session, user};
-use sha2::{Digest, Sha256};
 use std::sync::{Arc, Mutex, PoisonError};
-use uuid::Uuid;
 
-use crate::error::{AppError, AppResult, BAD_TOKEN};
-
-/// Fixed prefix of every token, so secret scanners can spot a leaked one.
-pub const TOKEN_PREFIX: &str = "smt_";
-/// Random bytes in a token (from the OS CSPRNG).
-const TOKEN_BYTES: usize = 32;
-/// Length of a well-formed token: the prefix and 43 base64url characters.
-pub const TOKEN_LEN: usize = TOKEN_PREFIX.len() + 43;
-/// How many characters of a token are kept for display.
-pub const DISPLAY_PREFIX_LEN: usize = 8;
+use crate::error::{AppError, AppResult};
 
 pub const MIN_PASSWORD_LEN: usize = 12;
 /// Bounds the cost of hashing whatever a client sends.
 pub const MAX_PASSWORD_LEN: usize = 256;
-
-/// A freshly made token: the plaintext goes to the client once, the rest to
-/// the database.
-pub struct NewToken {
-    pub plaintext: String,
-    pub hash: String,
-    pub display_prefix: String,
-}
-
-pub fn generate_token() -> AppResult<NewToken> {
-    let mut bytes = [0u8; TOKEN_BYTES];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| AppError::internal(anyhow::anyhow!("OS random source failed: {e}")))?;
-    let plaintext = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
-    Ok(NewToken {
-        hash: hash_token(&plaintext),
-        display_prefix: plaintext[..DISPLAY_PREFIX_LEN].to_owned(),
-        plaintext,
-    })
-}
-
-/// SHA-256 of the token, hex. Tokens carry 256 bits of entropy, so a fast
-/// hash is enough; what matters is that the database never holds a usable
-/// token.
-pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-/// Checks the shape of a token before any database work.
-pub fn is_well_formed_token(token: &str) -> bool {
-    token.len() == TOKEN_LEN
-        && token.starts_with(TOKEN_PREFIX)
-        && token[TOKEN_PREFIX.len()..]
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// Extracts the token from an `Authorization` header value. Anything other
-/// than `Bearer <well-formed token>` is refused: a client that sends a
-/// header means to be someone, and must not silently become anonymous.
-pub fn bearer_token(header: &[u8]) -> AppResult<&str> {
-    let value = std::str::from_utf8(header).map_err(|_| AppError::Unauthenticated(BAD_TOKEN))?;
-    let (scheme, token) = value
-        .trim()
-        .split_once(' ')
-        .ok_or(AppError::Unauthenticated(BAD_TOKEN))?;
-    let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || !is_well_formed_token(token) {
-        return Err(AppError::Unauthenticated(BAD_TOKEN));
-    }
-    Ok(token)
-}
-
-/// The display form of a token: its first characters and an ellipsis.
-pub fn mask_token(display_prefix: &str) -> String {
-    format!("{display_prefix}…")
-}
 
 /// Hashes and verifies passwords with argon2id on threads of their own:
 /// half the cores at most, so a burst of sign-ins leaves the other half to
@@ -252,8 +184,10 @@ fn verify_password_blocking(password: &str, hash: &str) -> AppResult<bool> {
 /// from one check to the next. Allocating it afresh for every check made
 /// glibc keep hundreds of megabytes of freed buffers resident under
 /// sign-in load (measured: 250-380 MB peak RSS in the W5 benchmark), and a
-/// buffer per thread kept one for every thread that ever hashed. Hashing
-/// runs at most `permits` at a time, so this holds at most that many.
+/// buffer per thread kept one for every thread that ever hashed. Hashes
+/// run on the threads of a [`PasswordHasherPool`] (half the cores at most),
+/// one at a time on each, so this holds at most as many buffers as hashes
+/// ever ran at once: one per hashing thread.
 static ARGON2_MEMORY: Mutex<Vec<Vec<Block>>> = Mutex::new(Vec::new());
 
 fn argon2_with_reused_memory(
@@ -311,57 +245,6 @@ pub fn validate_new_password(field: &'static str, password: &str) -> AppResult<(
     Ok(())
 }
 
-/// Where a request came from, for sessions and audit events.
-#[derive(Debug, Clone, Default)]
-pub struct RequestMeta {
-    pub ip_address: Option<String>,
-    pub user_agent: Option<String>,
-}
-
-/// The authenticated caller: the session's user (the subject) and, for an
-/// impersonation session, the admin behind it (the actor).
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub user: user::Model,
-    pub session: session::Model,
-}
-
-/// Who did something, for the audit log: the account acting and, when it
-/// acts through impersonation, the admin behind it (who is then the actor).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Actor {
-    pub id: Uuid,
-    pub impersonated_by: Option<Uuid>,
-}
-
-impl Actor {
-    /// A user acting as themselves.
-    pub fn user(id: Uuid) -> Self {
-        Self {
-            id,
-            impersonated_by: None,
-        }
-    }
-}
-
-impl Caller {
-    /// Who is really acting: the impersonator when there is one.
-    pub fn actor_id(&self) -> Uuid {
-        self.session.impersonator_id.unwrap_or(self.user.id)
-    }
-
-    pub fn actor(&self) -> Actor {
-        Actor {
-            id: self.actor_id(),
-            impersonated_by: self.session.impersonator_id,
-        }
-    }
-
-    pub fn is_impersonation(&self) -> bool {
-        self.session.impersonator_id.is_some()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -404,55 +287,6 @@ mod tests {
                 "hashing threads run at a lower priority: {nice_of_hashers:?}"
             );
         }
-    }
-
-    #[test]
-    fn generated_tokens_are_well_formed_unique_and_hashed() {
-        let a = generate_token().unwrap();
-        let b = generate_token().unwrap();
-        assert!(is_well_formed_token(&a.plaintext), "{}", a.plaintext);
-        assert_ne!(a.plaintext, b.plaintext);
-        assert_eq!(a.hash, hash_token(&a.plaintext));
-        assert_eq!(a.hash.len(), 64);
-        assert!(!a.hash.contains(&a.plaintext[TOKEN_PREFIX.len()..]));
-        assert_eq!(a.display_prefix, &a.plaintext[..8]);
-    }
-
-    #[test]
-    fn bearer_header_accepts_only_a_well_formed_bearer_token() {
-        let token = generate_token().unwrap().plaintext;
-        assert_eq!(
-            bearer_token(format!("Bearer {token}").as_bytes()).unwrap(),
-            token
-        );
-        assert_eq!(
-            bearer_token(format!("bearer  {token} ").as_bytes()).unwrap(),
-            token
-        );
-        let bad = [
-            (String::new(), "empty"),
-            ("Bearer".to_owned(), "no token"),
-            ("Bearer ".to_owned(), "empty token"),
-            (format!("Basic {token}"), "wrong scheme"),
-            (token.clone(), "no scheme"),
-            (format!("Bearer {}", &token[..TOKEN_LEN - 1]), "truncated"),
-            (format!("Bearer {token}x"), "too long"),
-            (
-                format!("Bearer {}", token.replacen("smt_", "xyz_", 1)),
-                "wrong prefix",
-            ),
-            (
-                format!("Bearer {}=", &token[..TOKEN_LEN - 1]),
-                "bad character",
-            ),
-        ];
-        for (header, why) in bad {
-            assert!(
-                bearer_token(header.as_bytes()).is_err(),
-                "{why}: {header:?}"
-            );
-        }
-        assert!(bearer_token(b"Bearer \xff\xfe").is_err(), "non-UTF-8");
     }
 
     #[test]

@@ -1,167 +1,17 @@
-//! Database connection and write transactions for both backends.
+//! Writing: the in-process turn to write to a SQLite file, write
+//! transactions that hold it, and the [`Writer`] that runs writes, on
+//! SQLite by group commit.
 
-mod reads;
-
-pub use reads::Reads;
-
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
 use crate::service::audit;
 
-use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
-    DatabaseTransaction, DbErr, ExecResult, QueryResult, SqliteTransactionMode, Statement,
-    TransactionOptions, TransactionTrait,
-    sqlx::sqlite::{SqliteConnection, SqliteJournalMode, SqliteSynchronous},
+    ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr, ExecResult,
+    QueryResult, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
-
-/// Opens the pool. SQLite: WAL, `synchronous=FULL` (an acknowledged
-/// revocation survives a power cut, not only a process crash), a busy
-/// timeout and foreign keys on, the file (and its directory) created if
-/// missing.
-pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
-    if let Some(dir) = crate::config::Config::with_database(url).sqlite_dir()
-        && !dir.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            anyhow::anyhow!("cannot create database directory {}: {e}", dir.display())
-        })?;
-    }
-    let mut opts = ConnectOptions::new(url.to_owned());
-    opts.sqlx_logging(false)
-        .acquire_timeout(Duration::from_secs(10));
-    if url.starts_with("sqlite:") {
-        // sqlx pings every connection it hands out by default: one more
-        // round trip to the connection's thread per statement, for a file
-        // that cannot hang up on us.
-        opts.test_before_acquire(false)
-            .max_connections(sqlite_pool_size() as u32)
-            .min_connections(1)
-            // An in-memory database vanishes with its last connection.
-            .idle_timeout(None::<Duration>)
-            .max_lifetime(None::<Duration>)
-            .map_sqlx_sqlite_opts(|o| {
-                o.journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Full)
-                    .busy_timeout(Duration::from_secs(5))
-                    .foreign_keys(true)
-                    .create_if_missing(true)
-            })
-            .map_sqlx_sqlite_pool_opts(|o| {
-                o.after_connect(|conn, _| Box::pin(async move { stable_plans(conn).await }))
-            });
-    } else {
-        // Ping only a connection that sat idle long enough for a server
-        // restart or a proxy to have dropped it, not one per statement.
-        opts.test_before_acquire_if_idle_for(Duration::from_secs(30))
-            .max_connections(20)
-            .min_connections(1);
-    }
-    let db = Database::connect(opts).await?;
-    Ok(db)
-}
-
-/// Connections of the SQLite pool, and of [`Reads`] beside it: one per core
-/// (at least two). SQLite's work is the CPU's, so more connections than
-/// cores add no throughput, yet each deep audit-log walk in flight holds
-/// megabytes (measured: with 4 pool connections beside the 2 read ones, the
-/// benchmark's deep unfiltered page peaked at 97 MB of RSS; with 2, 76 MB, at
-/// the same rate).
-pub fn sqlite_pool_size() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
-}
-
-/// Turns on SQLite's query planner stability guarantee for a connection.
-///
-/// Without it SQLite plans a statement around the values bound to it
-/// wherever a value could change the plan, and so re-prepares (parses and
-/// plans again) a cached statement every time such a parameter is bound.
-/// SeaORM binds every `LIMIT` as a parameter, so every `.one()` query
-/// (the token check among them) was parsed afresh on each request. Our
-/// plans come from the indexes, never from bound values, so nothing is
-/// lost.
-#[allow(unsafe_code)]
-async fn stable_plans(conn: &mut SqliteConnection) -> Result<(), sea_orm::sqlx::Error> {
-    let mut handle = conn.lock_handle().await?;
-    let db = handle
-        .as_raw_handle()
-        .as_ptr()
-        .cast::<libsqlite3_sys::sqlite3>();
-    let mut enabled: std::ffi::c_int = 0;
-    // SAFETY: `db` is this connection's open handle, locked for our
-    // exclusive use while `handle` lives; SQLITE_DBCONFIG_ENABLE_QPSG takes
-    // an int and an int pointer to report the new setting.
-    let rc = unsafe {
-        libsqlite3_sys::sqlite3_db_config(
-            db,
-            libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
-            1 as std::ffi::c_int,
-            &mut enabled as *mut std::ffi::c_int,
-        )
-    };
-    if rc != libsqlite3_sys::SQLITE_OK || enabled != 1 {
-        return Err(sea_orm::sqlx::Error::Configuration(
-            format!("cannot enable SQLite's query planner stability guarantee (code {rc})").into(),
-        ));
-    }
-    Ok(())
-}
-
-/// A statement run on every request whose SQL is built once per backend;
-/// only its values change. Building the same SQL text with sea-query on
-/// every call cost a tenth of the `viewer` query's CPU (measured).
-#[derive(Default)]
-pub struct Prepared {
-    sqlite: std::sync::OnceLock<Statement>,
-    postgres: std::sync::OnceLock<Statement>,
-}
-
-impl Prepared {
-    pub const fn new() -> Self {
-        Self {
-            sqlite: std::sync::OnceLock::new(),
-            postgres: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// The statement with its values: `build` makes it with each
-    /// parameter's placeholder (first use per backend only), and each
-    /// `(placeholder, value)` pair then swaps the value in. Placeholders
-    /// must be distinct from each other and from the statement's other
-    /// values.
-    pub fn statement(
-        &self,
-        backend: DatabaseBackend,
-        build: impl FnOnce(DatabaseBackend) -> Statement,
-        params: impl IntoIterator<Item = (sea_orm::Value, sea_orm::Value)>,
-    ) -> Statement {
-        let template = match backend {
-            DatabaseBackend::Postgres => &self.postgres,
-            _ => &self.sqlite,
-        }
-        .get_or_init(|| build(backend));
-        let mut statement = template.clone();
-        for (placeholder, value) in params {
-            if let Some(slot) = statement
-                .values
-                .iter_mut()
-                .flat_map(|values| values.0.iter_mut())
-                .find(|slot| **slot == placeholder)
-            {
-                *slot = value;
-            }
-        }
-        statement
-    }
-}
-
-/// Runs the migrations that have not run yet.
-pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
-    Migrator::up(db, None).await
-}
 
 /// The in-process turn to write to a SQLite database, one per database
 /// file, shared by every writer in the process (the grouped [`Writer`],
@@ -255,13 +105,6 @@ async fn begin_immediate(db: &DatabaseConnection) -> Result<DatabaseTransaction,
             .then_some(SqliteTransactionMode::Immediate),
     })
     .await
-}
-
-/// Now, truncated to microseconds: PostgreSQL keeps microseconds and SQLite
-/// keeps what it is given, so both hold (and hash) the same instant.
-pub fn now() -> chrono::DateTime<chrono::Utc> {
-    use chrono::SubsecRound;
-    chrono::Utc::now().trunc_subsecs(6)
 }
 
 /// The work of one write: runs inside a transaction it does not own.

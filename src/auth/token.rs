@@ -1,0 +1,128 @@
+//! Bearer tokens: how they are made, what a well-formed one looks like,
+//! how the `Authorization` header carries one, and the hash the database
+//! keeps instead of the token.
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use sha2::{Digest, Sha256};
+
+use crate::error::{AppError, AppResult, BAD_TOKEN};
+
+/// Fixed prefix of every token, so secret scanners can spot a leaked one.
+pub const TOKEN_PREFIX: &str = "smt_";
+/// Random bytes in a token (from the OS CSPRNG).
+const TOKEN_BYTES: usize = 32;
+/// Length of a well-formed token: the prefix and 43 base64url characters.
+pub const TOKEN_LEN: usize = TOKEN_PREFIX.len() + 43;
+/// How many characters of a token are kept for display.
+pub const DISPLAY_PREFIX_LEN: usize = 8;
+
+/// A freshly made token: the plaintext goes to the client once, the rest to
+/// the database.
+pub struct NewToken {
+    pub plaintext: String,
+    pub hash: String,
+    pub display_prefix: String,
+}
+
+pub fn generate_token() -> AppResult<NewToken> {
+    let mut bytes = [0u8; TOKEN_BYTES];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| AppError::internal(anyhow::anyhow!("OS random source failed: {e}")))?;
+    let plaintext = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
+    Ok(NewToken {
+        hash: hash_token(&plaintext),
+        display_prefix: plaintext[..DISPLAY_PREFIX_LEN].to_owned(),
+        plaintext,
+    })
+}
+
+/// SHA-256 of the token, hex. Tokens carry 256 bits of entropy, so a fast
+/// hash is enough; what matters is that the database never holds a usable
+/// token.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Checks the shape of a token before any database work.
+pub fn is_well_formed_token(token: &str) -> bool {
+    token.len() == TOKEN_LEN
+        && token.starts_with(TOKEN_PREFIX)
+        && token[TOKEN_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Extracts the token from an `Authorization` header value. Anything other
+/// than `Bearer <well-formed token>` is refused: a client that sends a
+/// header means to be someone, and must not silently become anonymous.
+pub fn bearer_token(header: &[u8]) -> AppResult<&str> {
+    let value = std::str::from_utf8(header).map_err(|_| AppError::Unauthenticated(BAD_TOKEN))?;
+    let (scheme, token) = value
+        .trim()
+        .split_once(' ')
+        .ok_or(AppError::Unauthenticated(BAD_TOKEN))?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || !is_well_formed_token(token) {
+        return Err(AppError::Unauthenticated(BAD_TOKEN));
+    }
+    Ok(token)
+}
+
+/// The display form of a token: its first characters and an ellipsis.
+pub fn mask_token(display_prefix: &str) -> String {
+    format!("{display_prefix}…")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_tokens_are_well_formed_unique_and_hashed() {
+        let a = generate_token().unwrap();
+        let b = generate_token().unwrap();
+        assert!(is_well_formed_token(&a.plaintext), "{}", a.plaintext);
+        assert_ne!(a.plaintext, b.plaintext);
+        assert_eq!(a.hash, hash_token(&a.plaintext));
+        assert_eq!(a.hash.len(), 64);
+        assert!(!a.hash.contains(&a.plaintext[TOKEN_PREFIX.len()..]));
+        assert_eq!(a.display_prefix, &a.plaintext[..8]);
+    }
+
+    #[test]
+    fn bearer_header_accepts_only_a_well_formed_bearer_token() {
+        let token = generate_token().unwrap().plaintext;
+        assert_eq!(
+            bearer_token(format!("Bearer {token}").as_bytes()).unwrap(),
+            token
+        );
+        assert_eq!(
+            bearer_token(format!("bearer  {token} ").as_bytes()).unwrap(),
+            token
+        );
+        let bad = [
+            (String::new(), "empty"),
+            ("Bearer".to_owned(), "no token"),
+            ("Bearer ".to_owned(), "empty token"),
+            (format!("Basic {token}"), "wrong scheme"),
+            (token.clone(), "no scheme"),
+            (format!("Bearer {}", &token[..TOKEN_LEN - 1]), "truncated"),
+            (format!("Bearer {token}x"), "too long"),
+            (
+                format!("Bearer {}", token.replacen("smt_", "xyz_", 1)),
+                "wrong prefix",
+            ),
+            (
+                format!("Bearer {}=", &token[..TOKEN_LEN - 1]),
+                "bad character",
+            ),
+        ];
+        for (header, why) in bad {
+            assert!(
+                bearer_token(header.as_bytes()).is_err(),
+                "{why}: {header:?}"
+            );
+        }
+        assert!(bearer_token(b"Bearer \xff\xfe").is_err(), "non-UTF-8");
+    }
+}
