@@ -719,3 +719,35 @@ async fn random_and_adversarial_documents_are_all_answered_on_every_transport() 
         .unwrap();
     assert_eq!(health.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn an_operation_on_a_socket_whose_session_ended_unannounced_is_refused() {
+    let app = spawn_app().await;
+    let user = app.create_user(Role::User).await;
+    let (token, session_id) = app.sign_in_as(&user, "laptop").await;
+    let mut socket = connect(&app, &token).await;
+    assert_socket_serving(&mut socket, "before", "nothing yet").await;
+    // Revoked behind the event stream's back (as a revocation committed on
+    // another replica looks until its event arrives).
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+    entity::session::Entity::update_many()
+        .col_expr(
+            entity::session::Column::RevokedAt,
+            Expr::value(chrono::Utc::now()),
+        )
+        .filter(entity::session::Column::Id.eq(session_id))
+        .exec(app.db())
+        .await
+        .unwrap();
+    send(
+        &mut socket,
+        subscribe("after", "query { viewer { user { id } } }"),
+    )
+    .await;
+    let answer = receive(&mut socket).await;
+    assert_eq!(answer["type"], "error", "{answer}");
+    assert_eq!(
+        answer["payload"][0]["extensions"]["code"],
+        "UNAUTHENTICATED"
+    );
+}
