@@ -479,22 +479,23 @@ fn start_operation(
         // The socket's session was checked at `connection_init`, and its
         // revocation closes the socket once the event arrives; an operation
         // read before then (or a revocation the event stream has not
-        // carried yet, e.g. from another replica) must not run as it. One
-        // indexed read per operation started.
-        if !matches!(
-            sessions::live_session(&app.db, caller.session.id).await,
-            Ok(Some(_))
-        ) {
-            let _ = out
-                .send(error_message(
-                    &id,
-                    "UNAUTHENTICATED",
-                    crate::error::BAD_TOKEN,
-                ))
-                .await;
-            let _ = finished.send((id, false));
-            return;
-        }
+        // carried yet, e.g. from another replica) must not run as it, and
+        // it runs with the account's role as it is now. One indexed read
+        // per operation started.
+        let caller = match sessions::live_caller(&app.db, caller.session.id).await {
+            Ok(Some(caller)) => caller,
+            _ => {
+                let _ = out
+                    .send(error_message(
+                        &id,
+                        "UNAUTHENTICATED",
+                        crate::error::BAD_TOKEN,
+                    ))
+                    .await;
+                let _ = finished.send((id, false));
+                return;
+            }
+        };
         if let Some(variables) = payload.variables {
             request.variables = Variables::from_json(variables);
         }

@@ -503,6 +503,12 @@ pub async fn live_session(
     conn: &impl ConnectionTrait,
     id: Uuid,
 ) -> AppResult<Option<session::Model>> {
+    Ok(live_caller(conn, id).await?.map(|caller| caller.session))
+}
+
+/// [`live_session`] with its owner as the account is now (its role may
+/// have changed since the session was checked): the caller to act as.
+pub async fn live_caller(conn: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<Caller>> {
     let Some((session, user)) = find_with_owner(conn, id).await? else {
         return Ok(None);
     };
@@ -517,7 +523,7 @@ pub async fn live_session(
     {
         return Ok(None);
     }
-    Ok(Some(session))
+    Ok(Some(Caller { user, session }))
 }
 
 /// An impersonation session lives only while the admin's own session does

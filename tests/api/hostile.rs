@@ -751,3 +751,35 @@ async fn an_operation_on_a_socket_whose_session_ended_unannounced_is_refused() {
         "UNAUTHENTICATED"
     );
 }
+
+#[tokio::test]
+async fn an_operation_on_a_socket_acts_with_the_role_the_account_has_now() {
+    let app = spawn_app().await;
+    let admin = app.create_user(Role::Admin).await;
+    let bob = app.create_user(Role::User).await;
+    let token = app.sign_in(&admin).await;
+    let mut socket = connect(&app, &token).await;
+    let list = format!("query {{ sessions(userId: \"{}\") {{ count }} }}", bob.id);
+    send(&mut socket, subscribe("before", &list)).await;
+    let answer = receive(&mut socket).await;
+    assert_eq!(
+        answer["type"], "next",
+        "an admin lists bob's sessions: {answer}"
+    );
+    assert!(answer["payload"]["errors"].is_null(), "{answer}");
+    assert_eq!(receive(&mut socket).await["type"], "complete");
+    // Demoted while the socket stays open.
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+    entity::user::Entity::update_many()
+        .col_expr(entity::user::Column::Role, Expr::value("user"))
+        .filter(entity::user::Column::Id.eq(admin.id))
+        .exec(app.db())
+        .await
+        .unwrap();
+    send(&mut socket, subscribe("after", &list)).await;
+    let answer = receive(&mut socket).await;
+    assert_eq!(
+        answer["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "no longer an admin: {answer}"
+    );
+}
