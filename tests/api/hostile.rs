@@ -6,17 +6,18 @@
 use std::time::Duration;
 
 use entity::user::Role;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
 use tokio_tungstenite::{
-    MaybeTlsStream, WebSocketStream, connect_async,
+    connect_async,
     tungstenite::{self, Message, client::IntoClientRequest},
 };
 
-use crate::helpers::{TestApp, assert_error_code, spawn_app};
-
-type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+use crate::{
+    helpers::{TestApp, assert_error_code, spawn_app},
+    subscriptions::{Socket, connect, receive},
+};
 
 /// What a browser sends for an `<img src>` or an address typed in.
 const BROWSER_ACCEPT: &str =
@@ -295,32 +296,6 @@ async fn open_socket(app: &TestApp, origin: Option<&str>) -> Result<Socket, tung
 async fn send(socket: &mut Socket, text: String) {
     // The socket may already be closing; what matters is what comes back.
     let _ = socket.send(Message::Text(text.into())).await;
-}
-
-/// The next protocol message, or the close frame as `{"close": code}`.
-async fn receive(socket: &mut Socket) -> Value {
-    loop {
-        let next = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("an answer within 10 s");
-        match next {
-            Some(Ok(Message::Text(text))) => return serde_json::from_str(text.as_str()).unwrap(),
-            Some(Ok(Message::Close(frame))) => {
-                let code = frame.map_or(0, |f| u16::from(f.code));
-                return json!({ "close": code });
-            }
-            Some(Ok(_)) => continue,
-            None | Some(Err(_)) => return json!({ "close": 0 }),
-        }
-    }
-}
-
-async fn connect(app: &TestApp, token: &str) -> Socket {
-    let mut socket = open_socket(app, None).await.expect("the upgrade succeeds");
-    let init = json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } });
-    send(&mut socket, init.to_string()).await;
-    assert_eq!(receive(&mut socket).await["type"], "connection_ack");
-    socket
 }
 
 fn subscribe(id: &str, query: &str) -> String {

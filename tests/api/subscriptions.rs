@@ -45,11 +45,13 @@ async fn send(socket: &mut Socket, message: Value) {
 }
 
 /// The next protocol message, or the close frame as `{"close": code, "reason": …}`.
-async fn receive(socket: &mut Socket) -> Value {
+pub(crate) async fn receive(socket: &mut Socket) -> Value {
     loop {
-        let next = tokio::time::timeout(Duration::from_secs(5), socket.next())
+        // Generous: a hostile message (tests/api/hostile.rs) may take a
+        // moment to be refused on a loaded machine.
+        let next = tokio::time::timeout(Duration::from_secs(10), socket.next())
             .await
-            .expect("a message within 5 s");
+            .expect("a message within 10 s");
         match next {
             Some(Ok(Message::Text(text))) => return serde_json::from_str(text.as_str()).unwrap(),
             Some(Ok(Message::Close(frame))) => {
