@@ -17,6 +17,7 @@ pub mod http;
 pub mod metrics;
 pub mod service;
 pub mod startup;
+pub mod state;
 pub mod tasks;
 pub mod telemetry;
 pub mod ws;

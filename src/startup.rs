@@ -1,4 +1,4 @@
-//! Building and running the application: state, router, listener.
+//! Building and running the application: router, listener, shutdown.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -10,7 +10,6 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use sea_orm::DatabaseConnection;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tower_http::{
@@ -21,54 +20,12 @@ use tower_http::{
 };
 
 use crate::{
-    auth::PasswordHasherPool,
     config::Config,
-    db,
-    events::EventBus,
     graphiql,
     graphql::{self, AppSchema, documents::Documents},
-    metrics::Metrics,
     service,
+    state::AppState,
 };
-
-/// Everything a request may need; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub db: DatabaseConnection,
-    /// The reads every request makes (see [`db::Reads`]).
-    pub reads: db::Reads,
-    /// Write transactions that may be grouped (see [`db::Writer`]).
-    pub writer: db::Writer,
-    pub config: Arc<Config>,
-    pub hasher: PasswordHasherPool,
-    /// Every credential check reserves its attempt here first.
-    pub throttle: service::throttle::Throttle,
-    pub metrics: Arc<Metrics>,
-    pub events: EventBus,
-    /// Refused attempts per caller, for the denial rate limit (per process).
-    pub denials: Arc<service::access::DenialLimiter>,
-}
-
-impl AppState {
-    /// Connects to the database and runs the migrations.
-    pub async fn new(config: Config) -> anyhow::Result<Self> {
-        let db = db::connect(&config.database_url).await?;
-        db::migrate(&db).await?;
-        let writer = db::Writer::new(db.clone())?;
-        let throttle = service::throttle::Throttle::new(&db, writer.clone(), &config).await?;
-        Ok(Self {
-            reads: db::Reads::new(db.clone()).await?,
-            writer,
-            throttle,
-            db,
-            hasher: PasswordHasherPool::new()?,
-            metrics: Arc::new(Metrics::default()),
-            events: EventBus::new(config.subscriber_buffer),
-            denials: Arc::default(),
-            config: Arc::new(config),
-        })
-    }
-}
 
 /// A built application: its listener is bound, migrations have run.
 pub struct Application {

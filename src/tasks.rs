@@ -8,7 +8,7 @@ use crate::{
     db,
     metrics::Metrics,
     service::{audit, session, throttle},
-    startup::AppState,
+    state::AppState,
 };
 
 /// How often maintenance runs.

@@ -17,7 +17,7 @@ use crate::{
     auth::{Caller, RequestMeta},
     error::{AppError, SIGN_IN_REQUIRED},
     service::access,
-    startup::AppState,
+    state::AppState,
 };
 
 /// Reads: the viewer, sessions, the audit log and accounts.

@@ -18,7 +18,7 @@ use crate::{
     error::AppError,
     metrics::Metrics,
     service::{access::Action, device, session as sessions},
-    startup::AppState,
+    state::AppState,
 };
 
 /// A login session. The token itself is never shown again after sign-in:

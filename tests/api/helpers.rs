@@ -13,7 +13,8 @@ use session_manager::{
     auth::PasswordHasherPool,
     config::Config,
     service::user::{NewUser, create_user},
-    startup::{AppState, Application},
+    startup::Application,
+    state::AppState,
 };
 use uuid::Uuid;
 
