@@ -1,8 +1,7 @@
 //! Building and running the application: router, listener, shutdown.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::net::SocketAddr;
 
-use async_graphql::ValidationMode;
 use axum::{
     Json, Router,
     extract::State,
@@ -21,10 +20,9 @@ use tower_http::{
 
 use crate::{
     config::Config,
-    graphiql,
-    graphql::{self, AppSchema, documents::Documents},
-    service,
+    graphiql, service,
     state::AppState,
+    transport::{self, HttpState},
 };
 
 /// A built application: its listener is bound, migrations have run.
@@ -88,31 +86,14 @@ impl Application {
     }
 }
 
-/// What the HTTP handlers share.
-#[derive(Clone)]
-pub struct HttpState {
-    pub app: AppState,
-    pub schema: AppSchema,
-    /// The same schema without the validation rules, for documents that
-    /// have passed them already (see [`Documents`]).
-    pub validated_schema: AppSchema,
-    /// Parsed documents, shared by HTTP and WebSocket requests.
-    pub documents: Arc<Documents>,
-}
-
 pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
-    let http = HttpState {
-        schema: graphql::build_schema(state.clone(), ValidationMode::Strict),
-        validated_schema: graphql::build_schema(state.clone(), ValidationMode::Fast),
-        documents: Arc::new(Documents::new(
-            config.max_query_fields,
-            graphql::limits::document_bound(config.max_query_depth),
-        )),
-        app: state,
-    };
+    let http = HttpState::new(state);
     let graphql_routes = Router::new()
-        .route("/graphql", get(crate::http::get).post(crate::http::post))
+        .route(
+            "/graphql",
+            get(transport::http::get).post(transport::http::post),
+        )
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             config.request_timeout,
@@ -120,7 +101,7 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .merge(graphql_routes)
         .merge(crate::dashboard::routes())
-        .route("/graphql/ws", get(crate::ws::upgrade))
+        .route("/graphql/ws", get(transport::ws::upgrade))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));

@@ -79,7 +79,7 @@ mod tests {
             ("tokio_tungstenite", Level::INFO, true),
             ("tungstenite::handshake", Level::WARN, true),
             ("tungstenite_lookalike", Level::TRACE, true),
-            ("session_manager::ws", Level::TRACE, true),
+            ("session_manager::transport::ws", Level::TRACE, true),
             ("hyper::proto::h1::conn", Level::TRACE, true),
             ("sea_orm", Level::TRACE, true),
         ];

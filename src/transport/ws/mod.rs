@@ -46,8 +46,9 @@ use crate::{
         limits::{self, MAX_NESTING},
     },
     service::{audit::events, session as sessions},
-    startup::HttpState,
 };
+
+use super::{HttpState, code_uncoded_errors, is_request_error, request_meta};
 
 const PROTOCOL: &str = "graphql-transport-ws";
 /// How long a send to a client may wait before it counts as too slow.
@@ -75,12 +76,7 @@ pub async fn upgrade(
         return response;
     }
     let limit = http.app.config.max_body_bytes;
-    let meta = RequestMeta::new(
-        Some(&crate::http::client_ip(&http, peer, &headers)),
-        headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok()),
-    );
+    let meta = request_meta(&http, peer, &headers);
     ws.protocols([PROTOCOL])
         .max_message_size(limit)
         .max_frame_size(limit)
@@ -511,9 +507,9 @@ fn start_operation(
         while let Some(mut response) = responses.next().await {
             // Refusals are audited before the client hears of them.
             scope.finish().await;
-            crate::http::code_uncoded_errors(&mut response.errors);
+            code_uncoded_errors(&mut response.errors);
             // A request that cannot run at all is answered with `error`.
-            if first && crate::http::is_request_error(&response) {
+            if first && is_request_error(&response) {
                 let _ = out
                     .send(text(
                         json!({ "id": id, "type": "error", "payload": response.errors }),

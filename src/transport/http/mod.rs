@@ -8,7 +8,7 @@
 
 use std::{net::SocketAddr, time::Instant};
 
-use async_graphql::{BatchRequest, Pos, Request, ServerError, parser::types::OperationType};
+use async_graphql::{BatchRequest, Pos, Request, parser::types::OperationType};
 use axum::{
     body::Body,
     extract::{ConnectInfo, State},
@@ -18,7 +18,7 @@ use axum::{
 use serde_json::json;
 
 use crate::{
-    auth::{self, Caller, RequestMeta},
+    auth::{self, Caller},
     error::{AppError, AppResult},
     graphiql, graphql,
     graphql::{
@@ -26,8 +26,9 @@ use crate::{
         limits::{self, MAX_NESTING},
     },
     service,
-    startup::HttpState,
 };
+
+use super::{HttpState, code_uncoded_errors, is_request_error, request_meta};
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 const JSON: &str = "application/json";
@@ -265,22 +266,6 @@ fn is_mutation(documents: &Documents, request: &Request) -> bool {
         .is_some_and(|(_, op)| op.node.ty != OperationType::Query)
 }
 
-/// The client's address: the socket's, or with `TRUST_FORWARDED_FOR` the
-/// last `X-Forwarded-For` entry (the one the trusted proxy appended).
-pub(crate) fn client_ip(http: &HttpState, peer: SocketAddr, headers: &HeaderMap) -> String {
-    if http.app.config.trust_forwarded_for
-        && let Some(forwarded) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .map(str::trim)
-            .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok())
-    {
-        return forwarded.to_owned();
-    }
-    peer.ip().to_string()
-}
-
 async fn execute(
     http: &HttpState,
     peer: SocketAddr,
@@ -336,12 +321,7 @@ async fn execute_many(
         return error_response(StatusCode::BAD_REQUEST, media, "BAD_USER_INPUT", &message);
     }
 
-    let meta = RequestMeta::new(
-        Some(&client_ip(http, peer, headers)),
-        headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok()),
-    );
+    let meta = request_meta(http, peer, headers);
     let caller = match resolve_caller(http, headers).await {
         Ok(caller) => caller,
         Err(err) => {
@@ -444,14 +424,6 @@ fn send_response(
     }
 }
 
-/// No data and no error tied to a field: parsing, validation or variable
-/// coercion failed, so nothing ran.
-pub(crate) fn is_request_error(response: &async_graphql::Response) -> bool {
-    !response.errors.is_empty()
-        && response.data == async_graphql::Value::Null
-        && response.errors.iter().all(|e| e.path.is_empty())
-}
-
 fn send(status: StatusCode, media: MediaType, body: &impl serde::Serialize) -> Response {
     match serde_json::to_vec(body) {
         Ok(bytes) => {
@@ -483,18 +455,6 @@ async fn resolve_caller(http: &HttpState, headers: &HeaderMap) -> AppResult<Opti
     service::session::authenticate(&http.app.reads, &http.app.config, token)
         .await
         .map(Some)
-}
-
-/// async-graphql's own parse, validation, limit and input-coercion errors
-/// carry no `extensions.code`; they are all the client's mistakes. Errors
-/// made by this server always have one already (see [`AppError`]).
-pub(crate) fn code_uncoded_errors(errors: &mut [ServerError]) {
-    for error in errors {
-        let extensions = error.extensions.get_or_insert_with(Default::default);
-        if extensions.get("code").is_none() {
-            extensions.set("code", "BAD_USER_INPUT");
-        }
-    }
 }
 
 #[cfg(test)]

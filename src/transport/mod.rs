@@ -1,0 +1,98 @@
+//! The two ways requests arrive: GraphQL over HTTP ([`http`]) and
+//! subscriptions over WebSocket ([`ws`]). What both need lives here, in
+//! the module both import from and neither imports back: the state their
+//! handlers share ([`HttpState`]) and the few rules they must apply alike
+//! (the client's address, which errors carry a code, what counts as a
+//! request that could not run). [`crate::startup`] builds the state and
+//! mounts the handlers; nothing here imports it.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use async_graphql::{ServerError, ValidationMode};
+use axum::http::{HeaderMap, header};
+
+use crate::{
+    auth::RequestMeta,
+    graphql::{self, AppSchema, documents::Documents},
+    state::AppState,
+};
+
+pub mod http;
+pub mod ws;
+
+/// What the HTTP handlers share.
+#[derive(Clone)]
+pub struct HttpState {
+    pub app: AppState,
+    pub schema: AppSchema,
+    /// The same schema without the validation rules, for documents that
+    /// have passed them already (see [`Documents`]).
+    pub validated_schema: AppSchema,
+    /// Parsed documents, shared by HTTP and WebSocket requests.
+    pub documents: Arc<Documents>,
+}
+
+impl HttpState {
+    /// Both schemas and the document cache, sized by the configuration.
+    pub fn new(state: AppState) -> Self {
+        let config = &state.config;
+        Self {
+            schema: graphql::build_schema(state.clone(), ValidationMode::Strict),
+            validated_schema: graphql::build_schema(state.clone(), ValidationMode::Fast),
+            documents: Arc::new(Documents::new(
+                config.max_query_fields,
+                graphql::limits::document_bound(config.max_query_depth),
+            )),
+            app: state,
+        }
+    }
+}
+
+/// The client's address: the socket's, or with `TRUST_FORWARDED_FOR` the
+/// last `X-Forwarded-For` entry (the one the trusted proxy appended).
+pub(crate) fn client_ip(http: &HttpState, peer: SocketAddr, headers: &HeaderMap) -> String {
+    if http.app.config.trust_forwarded_for
+        && let Some(forwarded) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .map(str::trim)
+            .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok())
+    {
+        return forwarded.to_owned();
+    }
+    peer.ip().to_string()
+}
+
+/// Who sent the request, as the audit log records it: the client's
+/// address and its `User-Agent`.
+pub(crate) fn request_meta(http: &HttpState, peer: SocketAddr, headers: &HeaderMap) -> RequestMeta {
+    RequestMeta::new(
+        Some(&client_ip(http, peer, headers)),
+        headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+/// No data and no error tied to a field: parsing, validation or variable
+/// coercion failed, so nothing ran.
+pub(crate) fn is_request_error(response: &async_graphql::Response) -> bool {
+    !response.errors.is_empty()
+        && response.data == async_graphql::Value::Null
+        && response.errors.iter().all(|e| e.path.is_empty())
+}
+
+/// async-graphql's own parse, validation, limit and input-coercion errors
+/// carry no `extensions.code`; they are all the client's mistakes. Errors
+/// made by this server always have one already (see [`AppError`]).
+///
+/// [`AppError`]: crate::error::AppError
+pub(crate) fn code_uncoded_errors(errors: &mut [ServerError]) {
+    for error in errors {
+        let extensions = error.extensions.get_or_insert_with(Default::default);
+        if extensions.get("code").is_none() {
+            extensions.set("code", "BAD_USER_INPUT");
+        }
+    }
+}
