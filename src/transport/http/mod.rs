@@ -6,6 +6,8 @@
 //! capped and run one operation after another, and the cost limits apply
 //! to a batch as a whole.
 
+mod response;
+
 use std::{net::SocketAddr, time::Instant};
 
 use async_graphql::{BatchRequest, Pos, Request, parser::types::OperationType};
@@ -13,9 +15,8 @@ use axum::{
     body::Body,
     extract::{ConnectInfo, State},
     http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
-    response::{IntoResponse, Response},
+    response::Response,
 };
-use serde_json::json;
 
 use crate::{
     auth::{self, Caller},
@@ -29,77 +30,10 @@ use crate::{
 };
 
 use super::{HttpState, code_uncoded_errors, is_request_error, request_meta};
-
-const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
-const JSON: &str = "application/json";
-
-/// The media type a response is sent as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum MediaType {
-    GraphqlResponse,
-    Json,
-}
-
-impl MediaType {
-    fn header(self) -> HeaderValue {
-        HeaderValue::from_static(match self {
-            MediaType::GraphqlResponse => GRAPHQL_RESPONSE_JSON,
-            MediaType::Json => "application/json; charset=utf-8",
-        })
-    }
-}
-
-/// The GraphQL response type when the client names it; `application/json`
-/// when it names that, accepts anything (`*/*`, `application/*`) or sends
-/// no `Accept` at all (GraphQL over HTTP: legacy clients get what they
-/// always had). `None` when the client accepts neither (406).
-fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
-    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
-        return Some(MediaType::Json);
-    };
-    let types: Vec<&str> = accept
-        .split(',')
-        .filter(|part| {
-            // `q=0` means "not acceptable".
-            !part.split(';').skip(1).any(|p| {
-                let p = p.trim().replace(' ', "");
-                p == "q=0" || p == "q=0.0" || p == "q=0.00" || p == "q=0.000"
-            })
-        })
-        .map(|part| part.split(';').next().unwrap_or("").trim())
-        .collect();
-    let has = |t: &str| types.iter().any(|x| x.eq_ignore_ascii_case(t));
-    if has(GRAPHQL_RESPONSE_JSON) {
-        Some(MediaType::GraphqlResponse)
-    } else if has(JSON) || has("*/*") || has("application/*") || accept.trim().is_empty() {
-        Some(MediaType::Json)
-    } else {
-        None
-    }
-}
-
-/// A response made of errors only, with a status.
-fn error_response(status: StatusCode, media: MediaType, code: &str, message: &str) -> Response {
-    let body = json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
-    let mut response = (status, body.to_string()).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, media.header());
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
-fn not_acceptable() -> Response {
-    let mut response = error_response(
-        StatusCode::NOT_ACCEPTABLE,
-        MediaType::Json,
-        "BAD_USER_INPUT",
-        "the response can be sent as application/graphql-response+json or application/json only",
-    );
-    response
-        .headers_mut()
-        .insert(header::VARY, HeaderValue::from_static("accept"));
-    response
-}
+use response::{
+    JSON, MediaType, error_response, graphql_response_body, negotiate, not_acceptable, send,
+    send_response, too_deep_response, too_large,
+};
 
 /// `POST /graphql`.
 pub async fn post(
@@ -153,24 +87,6 @@ pub async fn post(
         }
     };
     execute(&http, peer, &headers, media, batch).await
-}
-
-fn too_deep_response(media: MediaType, too_deep: limits::TooDeep) -> Response {
-    error_response(
-        StatusCode::BAD_REQUEST,
-        media,
-        "BAD_USER_INPUT",
-        &too_deep.to_string(),
-    )
-}
-
-fn too_large(media: MediaType, limit: usize) -> Response {
-    error_response(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        media,
-        "BAD_USER_INPUT",
-        &format!("the request body is over the limit of {limit} bytes"),
-    )
 }
 
 /// `GET /graphql`: GraphiQL for a browser, queries for other clients;
@@ -397,54 +313,6 @@ async fn execute_many(
     send_response(status, media, response)
 }
 
-/// A response with the GraphQL response type: one that could not run at
-/// all (it did not parse or validate, or was refused before execution)
-/// has no `data` entry, not even `null`, as GraphQL over HTTP asks.
-fn graphql_response_body(response: async_graphql::Response) -> serde_json::Value {
-    let request_error = is_request_error(&response);
-    let mut body = serde_json::to_value(response).unwrap_or_else(|err| {
-        let err = AppError::internal(err);
-        json!({ "errors": [{ "message": err.to_string(), "extensions": { "code": err.code() } }] })
-    });
-    if request_error && let Some(object) = body.as_object_mut() {
-        object.remove("data");
-    }
-    body
-}
-
-fn send_response(
-    status: StatusCode,
-    media: MediaType,
-    response: async_graphql::Response,
-) -> Response {
-    if media == MediaType::GraphqlResponse && is_request_error(&response) {
-        send(status, media, &graphql_response_body(response))
-    } else {
-        send(status, media, &response)
-    }
-}
-
-fn send(status: StatusCode, media: MediaType, body: &impl serde::Serialize) -> Response {
-    match serde_json::to_vec(body) {
-        Ok(bytes) => {
-            let mut response = (status, bytes).into_response();
-            let headers = response.headers_mut();
-            headers.insert(header::CONTENT_TYPE, media.header());
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            response
-        }
-        Err(err) => {
-            let err = AppError::internal(err);
-            error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                media,
-                err.code(),
-                &err.to_string(),
-            )
-        }
-    }
-}
-
 /// The caller from `Authorization: Bearer`, once per request. No header is
 /// anonymous; a header that does not name a live session is an error.
 async fn resolve_caller(http: &HttpState, headers: &HeaderMap) -> AppResult<Option<Caller>> {
@@ -455,49 +323,4 @@ async fn resolve_caller(http: &HttpState, headers: &HeaderMap) -> AppResult<Opti
     service::session::authenticate(&http.app.reads, &http.app.config, token)
         .await
         .map(Some)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn accept(value: &str) -> Option<MediaType> {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
-        negotiate(&headers)
-    }
-
-    #[test]
-    fn the_response_type_follows_accept() {
-        assert_eq!(
-            negotiate(&HeaderMap::new()),
-            Some(MediaType::Json),
-            "no Accept"
-        );
-        assert_eq!(accept("application/json"), Some(MediaType::Json));
-        assert_eq!(
-            accept("application/json; charset=utf-8"),
-            Some(MediaType::Json)
-        );
-        assert_eq!(
-            accept("application/graphql-response+json"),
-            Some(MediaType::GraphqlResponse)
-        );
-        assert_eq!(
-            accept("application/graphql-response+json, application/json;q=0.9"),
-            Some(MediaType::GraphqlResponse)
-        );
-        assert_eq!(accept("*/*"), Some(MediaType::Json));
-        assert_eq!(accept("application/*"), Some(MediaType::Json));
-        assert_eq!(
-            accept("*/*, application/graphql-response+json"),
-            Some(MediaType::GraphqlResponse)
-        );
-        assert_eq!(
-            accept("application/graphql-response+json;q=0, application/json"),
-            Some(MediaType::Json)
-        );
-        assert_eq!(accept("text/html"), None);
-        assert_eq!(accept("image/png, text/plain"), None);
-    }
 }
