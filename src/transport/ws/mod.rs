@@ -22,9 +22,11 @@
 //!   before anything parses it (see [`crate::graphql::limits`]);
 //! - a subscription selects exactly one root field.
 
+mod operation;
+mod protocol;
+
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
-use async_graphql::{Request, Variables, parser::types::OperationType};
 use axum::{
     extract::{
         ConnectInfo, State,
@@ -34,25 +36,20 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::{
     auth::{self, Caller, RequestMeta},
     error::AppError,
-    graphql::{
-        self,
-        limits::{self, MAX_NESTING},
-    },
     service::{audit::events, session as sessions},
 };
 
-use super::{HttpState, code_uncoded_errors, is_request_error, request_meta};
+use super::{HttpState, request_meta};
+use operation::start_operation;
+use protocol::{ClientMessage, Close, Incoming, error_message, next_message, text};
 
 const PROTOCOL: &str = "graphql-transport-ws";
-/// How long a send to a client may wait before it counts as too slow.
-const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `GET /graphql/ws`.
 pub async fn upgrade(
@@ -103,71 +100,6 @@ fn origin_allowed(cors_origins: &[String], headers: &HeaderMap, origin: &HeaderV
     matches!((authority, host), (Some(a), Some(h)) if !a.is_empty() && a.eq_ignore_ascii_case(h))
 }
 
-/// Why a socket is closed.
-struct Close(u16, String);
-
-impl Close {
-    fn new(code: u16, reason: impl Into<String>) -> Self {
-        Self(code, reason.into())
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum ClientMessage {
-    ConnectionInit {
-        #[serde(default)]
-        payload: Option<Value>,
-    },
-    Ping {
-        #[serde(default)]
-        payload: Option<Value>,
-    },
-    Pong {
-        #[serde(default)]
-        #[allow(dead_code)]
-        payload: Option<Value>,
-    },
-    Subscribe {
-        id: String,
-        payload: SubscribePayload,
-    },
-    Complete {
-        id: String,
-    },
-    /// A `subscribe` refused before it was read in full (it nests too
-    /// deep): answered with an `error` for its id.
-    #[serde(skip)]
-    Refused {
-        id: String,
-        message: String,
-    },
-}
-
-/// Just enough of a message to answer it when it cannot be read in full.
-#[derive(Deserialize)]
-struct Envelope {
-    #[serde(rename = "type")]
-    kind: String,
-    id: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SubscribePayload {
-    query: String,
-    #[serde(default)]
-    operation_name: Option<String>,
-    #[serde(default)]
-    variables: Option<Value>,
-    #[serde(default)]
-    extensions: Option<serde_json::Map<String, Value>>,
-}
-
-fn text(value: Value) -> Message {
-    Message::Text(value.to_string().into())
-}
-
 async fn connection(http: HttpState, socket: WebSocket, meta: RequestMeta, limit: usize) {
     let (mut sink, mut stream) = socket.split();
     let (out, mut outbox) = mpsc::channel::<Message>(64);
@@ -194,51 +126,6 @@ async fn connection(http: HttpState, socket: WebSocket, meta: RequestMeta, limit
         .is_err()
     {
         tracing::debug!("subscription socket writer did not finish; dropped");
-    }
-}
-
-type Incoming = futures_util::stream::SplitStream<WebSocket>;
-
-/// Reads the next protocol message; `Err` closes the socket.
-async fn next_message(stream: &mut Incoming, limit: usize) -> Result<Option<ClientMessage>, Close> {
-    loop {
-        match stream.next().await {
-            // The reader refuses a message over the limit before reading it
-            // whole (`max_message_size`); the socket closes saying why.
-            Some(Err(err)) if err.to_string().contains("Message too long") => {
-                return Err(Close::new(
-                    1009,
-                    format!("message over the limit of {limit} bytes (MAX_BODY_BYTES)"),
-                ));
-            }
-            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(None),
-            Some(Ok(Message::Text(text))) => {
-                let text = text.as_str();
-                if let Err(too_deep) = limits::json_nesting(text.as_bytes(), MAX_NESTING) {
-                    // serde_json stops at 128 levels, so the envelope is
-                    // safe to read (or fails) however deep the rest is.
-                    return match serde_json::from_str::<Envelope>(text) {
-                        Ok(Envelope { kind, id: Some(id) }) if kind == "subscribe" => {
-                            Ok(Some(ClientMessage::Refused {
-                                id,
-                                message: too_deep.to_string(),
-                            }))
-                        }
-                        _ => Err(Close::new(
-                            4400,
-                            format!("Invalid message received: {too_deep}"),
-                        )),
-                    };
-                }
-                return serde_json::from_str(text)
-                    .map(Some)
-                    .map_err(|_| Close::new(4400, "Invalid message received"));
-            }
-            Some(Ok(Message::Binary(_))) => {
-                return Err(Close::new(4400, "Binary messages are not supported"));
-            }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-        }
     }
 }
 
@@ -414,14 +301,6 @@ async fn authenticate(http: &HttpState, payload: Option<&Value>) -> Result<Calle
         })
 }
 
-fn error_message(id: &str, code: &str, message: &str) -> Message {
-    text(json!({
-        "id": id,
-        "type": "error",
-        "payload": [{ "message": message, "extensions": { "code": code } }],
-    }))
-}
-
 /// Tells every running operation why it ends.
 async fn end_all(
     running: &mut HashMap<String, tokio::task::JoinHandle<()>>,
@@ -435,132 +314,5 @@ async fn end_all(
             out.send(error_message(&id, "UNAUTHENTICATED", why)),
         )
         .await;
-    }
-}
-
-/// Runs one operation and forwards its results until it ends.
-fn start_operation(
-    http: &HttpState,
-    caller: &Caller,
-    meta: &RequestMeta,
-    id: String,
-    payload: SubscribePayload,
-    out: mpsc::Sender<Message>,
-    finished: mpsc::UnboundedSender<(String, bool)>,
-) -> tokio::task::JoinHandle<()> {
-    let config = http.app.config.clone();
-    let schema = http.schema.clone();
-    let documents = http.documents.clone();
-    let app = http.app.clone();
-    let (caller, meta) = (caller.clone(), meta.clone());
-    tokio::spawn(async move {
-        let mut request = Request::new(payload.query);
-        request.operation_name = payload.operation_name;
-        let refusal = match documents.prepare(&mut request) {
-            Err(too_deep) => Some(too_deep.to_string()),
-            Ok(Some(parsed)) if parsed.fields > config.max_query_fields => Some(format!(
-                "the operation selects more than {} fields",
-                config.max_query_fields
-            )),
-            Ok(Some(parsed)) => not_one_root_field(&parsed.document, &request),
-            Ok(None) => None,
-        };
-        if let Some(message) = refusal {
-            let _ = out
-                .send(error_message(&id, "BAD_USER_INPUT", &message))
-                .await;
-            let _ = finished.send((id, false));
-            return;
-        }
-        // The socket's session was checked at `connection_init`, and its
-        // revocation closes the socket once the event arrives; an operation
-        // read before then (or a revocation the event stream has not
-        // carried yet, e.g. from another replica) must not run as it, and
-        // it runs with the account's role as it is now. One indexed read
-        // per operation started.
-        let caller = match sessions::live_caller(&app.db, caller.session.id).await {
-            Ok(Some(caller)) => caller,
-            _ => {
-                let _ = out
-                    .send(error_message(
-                        &id,
-                        "UNAUTHENTICATED",
-                        crate::error::BAD_TOKEN,
-                    ))
-                    .await;
-                let _ = finished.send((id, false));
-                return;
-            }
-        };
-        if let Some(variables) = payload.variables {
-            request.variables = Variables::from_json(variables);
-        }
-        if let Some(extensions) = payload.extensions
-            && let Ok(extensions) = serde_json::from_value(Value::Object(extensions))
-        {
-            request.extensions = extensions;
-        }
-        let scope = graphql::RequestScope::new(&app);
-        let request = graphql::request_data(request, &app, Some(caller), meta, &scope).await;
-        let mut responses = schema.execute_stream(request);
-        let mut first = true;
-        while let Some(mut response) = responses.next().await {
-            // Refusals are audited before the client hears of them.
-            scope.finish().await;
-            code_uncoded_errors(&mut response.errors);
-            // A request that cannot run at all is answered with `error`.
-            if first && is_request_error(&response) {
-                let _ = out
-                    .send(text(
-                        json!({ "id": id, "type": "error", "payload": response.errors }),
-                    ))
-                    .await;
-                let _ = finished.send((id, false));
-                return;
-            }
-            first = false;
-            let lagged = response.errors.iter().any(|e| {
-                e.extensions
-                    .as_ref()
-                    .and_then(|x| x.get("reason"))
-                    .is_some_and(|r| *r == async_graphql::Value::from("subscriber_lagged"))
-            });
-            let message = text(json!({ "id": id, "type": "next", "payload": response }));
-            let sent = tokio::time::timeout(SEND_TIMEOUT, out.send(message)).await;
-            if lagged || !matches!(sent, Ok(Ok(()))) {
-                let _ = finished.send((id, true));
-                return;
-            }
-        }
-        let _ = out
-            .send(text(json!({ "id": id, "type": "complete" })))
-            .await;
-        let _ = finished.send((id, false));
-    })
-}
-
-/// Why a subscription does not select exactly one root field, if it does
-/// not (GraphQL spec, "Single root field").
-fn not_one_root_field(
-    document: &async_graphql::parser::types::ExecutableDocument,
-    request: &Request,
-) -> Option<String> {
-    let operation = document
-        .operations
-        .iter()
-        .find(|(name, _)| match &request.operation_name {
-            Some(wanted) => name.is_some_and(|n| n.as_str() == wanted),
-            None => true,
-        })
-        .map(|(_, operation)| operation)?;
-    if operation.node.ty != OperationType::Subscription {
-        return None;
-    }
-    match limits::root_fields(document, &operation.node, 1) {
-        (1, false) => None,
-        (_, true) => {
-            Some("a subscription may not select an introspection field at its root".into())
-        }
-        _ => Some("a subscription must select exactly one root field".into()),
     }
 }
