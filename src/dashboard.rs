@@ -34,6 +34,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("dom.js", JS, include_bytes!("../assets/dashboard/dom.js")),
     ("live.js", JS, include_bytes!("../assets/dashboard/live.js")),
     (
+        "session-list.js",
+        JS,
+        include_bytes!("../assets/dashboard/session-list.js"),
+    ),
+    (
         "sessions.js",
         JS,
         include_bytes!("../assets/dashboard/sessions.js"),

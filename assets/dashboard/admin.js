@@ -2,27 +2,16 @@
 // sessions, and start an impersonation with a reason.
 
 import { gql } from './api.js';
-import { h, mount, field, timeEl } from './dom.js';
-import { SESSION_FIELDS, sessionCard, keepFresh, liveIndicator } from './sessions.js';
+import { h, mount, field, pager, timeEl } from './dom.js';
+import { SESSION_FIELDS, keepFresh, liveIndicator, revokeSession, sessionCard } from './session-list.js';
 
 const PAGE_SIZE = 20;
-// Users seen in search results, so a user's page can show their name.
+// Users seen in search results, so a user's page can show their name
+// (and, at once, whether the viewer may impersonate them). Kept per
+// viewer's session: `canImpersonate` is the server's answer to that
+// viewer.
 const known = new Map();
-
-export function pager({ pagination, count, onPage, noun }) {
-  const { total, limit, offset, hasMore } = pagination;
-  const first = total === 0 ? 0 : offset + 1;
-  const last = offset + count;
-  const prev = h('button', { type: 'button', disabled: offset === 0, onclick: () => onPage(Math.max(0, offset - limit)) }, '← Previous');
-  const next = h('button', { type: 'button', disabled: !hasMore, onclick: () => onPage(offset + limit) }, 'Next →');
-  return h(
-    'nav',
-    { class: 'pager', 'aria-label': 'Pages' },
-    prev,
-    h('span', { class: 'range', 'data-testid': 'range' }, total === 0 ? `No ${noun}` : `${first}–${last} of ${total} ${noun}`),
-    next,
-  );
-}
+const knownKey = (ctx, id) => `${ctx.viewer.session.id}/${id}`;
 
 export function usersView(ctx, params) {
   let results;
@@ -43,7 +32,7 @@ export function usersView(ctx, params) {
       const data = await gql(
         `query Users($search: String, $limit: Int!, $offset: Int!) {
           users(search: $search, limit: $limit, offset: $offset) {
-            users { id email name role createdAt }
+            users { id email name role createdAt canImpersonate }
             pagination { total limit offset hasMore }
           }
         }`,
@@ -56,7 +45,7 @@ export function usersView(ctx, params) {
   }
 
   function show(page) {
-    for (const user of page.users) known.set(user.id, user);
+    for (const user of page.users) known.set(knownKey(ctx, user.id), user);
     mount(
       results,
       page.users.length
@@ -113,12 +102,6 @@ export function usersView(ctx, params) {
   };
 }
 
-/** Whether the viewer may impersonate someone with `role` (the server decides; this only hides a button that would be refused). */
-function mayImpersonate(viewer, user) {
-  if (!user || user.id === viewer.user.id || user.role === 'OWNER') return false;
-  return viewer.user.role === 'OWNER' || user.role === 'USER';
-}
-
 export function userView(ctx, userId, params) {
   let destroyed = false;
   let list;
@@ -128,7 +111,7 @@ export function userView(ctx, userId, params) {
   let fresh = null;
   let busy = false;
   const includeEnded = params.get('ended') === '1';
-  let user = known.get(userId) || null;
+  let user = known.get(knownKey(ctx, userId)) || null;
   const indicator = liveIndicator('Refreshes on focus');
 
   function describe() {
@@ -137,7 +120,8 @@ export function userView(ctx, userId, params) {
       subtitle,
       user ? [user.email, ' ', h('span', { class: `badge role-${user.role.toLowerCase()}` }, user.role.toLowerCase())] : `User ${userId}`,
     );
-    impersonateBox.hidden = !mayImpersonate(ctx.viewer, user);
+    // The server says whom the viewer may impersonate (`canImpersonate`).
+    impersonateBox.hidden = !user?.canImpersonate;
   }
 
   async function refresh() {
@@ -147,7 +131,7 @@ export function userView(ctx, userId, params) {
       const data = await gql(
         `query UserSessions($userId: UUID!, $all: Boolean!) {
           sessions(userId: $userId, includeExpired: $all) {
-            count activeCount sessions { ${SESSION_FIELDS} user { id email name role createdAt } }
+            count activeCount sessions { ${SESSION_FIELDS} user { id email name role createdAt canImpersonate } }
           }
         }`,
         { userId, all: includeEnded },
@@ -156,7 +140,7 @@ export function userView(ctx, userId, params) {
       const found = data.sessions.sessions[0]?.user;
       if (found) {
         user = found;
-        known.set(found.id, found);
+        known.set(knownKey(ctx, found.id), found);
       }
       describe();
       mount(
@@ -172,17 +156,14 @@ export function userView(ctx, userId, params) {
     }
   }
 
-  async function revoke(session, button) {
-    button.disabled = true;
-    try {
-      await gql('mutation Revoke($id: UUID!) { revokeSession(id: $id) { id revokedAt } }', { id: session.id });
-      ctx.notify(`Revoked the session on ${session.device || 'an unknown device'}.`, 'success');
-      await refresh();
-      list.focus();
-    } catch (error) {
-      button.disabled = false;
-      ctx.reportError(error);
-    }
+  function revoke(session, button) {
+    return revokeSession(ctx, session, button, {
+      message: `Revoked the session on ${session.device || 'an unknown device'}.`,
+      then: async () => {
+        await refresh();
+        list.focus();
+      },
+    });
   }
 
   async function revokeAll(event) {

@@ -3,20 +3,8 @@
 // so a view can be bookmarked and Back works.
 
 import { gql } from './api.js';
-import { h, mount, field, formatDate } from './dom.js';
-import { pager } from './admin.js';
+import { h, mount, field, formatDate, pager } from './dom.js';
 
-const EVENT_TYPES = [
-  'auth.sign_in',
-  'session.revoked',
-  'sessions.viewed',
-  'impersonation.started',
-  'impersonation.stopped',
-  'session.expired',
-  'access.denied',
-  'password.changed',
-  'user.created',
-];
 const PAGE_SIZES = [10, 25, 50, 100];
 const UUID_FILTERS = [
   ['userId', 'User ID', 'Events about this user'],
@@ -134,6 +122,16 @@ export function auditView(ctx, params) {
     }
   }
 
+  async function loadEventTypes(datalist) {
+    try {
+      const data = await gql('query EventTypes { auditEventTypes }');
+      if (!destroyed) mount(datalist, data.auditEventTypes.map((t) => h('option', { value: t })));
+    } catch (error) {
+      // Only suggestions: the log's own request reports what went wrong.
+      console.info('event types not loaded:', error?.message);
+    }
+  }
+
   /** The address of this view filtered by `key` = `id` (page 1). */
   function filteredBy(key, id) {
     if (!admin || !id) return null;
@@ -191,12 +189,16 @@ export function auditView(ctx, params) {
     }
     controls.since = h('input', { type: 'datetime-local', name: 'since', value: toLocalInput(filter.since) });
     controls.until = h('input', { type: 'datetime-local', name: 'until', value: toLocalInput(filter.until) });
+    // The types the server records, as it lists them (filled in when
+    // they arrive; any type may still be typed in).
+    const eventTypes = h('datalist', { id: 'event-types' });
+    loadEventTypes(eventTypes);
     const size = h('select', { name: 'limit' }, PAGE_SIZES.map((n) => h('option', { value: String(n), selected: n === limit }, String(n))));
 
     const form = h(
       'form',
       { class: 'filters card', 'aria-label': 'Audit filters' },
-      h('datalist', { id: 'event-types' }, EVENT_TYPES.map((t) => h('option', { value: t }))),
+      eventTypes,
       h(
         'div',
         { class: 'grid' },

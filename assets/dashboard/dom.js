@@ -114,3 +114,23 @@ export function field(label, control, hint) {
   }
   return h('div', { class: 'field' }, h('label', { for: id }, label), control, hintEl);
 }
+
+/**
+ * Previous / next buttons and "1–20 of 57 users" for a page of `count`
+ * items at `pagination` (the API's `Pagination`); `onPage(offset)` goes
+ * to another page.
+ */
+export function pager({ pagination, count, onPage, noun }) {
+  const { total, limit, offset, hasMore } = pagination;
+  const first = total === 0 ? 0 : offset + 1;
+  const last = offset + count;
+  const prev = h('button', { type: 'button', disabled: offset === 0, onclick: () => onPage(Math.max(0, offset - limit)) }, '← Previous');
+  const next = h('button', { type: 'button', disabled: !hasMore, onclick: () => onPage(offset + limit) }, 'Next →');
+  return h(
+    'nav',
+    { class: 'pager', 'aria-label': 'Pages' },
+    prev,
+    h('span', { class: 'range', 'data-testid': 'range' }, total === 0 ? `No ${noun}` : `${first}–${last} of ${total} ${noun}`),
+    next,
+  );
+}

@@ -192,6 +192,67 @@ test("an admin sees and revokes a user's sessions", async () => {
   await page.closeAll();
 });
 
+test('the impersonation form shows for the accounts the server says the viewer may impersonate', async () => {
+  // (viewer, account, shown): the server's `canImpersonate` decides.
+  const cases = [
+    [DEMO.admin, DEMO.alice, true],
+    [DEMO.admin, DEMO.owner, false],
+    [DEMO.admin, DEMO.admin, false],
+    [DEMO.owner, DEMO.admin, true],
+    [DEMO.owner, DEMO.owner, false],
+  ];
+  for (const [viewer, account, shown] of cases) {
+    const what = `${viewer.name} on ${account.name}`;
+    const { token } = await signInApi(viewer, 'e2e-arrange');
+    const asked = await api(
+      'query($s: String) { users(search: $s) { users { email canImpersonate } } }',
+      { s: account.email },
+      { token },
+    );
+    await api('mutation { signOut }', {}, { token });
+    const answer = asked.data.users.users.find((u) => u.email === account.email);
+    assert.equal(answer.canImpersonate, shown, `${what}: the server's answer`);
+
+    const page = await openPage(browser);
+    await signIn(page, viewer);
+    await openUserPage(page, account);
+    // The user's sessions have been read (or refused: an admin may not
+    // see an owner's).
+    await page.locator('ul.sessions > li, [role="alert"]').first().waitFor();
+    assert.equal(
+      await page.getByRole('button', { name: 'Start impersonation' }).isVisible(),
+      shown,
+      `${what}: the form`,
+    );
+    await page.assertClean();
+    await page.closeAll();
+  }
+});
+
+test("the audit log's event-type filter suggests the types the server lists", async () => {
+  const { token } = await signInApi(DEMO.alice, 'e2e-arrange');
+  const body = await api('{ auditEventTypes }', {}, { token });
+  await api('mutation { signOut }', {}, { token });
+  const listed = body.data.auditEventTypes;
+  assert.ok(listed.includes('session.revoked'), JSON.stringify(body));
+
+  const page = await openPage(browser);
+  await signIn(page, DEMO.alice);
+  await page.getByRole('link', { name: 'Audit log' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Audit log' }).waitFor();
+  const options = page.locator('datalist#event-types option');
+  await eventually(async () => assert.ok((await options.count()) > 0));
+  const suggested = await options.evaluateAll((all) => all.map((o) => o.value));
+  assert.deepEqual(suggested, listed);
+  assert.equal(
+    await page.getByLabel('Event type').getAttribute('list'),
+    'event-types',
+    'the field offers them',
+  );
+  await page.assertClean();
+  await page.closeAll();
+});
+
 test('a user sees no admin pages and is refused an admin address', async () => {
   const page = await openPage(browser);
   await signIn(page, DEMO.alice);

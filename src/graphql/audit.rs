@@ -399,6 +399,14 @@ impl AuditQuery {
         })
     }
 
+    /// The event types the server records (`auth.sign_in`,
+    /// `session.revoked`, …), for choosing `AuditFilter.eventType`. Anyone
+    /// signed in, as for `sessionAudit`.
+    #[graphql(guard = "AuditAccess::new(None)")]
+    async fn audit_event_types(&self) -> Vec<&'static str> {
+        audits::events::ALL.to_vec()
+    }
+
     /// Owners only: walks the whole hash chain and reports whether any
     /// event was edited, deleted or reordered.
     #[graphql(guard = "RoleGuard::new(Role::Owner, Action::VerifyAudit)")]

@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use async_graphql::{Context, Enum, Object, Result, SimpleObject, dataloader::Loader};
+use async_graphql::{
+    ComplexObject, Context, Enum, Object, Result, SimpleObject, dataloader::Loader,
+};
 use chrono::{DateTime, Utc};
 use entity::user;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
@@ -12,12 +14,16 @@ use super::{
     audit::Pagination,
     caller,
     guards::{NotImpersonating, RoleGuard, SignedIn},
-    request_meta, state,
+    request_meta, session_ended, state,
 };
 use crate::{
+    auth::Caller,
     error::AppError,
     metrics::Metrics,
-    service::{access::Action, user as users},
+    service::{
+        access::{self, Action},
+        user as users,
+    },
 };
 
 /// What an account may do.
@@ -54,6 +60,7 @@ impl From<Role> for user::Role {
 
 /// An account.
 #[derive(SimpleObject, Clone, Debug)]
+#[graphql(complex)]
 pub struct User {
     /// The account's id.
     pub id: Uuid,
@@ -65,6 +72,25 @@ pub struct User {
     pub role: Role,
     /// When the account was created.
     pub created_at: DateTime<Utc>,
+}
+
+#[ComplexObject]
+impl User {
+    /// Whether the caller may impersonate this account now
+    /// (`startImpersonation`): admins may impersonate users, owners users
+    /// and admins; nobody an owner or themselves, nor from an
+    /// impersonation session. The rule the mutation's guard applies.
+    /// False for a request with no session (`signIn`'s answer) or whose
+    /// session it has ended.
+    async fn can_impersonate(&self, ctx: &Context<'_>) -> bool {
+        // Not `caller()`: a request that cannot impersonate is answered
+        // `false`, not with an error that would null the whole account.
+        ctx.data_opt::<Caller>()
+            .filter(|_| !session_ended(ctx))
+            .is_some_and(|caller| {
+                access::may_impersonate_account(caller, self.id, self.role.into()).is_ok()
+            })
+    }
 }
 
 impl From<user::Model> for User {

@@ -115,11 +115,17 @@ pub fn has_role(caller: &Caller, role: Role) -> bool {
 /// impersonate users; owners users and admins; nobody an owner or
 /// themselves, and never from an impersonation session.
 pub fn may_impersonate(caller: &Caller, target: &user::Model) -> Result<(), &'static str> {
+    may_impersonate_account(caller, target.id, target.role)
+}
+
+/// [`may_impersonate`] for the account `id` holding `role`, for callers
+/// that hold no model (the schema's `User.canImpersonate`).
+pub fn may_impersonate_account(caller: &Caller, id: Uuid, role: Role) -> Result<(), &'static str> {
     may_start_impersonating(caller)?;
-    if target.id == caller.user.id {
+    if id == caller.user.id {
         return Err("you cannot impersonate yourself");
     }
-    may_impersonate_role(caller.user.role, target.role)
+    may_impersonate_role(caller.user.role, role)
 }
 
 /// The checks that need no target: refused before looking anyone up.

@@ -35,6 +35,19 @@ pub mod events {
     pub const IMPERSONATION_STOPPED: &str = "impersonation.stopped";
     pub const USER_CREATED: &str = "user.created";
     pub const PASSWORD_CHANGED: &str = "password.changed";
+
+    /// Every type above, as the schema's `auditEventTypes` lists them.
+    pub const ALL: &[&str] = &[
+        SIGN_IN,
+        SESSION_REVOKED,
+        SESSIONS_VIEWED,
+        IMPERSONATION_STARTED,
+        IMPERSONATION_STOPPED,
+        SESSION_EXPIRED,
+        ACCESS_DENIED,
+        PASSWORD_CHANGED,
+        USER_CREATED,
+    ];
 }
 
 /// An event about to be appended.

@@ -884,3 +884,61 @@ async fn an_event_naming_an_account_that_does_not_exist_resolves_it_to_null() {
     let anonymous = event_of(&body, "test.anonymous");
     assert!(anonymous["actor"].is_null() && anonymous["user"].is_null());
 }
+
+const EVENT_TYPES: &str = "{ auditEventTypes }";
+
+#[tokio::test]
+async fn audit_event_types_lists_every_type_the_server_records_to_anyone_signed_in() {
+    let app = spawn_app().await;
+    let expected = json!([
+        "auth.sign_in",
+        "session.revoked",
+        "sessions.viewed",
+        "impersonation.started",
+        "impersonation.stopped",
+        "session.expired",
+        "access.denied",
+        "password.changed",
+        "user.created",
+    ]);
+    let owner = app.create_user(Role::Owner).await;
+    let owner_token = app.sign_in(&owner).await;
+    let alice = app.create_user(Role::User).await;
+    for role in [Role::User, Role::Admin, Role::Owner] {
+        let someone = app.create_user(role).await;
+        let token = app.sign_in(&someone).await;
+        let body = app.gql(Some(&token), EVENT_TYPES, json!({})).await;
+        assert_eq!(
+            body["data"]["auditEventTypes"], expected,
+            "{role:?}: {body}"
+        );
+    }
+    let impersonating = app
+        .gql(
+            Some(&owner_token),
+            "mutation($id: UUID!) { startImpersonation(userId: $id, reason: \"ticket 3\") { token } }",
+            json!({ "id": alice.id }),
+        )
+        .await;
+    let token = impersonating["data"]["startImpersonation"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{impersonating}"));
+    let body = app.gql(Some(token), EVENT_TYPES, json!({})).await;
+    assert_eq!(
+        body["data"]["auditEventTypes"], expected,
+        "impersonating: {body}"
+    );
+
+    let anonymous = app.gql(None, EVENT_TYPES, json!({})).await;
+    assert_error_code(&anonymous, "UNAUTHENTICATED", "auditEventTypes signed out");
+
+    // What this test made the server record is among them.
+    let listed: HashSet<String> = serde_json::from_value(expected).unwrap();
+    for event in app.audit_events().await {
+        assert!(
+            listed.contains(&event.event_type),
+            "{} is not listed",
+            event.event_type
+        );
+    }
+}

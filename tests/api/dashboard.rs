@@ -108,3 +108,55 @@ async fn the_dashboard_is_served_in_production_without_graphiql() {
         "GraphiQL keeps its own switch"
     );
 }
+
+/// The modules under `assets/dashboard/`, by file name, with their source.
+fn dashboard_modules() -> Vec<(String, String)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/dashboard");
+    let mut modules: Vec<(String, String)> = std::fs::read_dir(dir)
+        .expect("assets/dashboard")
+        .map(|entry| entry.expect("an entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "js"))
+        .map(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(&path).expect("readable"))
+        })
+        .collect();
+    modules.sort();
+    modules
+}
+
+#[test]
+fn dashboard_views_import_shared_modules_never_another_view() {
+    let modules = dashboard_modules();
+    // A view is a module that exports a `…View` function; the shell
+    // (app.js) routes between them and is none.
+    let is_view = |source: &str| {
+        source.split("export function ").skip(1).any(|rest| {
+            rest.split('(')
+                .next()
+                .is_some_and(|name| name.ends_with("View"))
+        })
+    };
+    let views: Vec<&str> = modules
+        .iter()
+        .filter(|(_, source)| is_view(source))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert!(views.len() >= 3, "views found: {views:?}");
+    for (name, source) in modules
+        .iter()
+        .filter(|(name, _)| views.contains(&name.as_str()))
+    {
+        for imported in source
+            .split(" from '")
+            .skip(1)
+            .filter_map(|rest| rest.split('\'').next())
+        {
+            let imported = imported.strip_prefix("./").unwrap_or(imported);
+            assert!(
+                !views.contains(&imported),
+                "{name} imports the view {imported}: shared code belongs in a shared module"
+            );
+        }
+    }
+}

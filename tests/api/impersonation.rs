@@ -813,3 +813,149 @@ async fn an_admin_who_loses_the_role_loses_the_impersonation() {
         "their own session is theirs to keep"
     );
 }
+
+const CAN: &str = "query($q: String!) { users(search: $q) { users { id canImpersonate } } }";
+
+/// `canImpersonate` of `target` as `token` sees it through `users`.
+async fn can_impersonate(app: &TestApp, token: &str, email: &str) -> Value {
+    let body = app.gql(Some(token), CAN, json!({ "q": email })).await;
+    body["data"]["users"]["users"][0]["canImpersonate"].clone()
+}
+
+#[tokio::test]
+async fn can_impersonate_says_what_start_impersonation_would_answer() {
+    let app = spawn_app().await;
+    use Role::*;
+    // (viewer, target, allowed); `None` as target is the viewer themselves.
+    let matrix = [
+        (Admin, Some(User), true),
+        (Admin, Some(Admin), false),
+        (Admin, Some(Owner), false),
+        (Admin, None, false),
+        (Owner, Some(User), true),
+        (Owner, Some(Admin), true),
+        (Owner, Some(Owner), false),
+        (Owner, None, false),
+    ];
+    for (viewer_role, target_role, allowed) in matrix {
+        let case = format!("{viewer_role:?} on {target_role:?}");
+        let viewer = app.create_user(viewer_role).await;
+        let target = match target_role {
+            Some(role) => app.create_user(role).await,
+            None => viewer.clone(),
+        };
+        let token = app.sign_in(&viewer).await;
+        assert_eq!(
+            can_impersonate(&app, &token, &target.email).await,
+            json!(allowed),
+            "{case}"
+        );
+        let started = start(&app, &token, target.id, "support ticket 7").await;
+        assert_eq!(
+            started["data"]["startImpersonation"].is_object(),
+            allowed,
+            "{case}: the mutation agrees: {started}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_user_may_impersonate_nobody_they_can_see() {
+    let app = spawn_app().await;
+    let alice = app.create_user(Role::User).await;
+    let mine = app.sign_in(&alice).await;
+    // A user sees no other user's account; the admins and owners who
+    // acted on their sessions they do see (`revokedBy`).
+    for role in [Role::Admin, Role::Owner] {
+        let other = app.create_user(role).await;
+        let (_, session) = app.sign_in_as(&alice, "second-device/1.0").await;
+        let theirs = app.sign_in(&other).await;
+        let revoked = app
+            .gql(
+                Some(&theirs),
+                "mutation($id: UUID!) { revokeSession(id: $id) { id } }",
+                json!({ "id": session }),
+            )
+            .await;
+        assert!(revoked["data"]["revokeSession"].is_object(), "{revoked}");
+    }
+    let body = app
+        .gql(
+            Some(&mine),
+            "{ viewer { user { canImpersonate } } sessions(includeExpired: true) { sessions { revokedBy { role canImpersonate } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["viewer"]["user"]["canImpersonate"], false,
+        "self: {body}"
+    );
+    let seen: Vec<&Value> = body["data"]["sessions"]["sessions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .filter_map(|s| s["revokedBy"].as_object().map(|_| &s["revokedBy"]))
+        .collect();
+    assert_eq!(seen.len(), 2, "the admin and the owner: {body}");
+    for person in seen {
+        assert_eq!(person["canImpersonate"], false, "{person}");
+    }
+}
+
+#[tokio::test]
+async fn while_impersonating_can_impersonate_is_false_for_everyone() {
+    let app = spawn_app().await;
+    let owner = app.create_user(Role::Owner).await;
+    let target = app.create_user(Role::Admin).await;
+    let alice = app.create_user(Role::User).await;
+    let admin_token = app.sign_in(&owner).await;
+    assert_eq!(
+        can_impersonate(&app, &admin_token, &alice.email).await,
+        json!(true),
+        "the owner's own session may"
+    );
+    let token = token_of(&start(&app, &admin_token, target.id, "ticket 9").await);
+    let body = app
+        .gql(
+            Some(&token),
+            "{ viewer { user { canImpersonate } impersonator { canImpersonate } } sessions { sessions { impersonator { canImpersonate } } } }",
+            json!({}),
+        )
+        .await;
+    let viewer = &body["data"]["viewer"];
+    assert_eq!(
+        viewer["user"]["canImpersonate"], false,
+        "the impersonated admin: {body}"
+    );
+    assert_eq!(
+        viewer["impersonator"]["canImpersonate"], false,
+        "the owner: {body}"
+    );
+    for session in body["data"]["sessions"]["sessions"].as_array().unwrap() {
+        if session["impersonator"].is_object() {
+            assert_eq!(session["impersonator"]["canImpersonate"], false, "{body}");
+        }
+    }
+    // Nor can it find anyone to impersonate.
+    let refused = app
+        .gql(Some(&token), CAN, json!({ "q": alice.email }))
+        .await;
+    assert_error_code(&refused, "FORBIDDEN", "users while impersonating");
+}
+
+#[tokio::test]
+async fn can_impersonate_is_false_without_a_session() {
+    let app = spawn_app().await;
+    let owner = app.create_user(Role::Owner).await;
+    let body = app
+        .gql(
+            None,
+            "mutation($e: String!, $p: String!) { signIn(email: $e, password: $p) { session { user { canImpersonate } } } }",
+            json!({ "e": owner.email, "p": owner.password }),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["signIn"]["session"]["user"]["canImpersonate"], false,
+        "{body}"
+    );
+}
