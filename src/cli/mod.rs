@@ -1,12 +1,16 @@
-//! The command line's subcommands other than serving.
+//! The command line: serving, and the subcommands other than serving. It
+//! lives in the binary because it prints; the library only returns what
+//! there is to print. (One exception until it moves here too: the
+//! benchmark seeder, `service::seed`, still prints its report itself.)
+
+mod export;
 
 use std::io::Read;
 
 use anyhow::Context;
-
-use crate::{
+use session_manager::{
     auth::PasswordHasherPool,
-    config::{AuditCommand, Command, Config, ExportFormat, GlobalArgs, ServeArgs, UserCommand},
+    config::{AuditCommand, Cli, Command, Config, GlobalArgs, ServeArgs, UserCommand},
     db, graphql,
     service::{
         audit,
@@ -15,11 +19,12 @@ use crate::{
     startup::Application,
 };
 
-pub async fn run(
-    global: GlobalArgs,
-    serve: ServeArgs,
-    command: Option<Command>,
-) -> anyhow::Result<()> {
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let Cli {
+        global,
+        serve,
+        command,
+    } = cli;
     match command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let config = Config::new(&global, &serve)?;
@@ -64,11 +69,11 @@ pub async fn run(
         Command::Audit(AuditCommand::Export { since, format }) => {
             let db = connect(&global, &serve).await?;
             db::migrate(&db).await?;
-            export(&db, since, format).await?;
+            export::export(&db, since, format).await?;
         }
         Command::Seed(args) => {
             let config = Config::new(&global, &serve)?;
-            crate::service::seed::run(&config, &args).await?;
+            session_manager::service::seed::run(&config, &args).await?;
         }
         Command::User(UserCommand::Add {
             email,
@@ -104,6 +109,7 @@ pub async fn run(
     Ok(())
 }
 
+/// A connection to the configured database, once the settings are valid.
 async fn connect(
     global: &GlobalArgs,
     serve: &ServeArgs,
@@ -143,113 +149,4 @@ async fn print_demo_users(
         );
     }
     Ok(())
-}
-
-const CSV_COLUMNS: [&str; 14] = [
-    "seq",
-    "id",
-    "created_at",
-    "event_type",
-    "status",
-    "message",
-    "actor_id",
-    "user_id",
-    "session_id",
-    "ip_address",
-    "user_agent",
-    "metadata",
-    "prev_hash",
-    "hash",
-];
-
-/// Streams the log to standard output, a page at a time.
-async fn export(
-    db: &sea_orm::DatabaseConnection,
-    since: Option<chrono::DateTime<chrono::Utc>>,
-    format: ExportFormat,
-) -> anyhow::Result<()> {
-    use std::io::Write;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    if format == ExportFormat::Csv {
-        writeln!(out, "{}", CSV_COLUMNS.join(","))?;
-    }
-    let count = audit::for_each_event(db, since, |event| match format {
-        ExportFormat::Ndjson => {
-            let line = serde_json::json!({
-                "seq": event.seq,
-                "id": event.id,
-                "createdAt": event.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                "eventType": event.event_type,
-                "status": event.status.as_str(),
-                "message": event.message,
-                "actorId": event.actor_id,
-                "userId": event.user_id,
-                "sessionId": event.session_id,
-                "ipAddress": event.ip_address,
-                "userAgent": event.user_agent,
-                "metadata": event.metadata,
-                "prevHash": event.prev_hash,
-                "hash": event.hash,
-            });
-            writeln!(out, "{line}")
-        }
-        ExportFormat::Csv => {
-            let opt = |id: Option<uuid::Uuid>| id.map(|id| id.to_string()).unwrap_or_default();
-            let fields = [
-                event.seq.to_string(),
-                event.id.to_string(),
-                event
-                    .created_at
-                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                event.event_type.clone(),
-                event.status.as_str().to_owned(),
-                event.message.clone(),
-                opt(event.actor_id),
-                opt(event.user_id),
-                opt(event.session_id),
-                event.ip_address.clone().unwrap_or_default(),
-                event.user_agent.clone().unwrap_or_default(),
-                event.metadata.to_string(),
-                event.prev_hash.clone(),
-                event.hash.clone(),
-            ];
-            let row: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-            writeln!(out, "{}", row.join(","))
-        }
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    out.flush()?;
-    eprintln!("exported {count} events");
-    Ok(())
-}
-
-/// RFC 4180 quoting; a leading formula character is neutralised so a
-/// spreadsheet never runs what an attacker put in a User-Agent.
-fn csv_field(value: &str) -> String {
-    let value = if value.starts_with(['=', '+', '-', '@']) {
-        format!("'{value}")
-    } else {
-        value.to_owned()
-    };
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::csv_field;
-
-    #[test]
-    fn csv_fields_are_quoted_and_formulas_neutralised() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("line\nbreak"), "\"line\nbreak\"");
-        assert_eq!(csv_field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
-    }
 }
