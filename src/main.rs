@@ -3,14 +3,14 @@
 mod cli;
 
 use clap::Parser;
-use session_manager::{config::Cli, telemetry};
+use session_manager::telemetry;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let args = Cli::parse();
+    let args = cli::Cli::parse();
     telemetry::init(args.global.log_format);
     match cli::run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

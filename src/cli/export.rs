@@ -2,7 +2,9 @@
 
 use std::io::Write;
 
-use session_manager::{config::ExportFormat, service::audit};
+use session_manager::service::audit;
+
+use super::args::ExportFormat;
 
 const CSV_COLUMNS: [&str; 14] = [
     "seq",

@@ -3,6 +3,7 @@
 //! there is to print. (One exception until it moves here too: the
 //! benchmark seeder, `service::seed`, still prints its report itself.)
 
+mod args;
 mod export;
 
 use std::io::Read;
@@ -10,7 +11,7 @@ use std::io::Read;
 use anyhow::Context;
 use session_manager::{
     auth::PasswordHasherPool,
-    config::{AuditCommand, Cli, Command, Config, GlobalArgs, ServeArgs, UserCommand},
+    config::{Config, GlobalArgs, ServeArgs},
     db, graphql,
     service::{
         audit,
@@ -18,6 +19,9 @@ use session_manager::{
     },
     startup::Application,
 };
+
+pub use args::Cli;
+use args::{AuditCommand, Command, UserCommand};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let Cli {
@@ -27,26 +31,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     } = cli;
     match command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            let config = Config::new(&global, &serve)?;
+            let config = Config::new(global.database_url, serve)?;
+            let demo = config.demo;
             let app = Application::build(config).await?;
-            if serve.demo {
+            if demo {
                 print_demo_users(&app.state().db, &app.state().hasher).await?;
             }
             app.run_until_stopped().await?;
         }
         Command::Migrate => {
-            let db = connect(&global, &serve).await?;
+            let db = connect(global, serve).await?;
             db::migrate(&db).await?;
             eprintln!("migrations are up to date");
         }
         Command::PrintSchema => print!("{}", graphql::sdl()),
         Command::Demo => {
-            let db = connect(&global, &serve).await?;
+            let db = connect(global, serve).await?;
             db::migrate(&db).await?;
             print_demo_users(&db, &PasswordHasherPool::new()?).await?;
         }
         Command::Audit(AuditCommand::Verify) => {
-            let db = connect(&global, &serve).await?;
+            let db = connect(global, serve).await?;
             db::migrate(&db).await?;
             let report = audit::verify_chain(&db)
                 .await
@@ -67,12 +72,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Audit(AuditCommand::Export { since, format }) => {
-            let db = connect(&global, &serve).await?;
+            let db = connect(global, serve).await?;
             db::migrate(&db).await?;
             export::export(&db, since, format).await?;
         }
         Command::Seed(args) => {
-            let config = Config::new(&global, &serve)?;
+            let config = Config::new(global.database_url, serve)?;
             session_manager::service::seed::run(&config, &args).await?;
         }
         Command::User(UserCommand::Add {
@@ -83,7 +88,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }) => {
             let role = role.parse().map_err(|e: String| anyhow::anyhow!(e))?;
             let password = read_password_from_stdin()?;
-            let db = connect(&global, &serve).await?;
+            let db = connect(global, serve).await?;
             db::migrate(&db).await?;
             let hasher = PasswordHasherPool::new()?;
             let user = users::create_user(
@@ -111,10 +116,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// A connection to the configured database, once the settings are valid.
 async fn connect(
-    global: &GlobalArgs,
-    serve: &ServeArgs,
+    global: GlobalArgs,
+    serve: ServeArgs,
 ) -> anyhow::Result<sea_orm::DatabaseConnection> {
-    let config = Config::new(global, serve)?;
+    let config = Config::new(global.database_url, serve)?;
     db::connect(&config.database_url).await
 }
 
