@@ -5,7 +5,6 @@
 
 pub mod auth;
 pub mod cache;
-pub mod cli;
 pub mod config;
 pub mod dashboard;
 pub mod db;

@@ -1,16 +1,18 @@
 #![forbid(unsafe_code)]
 
+mod cli;
+
 use clap::Parser;
-use session_manager::{cli, config::Cli, telemetry};
+use session_manager::telemetry;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let args = Cli::parse();
+    let args = cli::Cli::parse();
     telemetry::init(args.global.log_format);
-    match cli::run(args.global, args.serve, args.command).await {
+    match cli::run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!("{err:#}");

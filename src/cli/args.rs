@@ -1,0 +1,88 @@
+//! The command line's grammar: the subcommands, around the library's
+//! settings (`session_manager::config`).
+
+use clap::{Parser, Subcommand, ValueEnum};
+use session_manager::config::{GlobalArgs, SeedArgs, ServeArgs};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "session-manager",
+    version,
+    about = "GraphQL API for login sessions: inventory, revocation, impersonation, audit"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Run the database migrations and exit.
+    Migrate,
+    /// Print the GraphQL schema (SDL) to standard output.
+    PrintSchema,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Create the demo users if missing and print their credentials.
+    Demo,
+    /// Check or export the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Fill the database with benchmark data and print its tokens as JSON.
+    Seed(SeedArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the hash chain; exit 0 when intact, 1 naming the first bad event.
+    Verify,
+    /// Write events (with their hashes) to standard output, oldest first.
+    Export {
+        /// Only events from this instant on (RFC 3339, or a date YYYY-MM-DD).
+        #[arg(long, value_parser = parse_instant)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Ndjson)]
+        format: ExportFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Ndjson,
+    Csv,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user; the password is read from standard input.
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// user, admin or owner.
+        #[arg(long, default_value = "user")]
+        role: String,
+        /// Read the password from standard input (required: passwords never go on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+/// Parses an RFC 3339 instant or a plain date (midnight UTC).
+pub fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let text = text.trim();
+    if let Ok(instant) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(instant.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(|date| date.and_time(chrono::NaiveTime::MIN).and_utc())
+        .map_err(|_| format!("`{text}` is neither an RFC 3339 instant nor a YYYY-MM-DD date"))
+}
