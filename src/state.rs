@@ -34,7 +34,8 @@ impl AppState {
     pub async fn new(config: Config) -> anyhow::Result<Self> {
         let db = db::connect(&config.database_url).await?;
         db::migrate(&db).await?;
-        let writer = db::Writer::new(db.clone())?;
+        // The audit log keeps its chain head per group of grouped writes.
+        let writer = db::Writer::new(db.clone(), Some(Arc::new(service::audit::GroupHead)))?;
         let throttle = service::throttle::Throttle::new(&db, writer.clone(), &config).await?;
         Ok(Self {
             reads: db::Reads::new(db.clone()).await?,

@@ -13,7 +13,9 @@ use connect::stable_plans;
 pub use connect::{connect, migrate, sqlite_pool_size};
 pub use prepared::Prepared;
 pub use reads::Reads;
-pub use writer::{WriteFuture, WriteTurn, WriteTxn, Writer, begin_write, write_turn};
+pub use writer::{
+    GroupDone, GroupHook, WriteFuture, WriteTurn, WriteTxn, Writer, begin_write, write_turn,
+};
 
 /// Now, truncated to microseconds: PostgreSQL keeps microseconds and SQLite
 /// keeps what it is given, so both hold (and hash) the same instant.

@@ -6,8 +6,6 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use crate::service::audit;
-
 use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr, ExecResult,
     QueryResult, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
@@ -124,6 +122,35 @@ type Run = Box<dyn for<'t> FnMut(&'t DatabaseTransaction) -> BoxFuture<'t, bool>
 /// Answers the caller: the kept result, unless the commit (`Err`) failed.
 type Finish = Box<dyn FnOnce(Result<(), &DbErr>) + Send>;
 
+/// What runs with every group of writes the [`Writer`] commits in one
+/// SQLite transaction, whatever the writes are: given to the writer when
+/// it is made, so that the database layer knows nothing of what runs (the
+/// services' hooks are wired in by whoever builds the writer).
+///
+/// A hook can keep state for one group (the audit log keeps the chain head
+/// in memory while a group holds the write lock): [`Self::scope`] runs the
+/// whole group, its writes, [`Self::before_commit`] and the commit, so a
+/// task-local set there lives exactly as long as the group, and a group
+/// that is rolled back (then run again write by write, each a group of its
+/// own) takes its state with it. On PostgreSQL each write is a transaction
+/// of its own and no hook runs.
+pub trait GroupHook: Send + Sync + 'static {
+    /// Runs `group`, within whatever context the hook keeps per group.
+    fn scope<'a>(&'a self, group: BoxFuture<'a, GroupDone>) -> BoxFuture<'a, GroupDone>;
+
+    /// The group's last statements, in its transaction, after its writes
+    /// and before the commit. An error rolls the group back like a failed
+    /// write.
+    fn before_commit<'t>(
+        &'t self,
+        txn: &'t DatabaseTransaction,
+    ) -> BoxFuture<'t, Result<(), DbErr>>;
+}
+
+/// How a group ended, as [`GroupHook::scope`] passes it on (opaque to the
+/// hook).
+pub struct GroupDone(Result<bool, DbErr>);
+
 /// Most writes committed together.
 const MAX_GROUP: usize = 64;
 
@@ -147,6 +174,8 @@ pub struct Writer {
     queue: Option<tokio::sync::mpsc::UnboundedSender<Job>>,
 }
 
+type Hook = Option<Arc<dyn GroupHook>>;
+
 impl Writer {
     /// Starts the writing thread (SQLite).
     ///
@@ -155,7 +184,9 @@ impl Writer {
     /// would wait behind every request task between two statements (the
     /// groups took ~600 us per write under load, measured); on a thread and
     /// runtime of its own it is scheduled as soon as a statement returns.
-    pub fn new(db: DatabaseConnection) -> std::io::Result<Self> {
+    ///
+    /// `hook`, if any, runs with every group (see [`GroupHook`]).
+    pub fn new(db: DatabaseConnection, hook: Hook) -> std::io::Result<Self> {
         let queue = if db.get_database_backend() == DatabaseBackend::Sqlite {
             let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -165,7 +196,7 @@ impl Writer {
             // Ends when the last `Writer` is dropped and the queue closes.
             std::thread::Builder::new()
                 .name("sqlite-writer".into())
-                .spawn(move || runtime.block_on(write_groups(writer_db, receiver)))?;
+                .spawn(move || runtime.block_on(write_groups(writer_db, hook, receiver)))?;
             Some(sender)
         } else {
             None
@@ -249,6 +280,7 @@ fn failed_group(err: &DbErr) -> crate::error::AppError {
 /// them in one transaction, commits, answers them, and again.
 async fn write_groups(
     db: DatabaseConnection,
+    hook: Hook,
     mut queue: tokio::sync::mpsc::UnboundedReceiver<Job>,
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
@@ -256,7 +288,7 @@ async fn write_groups(
         let _turn = write_turn(&db).await;
         let started = std::time::Instant::now();
         let size = group.len();
-        if let Ok(true) = audit::group::scope(run_in_one(&db, &mut group)).await {
+        if let Ok(true) = in_scope(&hook, run_in_one(&db, &hook, &mut group)).await {
             tracing::debug!(
                 writes = size,
                 elapsed_us = started.elapsed().as_micros() as u64,
@@ -272,7 +304,11 @@ async fn write_groups(
             "write group failed; running its writes one by one"
         );
         for mut job in group.drain(..) {
-            let alone = audit::group::scope(run_in_one(&db, std::slice::from_mut(&mut job))).await;
+            let alone = in_scope(
+                &hook,
+                run_in_one(&db, &hook, std::slice::from_mut(&mut job)),
+            )
+            .await;
             // A write that failed (`Ok(false)`) answers with its own error.
             (job.finish)(alone.as_ref().map(|_| ()));
         }
@@ -282,7 +318,22 @@ async fn write_groups(
 /// Runs `jobs` in one transaction: `Ok(true)` once it is committed,
 /// `Ok(false)` when one of them failed (all rolled back), `Err` when the
 /// transaction itself could not begin or commit.
-async fn run_in_one(db: &DatabaseConnection, jobs: &mut [Job]) -> Result<bool, DbErr> {
+async fn run_in_one(db: &DatabaseConnection, hook: &Hook, jobs: &mut [Job]) -> GroupDone {
+    GroupDone(run_jobs(db, hook, jobs).await)
+}
+
+/// Runs a group through the hook's [`GroupHook::scope`], if there is one.
+async fn in_scope(
+    hook: &Hook,
+    group: impl std::future::Future<Output = GroupDone> + Send,
+) -> Result<bool, DbErr> {
+    match hook {
+        Some(hook) => hook.scope(Box::pin(group)).await.0,
+        None => group.await.0,
+    }
+}
+
+async fn run_jobs(db: &DatabaseConnection, hook: &Hook, jobs: &mut [Job]) -> Result<bool, DbErr> {
     let txn = begin_immediate(db).await?;
     for job in jobs.iter_mut() {
         if !(job.run)(&txn).await {
@@ -290,7 +341,9 @@ async fn run_in_one(db: &DatabaseConnection, jobs: &mut [Job]) -> Result<bool, D
             return Ok(false);
         }
     }
-    audit::group::store(&txn).await?;
+    if let Some(hook) = hook {
+        hook.before_commit(&txn).await?;
+    }
     txn.commit().await?;
     Ok(true)
 }

@@ -200,12 +200,33 @@ async fn store_head(conn: &impl ConnectionTrait, seq: i64, hash: String) -> Resu
     Ok(())
 }
 
-/// The chain head while [`db::Writer`] runs a group of writes in one
-/// SQLite transaction. The group holds the database's write lock from its
-/// first statement to its commit, so no one else can append meanwhile: the
-/// head is read once, advanced in memory by each append, and written back
-/// once before the commit, instead of a read and an update per event.
-pub(crate) mod group {
+/// The chain head while the grouped writer ([`db::Writer`]) runs a group
+/// of writes in one SQLite transaction: the [`db::GroupHook`] wired into
+/// the writer (see [`crate::state`]). The group holds the database's write
+/// lock from its first statement to its commit, so no one else can append
+/// meanwhile: the head is read once, advanced in memory by each append,
+/// and written back once before the commit, instead of a read and an
+/// update per event.
+pub struct GroupHead;
+
+impl db::GroupHook for GroupHead {
+    fn scope<'a>(
+        &'a self,
+        group: futures_util::future::BoxFuture<'a, db::GroupDone>,
+    ) -> futures_util::future::BoxFuture<'a, db::GroupDone> {
+        // A group rolled back takes its head with it.
+        Box::pin(group::scope(group))
+    }
+
+    fn before_commit<'t>(
+        &'t self,
+        txn: &'t sea_orm::DatabaseTransaction,
+    ) -> futures_util::future::BoxFuture<'t, Result<(), DbErr>> {
+        Box::pin(group::store(txn))
+    }
+}
+
+mod group {
     use std::cell::RefCell;
 
     use sea_orm::{ConnectionTrait, DbErr};
@@ -218,8 +239,8 @@ pub(crate) mod group {
     }
 
     /// Runs `group` (one transaction's writes) with a group head of its
-    /// own: a transaction that is rolled back takes its head with it.
-    pub async fn scope<F: std::future::Future>(group: F) -> F::Output {
+    /// own.
+    pub(super) async fn scope<F: std::future::Future>(group: F) -> F::Output {
         HEAD.scope(RefCell::new(None), group).await
     }
 
@@ -234,7 +255,7 @@ pub(crate) mod group {
 
     /// Writes the group's head back to the chain-head row, if the group
     /// appended anything. Call it before the commit.
-    pub async fn store(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
+    pub(super) async fn store(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
         match head().flatten() {
             Some((seq, hash)) => super::store_head(conn, seq, hash).await,
             None => Ok(()),
