@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use async_graphql::{Context, Enum, Object, Result, SimpleObject, dataloader::Loader};
 use chrono::{DateTime, Utc};
 use entity::user;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 use super::{
@@ -82,11 +82,11 @@ impl From<user::Model> for User {
 /// Loads users by id in one query per batch, so lists that show each
 /// row's user do not cost a query per row.
 pub struct UserLoader {
-    db: DatabaseConnection,
+    db: crate::db::Db,
 }
 
 impl UserLoader {
-    pub fn new(db: DatabaseConnection) -> Self {
+    pub fn new(db: crate::db::Db) -> Self {
         Self { db }
     }
 }

@@ -10,8 +10,8 @@ use entity::{
     audit_event::{self, AuditStatus},
 };
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,
-    DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::{Actor, Caller, RequestMeta},
-    db,
+    db::{self, Db},
     error::{AppError, AppResult},
 };
 
@@ -149,7 +149,7 @@ impl NewEvent {
 }
 
 /// Appends `event` to the chain. Call it inside a write transaction
-/// ([`db::begin_write`] or [`db::Writer`]) together with the change it
+/// ([`Db::write`] or [`Db::transaction`]) together with the change it
 /// records. On PostgreSQL the transaction also notifies [`crate::events::CHANNEL`]
 /// so every replica's event tail wakes when it commits.
 pub async fn record(conn: &impl ConnectionTrait, event: NewEvent) -> AppResult<audit_event::Model> {
@@ -200,7 +200,7 @@ async fn store_head(conn: &impl ConnectionTrait, seq: i64, hash: String) -> Resu
     Ok(())
 }
 
-/// The chain head while the grouped writer ([`db::Writer`]) runs a group
+/// The chain head while the grouped writer ([`Db::write`]) runs a group
 /// of writes in one SQLite transaction: the [`db::GroupHook`] wired into
 /// the writer (see [`crate::state`]). The group holds the database's write
 /// lock from its first statement to its commit, so no one else can append
@@ -265,11 +265,8 @@ mod group {
 
 /// Appends `event` in a transaction of its own: for outcomes that change
 /// nothing else, such as a denied or failed attempt.
-pub async fn record_alone(
-    db: &DatabaseConnection,
-    event: NewEvent,
-) -> AppResult<audit_event::Model> {
-    let txn = db::begin_write(db).await?;
+pub async fn record_alone(db: &Db, event: NewEvent) -> AppResult<audit_event::Model> {
+    let txn = db.transaction().await?;
     let model = record(&txn, event).await?;
     txn.commit().await?;
     Ok(model)
@@ -480,13 +477,13 @@ async fn chain_head(conn: &impl ConnectionTrait) -> AppResult<audit_chain::Model
 /// transaction, moving the chain's anchor to the last one deleted so the
 /// rest still verifies. Returns how many were deleted.
 pub async fn purge_before(
-    db: &DatabaseConnection,
+    db: &Db,
     cutoff: chrono::DateTime<chrono::Utc>,
     batch: u64,
 ) -> AppResult<u64> {
     let mut purged = 0;
     loop {
-        let txn = db::begin_write(db).await?;
+        let txn = db.transaction().await?;
         let head = lock_head(&txn).await?;
         // The newest event of this batch that is old enough.
         let last = audit_event::Entity::find()
