@@ -3,7 +3,6 @@
 use async_graphql::{ComplexObject, Context, Enum, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::session;
-use sea_orm::EntityTrait;
 use uuid::Uuid;
 
 use super::{
@@ -258,11 +257,9 @@ async fn target_user(
     match user_id {
         None => Ok(caller.user.clone()),
         Some(id) if id == caller.user.id => Ok(caller.user.clone()),
-        Some(id) => entity::user::Entity::find_by_id(id)
-            .one(&app.db)
+        Some(id) => crate::service::user::get(&app.db, id)
             .await
-            .map_err(|e| AppError::from(e).extend())?
-            .ok_or_else(|| AppError::NotFound("user not found".into()).extend()),
+            .map_err(AppError::extend),
     }
 }
 

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use async_graphql::{Context, Enum, Object, Result, SimpleObject, dataloader::Loader};
 use chrono::{DateTime, Utc};
 use entity::user;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 use super::{
@@ -96,11 +95,9 @@ impl Loader<Uuid> for UserLoader {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, User>, Self::Error> {
-        let users = user::Entity::find()
-            .filter(user::Column::Id.is_in(keys.iter().copied()))
-            .all(&self.db)
+        let users = users::get_many(&self.db, keys.iter().copied())
             .await
-            .map_err(|e| AppError::from(e).extend())?;
+            .map_err(AppError::extend)?;
         Ok(users.into_iter().map(|u| (u.id, User::from(u))).collect())
     }
 }

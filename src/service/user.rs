@@ -115,6 +115,29 @@ pub async fn create_user(
     Ok(model)
 }
 
+/// The message of a user id that names no account.
+pub const USER_NOT_FOUND: &str = "user not found";
+
+/// The user with this id, else `NOT_FOUND`.
+pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> AppResult<user::Model> {
+    user::Entity::find_by_id(id)
+        .one(conn)
+        .await?
+        .ok_or_else(|| AppError::NotFound(USER_NOT_FOUND.into()))
+}
+
+/// The users with these ids, in one query; ids that name no account are
+/// left out.
+pub async fn get_many(
+    conn: &impl ConnectionTrait,
+    ids: impl IntoIterator<Item = Uuid>,
+) -> AppResult<Vec<user::Model>> {
+    Ok(user::Entity::find()
+        .filter(user::Column::Id.is_in(ids))
+        .all(conn)
+        .await?)
+}
+
 pub async fn find_by_email(
     conn: &impl ConnectionTrait,
     email: &str,
