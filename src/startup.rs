@@ -66,7 +66,7 @@ impl Application {
         tracing::info!(address = %self.local_addr(), "listening; GraphiQL at http://{}/graphql", self.local_addr());
         let maintenance = crate::tasks::spawn(self.state.clone());
         let events = crate::events::spawn(
-            self.state.db.clone(),
+            self.state.db.pool().clone(),
             self.state.config.database_url.clone(),
             self.state.events.clone(),
         );
@@ -79,8 +79,7 @@ impl Application {
         .await?;
         maintenance.abort();
         events.abort();
-        self.state.reads.close().await;
-        self.state.db.clone().close().await.ok();
+        self.state.db.close().await.ok();
         tracing::info!("stopped");
         Ok(())
     }

@@ -5,8 +5,6 @@
 
 use std::sync::Arc;
 
-use sea_orm::DatabaseConnection;
-
 use crate::{
     auth::PasswordHasherPool, config::Config, db, events::EventBus, metrics::Metrics, service,
 };
@@ -14,11 +12,8 @@ use crate::{
 /// Everything a request may need; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    pub db: DatabaseConnection,
-    /// The reads every request makes (see [`db::Reads`]).
-    pub reads: db::Reads,
-    /// Write transactions that may be grouped (see [`db::Writer`]).
-    pub writer: db::Writer,
+    /// The database: every read and write goes through it (see [`db::Db`]).
+    pub db: db::Db,
     pub config: Arc<Config>,
     pub hasher: PasswordHasherPool,
     /// Every credential check reserves its attempt here first.
@@ -34,11 +29,9 @@ impl AppState {
     pub async fn new(config: Config) -> anyhow::Result<Self> {
         let db = db::connect(&config.database_url).await?;
         db::migrate(&db).await?;
-        let writer = db::Writer::new(db.clone())?;
-        let throttle = service::throttle::Throttle::new(&db, writer.clone(), &config).await?;
+        let db = database(db).await?;
+        let throttle = service::throttle::Throttle::new(&db, &config).await?;
         Ok(Self {
-            reads: db::Reads::new(db.clone()).await?,
-            writer,
             throttle,
             db,
             hasher: PasswordHasherPool::new()?,
@@ -48,4 +41,11 @@ impl AppState {
             config: Arc::new(config),
         })
     }
+}
+
+/// The handle on the database behind `pool`, with the services' hook on
+/// the grouped writer wired in: the audit log keeps its chain head per
+/// group (see [`service::audit::GroupHead`]).
+pub async fn database(pool: sea_orm::DatabaseConnection) -> anyhow::Result<db::Db> {
+    db::Db::new(pool, Some(Arc::new(service::audit::GroupHead))).await
 }

@@ -48,6 +48,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo => {
             let db = connect(global, serve).await?;
             db::migrate(&db).await?;
+            let db = session_manager::state::database(db).await?;
             print_demo_users(&db, &PasswordHasherPool::new()?).await?;
         }
         Command::Audit(AuditCommand::Verify) => {
@@ -90,6 +91,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let password = read_password_from_stdin()?;
             let db = connect(global, serve).await?;
             db::migrate(&db).await?;
+            let db = session_manager::state::database(db).await?;
             let hasher = PasswordHasherPool::new()?;
             let user = users::create_user(
                 &db,
@@ -136,10 +138,7 @@ fn read_password_from_stdin() -> anyhow::Result<String> {
     Ok(password)
 }
 
-async fn print_demo_users(
-    db: &sea_orm::DatabaseConnection,
-    hasher: &PasswordHasherPool,
-) -> anyhow::Result<()> {
+async fn print_demo_users(db: &db::Db, hasher: &PasswordHasherPool) -> anyhow::Result<()> {
     let users = users::ensure_demo_users(db, hasher)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

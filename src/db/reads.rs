@@ -81,12 +81,7 @@ impl Reads {
         }
     }
 
-    /// The pool, for everything else.
-    pub fn db(&self) -> &DatabaseConnection {
-        &self.db
-    }
-
-    /// Calls `callback` after each statement run here or on [`Self::db`],
+    /// Calls `callback` after each statement run here or on its pool,
     /// as [`DatabaseConnection::set_metric_callback`] does for the pool.
     pub fn set_metric_callback<F>(&mut self, callback: F)
     where

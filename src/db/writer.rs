@@ -1,12 +1,10 @@
 //! Writing: the in-process turn to write to a SQLite file, write
 //! transactions that hold it, and the [`Writer`] that runs writes, on
-//! SQLite by group commit.
+//! SQLite by group commit. All of it is reached through [`super::Db`].
 
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
-
-use crate::service::audit;
 
 use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr, ExecResult,
@@ -15,43 +13,62 @@ use sea_orm::{
 
 /// The in-process turn to write to a SQLite database, one per database
 /// file, shared by every writer in the process (the grouped [`Writer`],
-/// [`begin_write`], the activity update). SQLite allows one writer at a
-/// time; without a turn, writers that find the database locked poll with
-/// growing sleeps (SQLite's busy handler), which wastes the lock's free
-/// moments and can starve a writer for the whole busy timeout while the
-/// [`Writer`] commits group after group. Waiting here is first come, first
-/// served, and wakes the next writer the moment the lock is free. (Other
-/// processes, such as the command line, still meet the busy timeout.)
-pub type WriteTurn = tokio::sync::OwnedMutexGuard<()>;
+/// [`Db::transaction`], the statements run on [`Db`]). SQLite allows one
+/// writer at a time; without a turn, writers that find the database locked
+/// poll with growing sleeps (SQLite's busy handler), which wastes the
+/// lock's free moments and can starve a writer for the whole busy timeout
+/// while the [`Writer`] commits group after group. Waiting here is first
+/// come, first served, and wakes the next writer the moment the lock is
+/// free. (Other processes, such as the command line, still meet the busy
+/// timeout.) Private to the database layer: every write takes it there.
+///
+/// [`Db`]: super::Db
+/// [`Db::transaction`]: super::Db::transaction
+#[derive(Clone)]
+pub(super) struct Turn(Option<Arc<tokio::sync::Mutex<()>>>);
 
-/// Waits for the turn to write (SQLite); `None` on PostgreSQL, which needs
-/// none.
-pub async fn write_turn(db: &DatabaseConnection) -> Option<WriteTurn> {
-    if db.get_database_backend() != DatabaseBackend::Sqlite {
-        return None;
+type TurnGuard = tokio::sync::OwnedMutexGuard<()>;
+
+impl Turn {
+    /// The turn of the database behind `db` (SQLite); none on PostgreSQL,
+    /// which needs none.
+    pub(super) fn of(db: &DatabaseConnection) -> Self {
+        if db.get_database_backend() != DatabaseBackend::Sqlite {
+            return Self(None);
+        }
+        type Turns = std::collections::HashMap<std::path::PathBuf, Arc<tokio::sync::Mutex<()>>>;
+        static TURNS: std::sync::OnceLock<std::sync::Mutex<Turns>> = std::sync::OnceLock::new();
+        let file = db
+            .get_sqlite_connection_pool()
+            .connect_options()
+            .get_filename()
+            .to_owned();
+        let turn = TURNS
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(file)
+            .or_default()
+            .clone();
+        Self(Some(turn))
     }
-    type Turns = std::collections::HashMap<std::path::PathBuf, Arc<tokio::sync::Mutex<()>>>;
-    static TURNS: std::sync::OnceLock<std::sync::Mutex<Turns>> = std::sync::OnceLock::new();
-    let file = db
-        .get_sqlite_connection_pool()
-        .connect_options()
-        .get_filename()
-        .to_owned();
-    let turn = TURNS
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .entry(file)
-        .or_default()
-        .clone();
-    Some(turn.lock_owned().await)
+
+    /// Waits for the turn (SQLite).
+    pub(super) async fn take(&self) -> Option<TurnGuard> {
+        match &self.0 {
+            Some(turn) => Some(turn.clone().lock_owned().await),
+            None => None,
+        }
+    }
 }
 
-/// A write transaction that holds the turn to write (see [`write_turn`])
-/// until it commits or is dropped (rolled back).
+/// A write transaction that holds the turn to write (SQLite)
+/// until it commits or is dropped (rolled back): see [`Db::transaction`].
+///
+/// [`Db::transaction`]: super::Db::transaction
 pub struct WriteTxn {
     txn: DatabaseTransaction,
-    _turn: Option<WriteTurn>,
+    _turn: Option<TurnGuard>,
 }
 
 impl WriteTxn {
@@ -87,12 +104,12 @@ impl ConnectionTrait for WriteTxn {
     }
 }
 
-/// Begins a transaction that will write, in its turn (see [`write_turn`]).
-/// On SQLite it is `IMMEDIATE`: a deferred transaction that reads and then
-/// writes fails with "database is locked" under concurrency instead of
-/// waiting for the busy timeout.
-pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTxn, DbErr> {
-    let turn = write_turn(db).await;
+/// Begins a transaction that will write, in its turn. On SQLite it is
+/// `IMMEDIATE`: a deferred transaction that reads and then writes fails
+/// with "database is locked" under concurrency instead of waiting for the
+/// busy timeout.
+pub(super) async fn begin_write(db: &DatabaseConnection, turn: &Turn) -> Result<WriteTxn, DbErr> {
+    let turn = turn.take().await;
     let txn = begin_immediate(db).await?;
     Ok(WriteTxn { txn, _turn: turn })
 }
@@ -124,6 +141,37 @@ type Run = Box<dyn for<'t> FnMut(&'t DatabaseTransaction) -> BoxFuture<'t, bool>
 /// Answers the caller: the kept result, unless the commit (`Err`) failed.
 type Finish = Box<dyn FnOnce(Result<(), &DbErr>) + Send>;
 
+/// What runs with every group of writes the grouped writer ([`Db::write`])
+/// commits in one SQLite transaction, whatever the writes are: given to the writer when
+/// it is made, so that the database layer knows nothing of what runs (the
+/// services' hooks are wired in by whoever builds the writer).
+///
+/// A hook can keep state for one group (the audit log keeps the chain head
+/// in memory while a group holds the write lock): [`Self::scope`] runs the
+/// whole group, its writes, [`Self::before_commit`] and the commit, so a
+/// task-local set there lives exactly as long as the group, and a group
+/// that is rolled back (then run again write by write, each a group of its
+/// own) takes its state with it. On PostgreSQL each write is a transaction
+/// of its own and no hook runs.
+///
+/// [`Db::write`]: super::Db::write
+pub trait GroupHook: Send + Sync + 'static {
+    /// Runs `group`, within whatever context the hook keeps per group.
+    fn scope<'a>(&'a self, group: BoxFuture<'a, GroupDone>) -> BoxFuture<'a, GroupDone>;
+
+    /// The group's last statements, in its transaction, after its writes
+    /// and before the commit. An error rolls the group back like a failed
+    /// write.
+    fn before_commit<'t>(
+        &'t self,
+        txn: &'t DatabaseTransaction,
+    ) -> BoxFuture<'t, Result<(), DbErr>>;
+}
+
+/// How a group ended, as [`GroupHook::scope`] passes it on (opaque to the
+/// hook).
+pub struct GroupDone(Result<bool, DbErr>);
+
 /// Most writes committed together.
 const MAX_GROUP: usize = 64;
 
@@ -142,10 +190,12 @@ const MAX_GROUP: usize = 64;
 /// fails. On PostgreSQL, which commits concurrent transactions by itself,
 /// each write is a transaction of its own.
 #[derive(Clone)]
-pub struct Writer {
+pub(super) struct Writer {
     db: DatabaseConnection,
     queue: Option<tokio::sync::mpsc::UnboundedSender<Job>>,
 }
+
+pub(super) type Hook = Option<Arc<dyn GroupHook>>;
 
 impl Writer {
     /// Starts the writing thread (SQLite).
@@ -155,7 +205,9 @@ impl Writer {
     /// would wait behind every request task between two statements (the
     /// groups took ~600 us per write under load, measured); on a thread and
     /// runtime of its own it is scheduled as soon as a statement returns.
-    pub fn new(db: DatabaseConnection) -> std::io::Result<Self> {
+    ///
+    /// `hook`, if any, runs with every group (see [`GroupHook`]).
+    pub(super) fn new(db: DatabaseConnection, turn: Turn, hook: Hook) -> std::io::Result<Self> {
         let queue = if db.get_database_backend() == DatabaseBackend::Sqlite {
             let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -165,7 +217,7 @@ impl Writer {
             // Ends when the last `Writer` is dropped and the queue closes.
             std::thread::Builder::new()
                 .name("sqlite-writer".into())
-                .spawn(move || runtime.block_on(write_groups(writer_db, receiver)))?;
+                .spawn(move || runtime.block_on(write_groups(writer_db, turn, hook, receiver)))?;
             Some(sender)
         } else {
             None
@@ -176,7 +228,7 @@ impl Writer {
     /// Runs `work` in a write transaction and returns its result once that
     /// is committed. An error from `work` undoes what it wrote. `work` may
     /// be run more than once, each time in a fresh transaction.
-    pub async fn write<T, F>(&self, work: F) -> crate::error::AppResult<T>
+    pub(super) async fn write<T, F>(&self, work: F) -> crate::error::AppResult<T>
     where
         T: Send + 'static,
         F: for<'t> Fn(&'t DatabaseTransaction) -> WriteFuture<'t, T> + Send + Sync + 'static,
@@ -249,14 +301,16 @@ fn failed_group(err: &DbErr) -> crate::error::AppError {
 /// them in one transaction, commits, answers them, and again.
 async fn write_groups(
     db: DatabaseConnection,
+    turn: Turn,
+    hook: Hook,
     mut queue: tokio::sync::mpsc::UnboundedReceiver<Job>,
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let _turn = write_turn(&db).await;
+        let _turn = turn.take().await;
         let started = std::time::Instant::now();
         let size = group.len();
-        if let Ok(true) = audit::group::scope(run_in_one(&db, &mut group)).await {
+        if let Ok(true) = in_scope(&hook, run_in_one(&db, &hook, &mut group)).await {
             tracing::debug!(
                 writes = size,
                 elapsed_us = started.elapsed().as_micros() as u64,
@@ -272,7 +326,11 @@ async fn write_groups(
             "write group failed; running its writes one by one"
         );
         for mut job in group.drain(..) {
-            let alone = audit::group::scope(run_in_one(&db, std::slice::from_mut(&mut job))).await;
+            let alone = in_scope(
+                &hook,
+                run_in_one(&db, &hook, std::slice::from_mut(&mut job)),
+            )
+            .await;
             // A write that failed (`Ok(false)`) answers with its own error.
             (job.finish)(alone.as_ref().map(|_| ()));
         }
@@ -282,7 +340,22 @@ async fn write_groups(
 /// Runs `jobs` in one transaction: `Ok(true)` once it is committed,
 /// `Ok(false)` when one of them failed (all rolled back), `Err` when the
 /// transaction itself could not begin or commit.
-async fn run_in_one(db: &DatabaseConnection, jobs: &mut [Job]) -> Result<bool, DbErr> {
+async fn run_in_one(db: &DatabaseConnection, hook: &Hook, jobs: &mut [Job]) -> GroupDone {
+    GroupDone(run_jobs(db, hook, jobs).await)
+}
+
+/// Runs a group through the hook's [`GroupHook::scope`], if there is one.
+async fn in_scope(
+    hook: &Hook,
+    group: impl std::future::Future<Output = GroupDone> + Send,
+) -> Result<bool, DbErr> {
+    match hook {
+        Some(hook) => hook.scope(Box::pin(group)).await.0,
+        None => group.await.0,
+    }
+}
+
+async fn run_jobs(db: &DatabaseConnection, hook: &Hook, jobs: &mut [Job]) -> Result<bool, DbErr> {
     let txn = begin_immediate(db).await?;
     for job in jobs.iter_mut() {
         if !(job.run)(&txn).await {
@@ -290,7 +363,9 @@ async fn run_in_one(db: &DatabaseConnection, jobs: &mut [Job]) -> Result<bool, D
             return Ok(false);
         }
     }
-    audit::group::store(&txn).await?;
+    if let Some(hook) = hook {
+        hook.before_commit(&txn).await?;
+    }
     txn.commit().await?;
     Ok(true)
 }

@@ -12,7 +12,7 @@ use crate::{
     error::AppError,
     service::{
         access::{self, Action},
-        session as sessions,
+        session as sessions, user as users,
     },
 };
 
@@ -49,12 +49,10 @@ impl Guard for SessionsOf {
             return Err(deny(AppError::Forbidden(reason.into())));
         }
         let app = state(ctx)?;
-        let owner = user::Entity::find_by_id(target)
-            .one(&app.db)
-            .await
-            .map_err(|e| AppError::from(e).extend())?;
-        let Some(owner) = owner else {
-            return Err(deny(AppError::NotFound("user not found".into())));
+        let owner = match users::get(&app.db, target).await {
+            Ok(owner) => owner,
+            Err(error @ AppError::NotFound(_)) => return Err(deny(error)),
+            Err(error) => return Err(error.extend()),
         };
         match access::may_manage_sessions(caller, &owner) {
             Ok(()) => Ok(()),
@@ -209,12 +207,10 @@ impl Guard for Impersonation {
             return Err(deny(Some(self.user_id), AppError::Forbidden(reason.into())));
         }
         let app = state(ctx)?;
-        let target = user::Entity::find_by_id(self.user_id)
-            .one(&app.db)
-            .await
-            .map_err(|e| AppError::from(e).extend())?;
-        let Some(target) = target else {
-            return Err(deny(None, AppError::NotFound("user not found".into())));
+        let target = match users::get(&app.db, self.user_id).await {
+            Ok(target) => target,
+            Err(error @ AppError::NotFound(_)) => return Err(deny(None, error)),
+            Err(error) => return Err(error.extend()),
         };
         match access::may_impersonate(caller, &target) {
             Ok(()) => Ok(()),

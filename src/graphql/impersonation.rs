@@ -1,7 +1,6 @@
 //! Starting and stopping impersonation.
 
 use async_graphql::{Context, Object, Result};
-use sea_orm::EntityTrait;
 use uuid::Uuid;
 
 use super::{
@@ -34,11 +33,9 @@ impl ImpersonationMutation {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
         let reason = impersonation::validate_reason(&reason).map_err(AppError::extend)?;
-        let target = entity::user::Entity::find_by_id(user_id)
-            .one(&app.db)
+        let target = crate::service::user::get(&app.db, user_id)
             .await
-            .map_err(|e| AppError::from(e).extend())?
-            .ok_or_else(|| AppError::NotFound("user not found".into()).extend())?;
+            .map_err(AppError::extend)?;
         let opened = impersonation::start(
             &app.db,
             &app.config,

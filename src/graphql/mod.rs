@@ -109,7 +109,7 @@ impl CheckedSessions {
 pub struct RequestScope(std::sync::Arc<ScopeInner>);
 
 struct ScopeInner {
-    db: sea_orm::DatabaseConnection,
+    db: crate::db::Db,
     session_ended: std::sync::atomic::AtomicBool,
     denials: access::Denials,
 }

@@ -3,7 +3,6 @@
 use async_graphql::{ComplexObject, Context, Enum, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::session;
-use sea_orm::EntityTrait;
 use uuid::Uuid;
 
 use super::{
@@ -258,11 +257,9 @@ async fn target_user(
     match user_id {
         None => Ok(caller.user.clone()),
         Some(id) if id == caller.user.id => Ok(caller.user.clone()),
-        Some(id) => entity::user::Entity::find_by_id(id)
-            .one(&app.db)
+        Some(id) => crate::service::user::get(&app.db, id)
             .await
-            .map_err(|e| AppError::from(e).extend())?
-            .ok_or_else(|| AppError::NotFound("user not found".into()).extend()),
+            .map_err(AppError::extend),
     }
 }
 
@@ -320,7 +317,7 @@ impl SessionQuery {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
         let owner = target_user(app, caller, user_id).await?;
-        let list = sessions::sessions_of(&app.reads, owner.id, include_expired)
+        let list = sessions::list(&app.db, owner.id, include_expired)
             .await
             .map_err(AppError::extend)?;
         sessions::audit_viewed(&app.db, caller, &request_meta(ctx), &owner, None)
@@ -409,16 +406,9 @@ impl SessionMutation {
         let caller = caller(ctx)?;
         let (session, owner) = target_session(ctx, app, caller, id).await?;
         let was_revoked = session.revoked_at.is_some();
-        let revoked = sessions::revoke(
-            &app.db,
-            &app.writer,
-            caller,
-            &request_meta(ctx),
-            session,
-            &owner,
-        )
-        .await
-        .map_err(AppError::extend)?;
+        let revoked = sessions::revoke(&app.db, caller, &request_meta(ctx), session, &owner)
+            .await
+            .map_err(AppError::extend)?;
         if !was_revoked && revoked.revoked_at.is_some() {
             Metrics::inc(&app.metrics.sessions_revoked);
         }
@@ -448,15 +438,10 @@ impl SessionMutation {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
         let owner = target_user(app, caller, user_id).await?;
-        let ended = sessions::revoke_all(
-            &app.writer,
-            caller,
-            &request_meta(ctx),
-            &owner,
-            except_current,
-        )
-        .await
-        .map_err(AppError::extend)?;
+        let ended =
+            sessions::revoke_all(&app.db, caller, &request_meta(ctx), &owner, except_current)
+                .await
+                .map_err(AppError::extend)?;
         Metrics::add(&app.metrics.sessions_revoked, ended);
         if !except_current && owner.id == caller.user.id {
             super::end_session(ctx);
@@ -469,7 +454,7 @@ impl SessionMutation {
     async fn sign_out(&self, ctx: &Context<'_>) -> Result<bool> {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
-        let out = sessions::sign_out(&app.writer, caller, &request_meta(ctx)).await;
+        let out = sessions::sign_out(&app.db, caller, &request_meta(ctx)).await;
         // Ended, by this or (UNAUTHENTICATED) by a concurrent revocation.
         if matches!(out, Ok(()) | Err(AppError::Unauthenticated(_))) {
             super::end_session(ctx);

@@ -7,7 +7,6 @@ use async_graphql::{
 };
 use chrono::{DateTime, Utc};
 use entity::user;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 use super::{
@@ -108,11 +107,11 @@ impl From<user::Model> for User {
 /// Loads users by id in one query per batch, so lists that show each
 /// row's user do not cost a query per row.
 pub struct UserLoader {
-    db: DatabaseConnection,
+    db: crate::db::Db,
 }
 
 impl UserLoader {
-    pub fn new(db: DatabaseConnection) -> Self {
+    pub fn new(db: crate::db::Db) -> Self {
         Self { db }
     }
 }
@@ -122,11 +121,9 @@ impl Loader<Uuid> for UserLoader {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, User>, Self::Error> {
-        let users = user::Entity::find()
-            .filter(user::Column::Id.is_in(keys.iter().copied()))
-            .all(&self.db)
+        let users = users::get_many(&self.db, keys.iter().copied())
             .await
-            .map_err(|e| AppError::from(e).extend())?;
+            .map_err(AppError::extend)?;
         Ok(users.into_iter().map(|u| (u.id, User::from(u))).collect())
     }
 }

@@ -8,12 +8,11 @@
 use std::{collections::HashMap, time::Instant};
 
 use entity::user::{self, Role};
-use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use crate::{
     auth::{Actor, Caller, RequestMeta},
-    db,
+    db::Db,
     error::AppError,
     service::audit::{self, NewEvent, events},
 };
@@ -375,12 +374,12 @@ impl Denials {
 
 /// Writes a request's refusals (see [`Denials`]) in one transaction. A
 /// failed write is logged; the refusals were answered already.
-pub async fn write_denials(db: &DatabaseConnection, events: Vec<NewEvent>) {
+pub async fn write_denials(db: &Db, events: Vec<NewEvent>) {
     if events.is_empty() {
         return;
     }
     let written = async {
-        let txn = db::begin_write(db).await?;
+        let txn = db.transaction().await?;
         for event in events {
             audit::record(&txn, event).await?;
         }

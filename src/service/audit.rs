@@ -10,8 +10,8 @@ use entity::{
     audit_event::{self, AuditStatus},
 };
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,
-    DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::{Actor, Caller, RequestMeta},
-    db,
+    db::{self, Db},
     error::{AppError, AppResult},
 };
 
@@ -162,7 +162,7 @@ impl NewEvent {
 }
 
 /// Appends `event` to the chain. Call it inside a write transaction
-/// ([`db::begin_write`] or [`db::Writer`]) together with the change it
+/// ([`Db::write`] or [`Db::transaction`]) together with the change it
 /// records. On PostgreSQL the transaction also notifies [`crate::events::CHANNEL`]
 /// so every replica's event tail wakes when it commits.
 pub async fn record(conn: &impl ConnectionTrait, event: NewEvent) -> AppResult<audit_event::Model> {
@@ -213,12 +213,33 @@ async fn store_head(conn: &impl ConnectionTrait, seq: i64, hash: String) -> Resu
     Ok(())
 }
 
-/// The chain head while [`db::Writer`] runs a group of writes in one
-/// SQLite transaction. The group holds the database's write lock from its
-/// first statement to its commit, so no one else can append meanwhile: the
-/// head is read once, advanced in memory by each append, and written back
-/// once before the commit, instead of a read and an update per event.
-pub(crate) mod group {
+/// The chain head while the grouped writer ([`Db::write`]) runs a group
+/// of writes in one SQLite transaction: the [`db::GroupHook`] wired into
+/// the writer (see [`crate::state`]). The group holds the database's write
+/// lock from its first statement to its commit, so no one else can append
+/// meanwhile: the head is read once, advanced in memory by each append,
+/// and written back once before the commit, instead of a read and an
+/// update per event.
+pub struct GroupHead;
+
+impl db::GroupHook for GroupHead {
+    fn scope<'a>(
+        &'a self,
+        group: futures_util::future::BoxFuture<'a, db::GroupDone>,
+    ) -> futures_util::future::BoxFuture<'a, db::GroupDone> {
+        // A group rolled back takes its head with it.
+        Box::pin(group::scope(group))
+    }
+
+    fn before_commit<'t>(
+        &'t self,
+        txn: &'t sea_orm::DatabaseTransaction,
+    ) -> futures_util::future::BoxFuture<'t, Result<(), DbErr>> {
+        Box::pin(group::store(txn))
+    }
+}
+
+mod group {
     use std::cell::RefCell;
 
     use sea_orm::{ConnectionTrait, DbErr};
@@ -231,8 +252,8 @@ pub(crate) mod group {
     }
 
     /// Runs `group` (one transaction's writes) with a group head of its
-    /// own: a transaction that is rolled back takes its head with it.
-    pub async fn scope<F: std::future::Future>(group: F) -> F::Output {
+    /// own.
+    pub(super) async fn scope<F: std::future::Future>(group: F) -> F::Output {
         HEAD.scope(RefCell::new(None), group).await
     }
 
@@ -247,7 +268,7 @@ pub(crate) mod group {
 
     /// Writes the group's head back to the chain-head row, if the group
     /// appended anything. Call it before the commit.
-    pub async fn store(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
+    pub(super) async fn store(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
         match head().flatten() {
             Some((seq, hash)) => super::store_head(conn, seq, hash).await,
             None => Ok(()),
@@ -257,11 +278,8 @@ pub(crate) mod group {
 
 /// Appends `event` in a transaction of its own: for outcomes that change
 /// nothing else, such as a denied or failed attempt.
-pub async fn record_alone(
-    db: &DatabaseConnection,
-    event: NewEvent,
-) -> AppResult<audit_event::Model> {
-    let txn = db::begin_write(db).await?;
+pub async fn record_alone(db: &Db, event: NewEvent) -> AppResult<audit_event::Model> {
+    let txn = db.transaction().await?;
     let model = record(&txn, event).await?;
     txn.commit().await?;
     Ok(model)
@@ -472,13 +490,13 @@ async fn chain_head(conn: &impl ConnectionTrait) -> AppResult<audit_chain::Model
 /// transaction, moving the chain's anchor to the last one deleted so the
 /// rest still verifies. Returns how many were deleted.
 pub async fn purge_before(
-    db: &DatabaseConnection,
+    db: &Db,
     cutoff: chrono::DateTime<chrono::Utc>,
     batch: u64,
 ) -> AppResult<u64> {
     let mut purged = 0;
     loop {
-        let txn = db::begin_write(db).await?;
+        let txn = db.transaction().await?;
         let head = lock_head(&txn).await?;
         // The newest event of this batch that is old enough.
         let last = audit_event::Entity::find()

@@ -2,13 +2,13 @@
 //! reason, visible to that user and audited with both of them.
 
 use entity::{session, user};
-use sea_orm::{DatabaseConnection, EntityTrait};
+use sea_orm::EntityTrait;
 use uuid::Uuid;
 
 use crate::{
     auth::{self, Caller, RequestMeta},
     config::Config,
-    db,
+    db::{self, Db},
     error::{AppError, AppResult},
     service::{
         audit::{self, NewEvent, events},
@@ -55,7 +55,7 @@ fn is_bidi_control(c: char) -> bool {
 /// `IMPERSONATION_TTL` at most and never longer than the caller's session.
 #[tracing::instrument(skip_all, fields(target = %target.id, admin = %caller.user.id))]
 pub async fn start(
-    db: &DatabaseConnection,
+    db: &Db,
     config: &Config,
     caller: &Caller,
     meta: &RequestMeta,
@@ -89,7 +89,7 @@ pub async fn start(
         revoke_reason: None,
         end_reason: None,
     };
-    let txn = db::begin_write(db).await?;
+    let txn = db.transaction().await?;
     session::Entity::insert(session::ActiveModel::from(session.clone()))
         .exec_without_returning(&txn)
         .await?;
@@ -126,7 +126,7 @@ pub async fn start(
 /// Ends the impersonation session making this request. The admin's own
 /// session is untouched.
 #[tracing::instrument(skip_all, fields(session_id = %caller.session.id))]
-pub async fn stop(db: &DatabaseConnection, caller: &Caller, meta: &RequestMeta) -> AppResult<()> {
+pub async fn stop(db: &Db, caller: &Caller, meta: &RequestMeta) -> AppResult<()> {
     let Some(admin_id) = caller.session.impersonator_id else {
         return Err(AppError::bad_input(
             "session",
@@ -135,7 +135,7 @@ pub async fn stop(db: &DatabaseConnection, caller: &Caller, meta: &RequestMeta) 
     };
     // Who it was and why, for the impersonated user's log.
     let admin = user::Entity::find_by_id(admin_id).one(db).await?;
-    let txn = db::begin_write(db).await?;
+    let txn = db.transaction().await?;
     let ended = end_session(
         &txn,
         &caller.session,

@@ -24,8 +24,8 @@ use entity::{
     user::{self, Role},
 };
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend,
-    DatabaseConnection, EntityTrait, InsertMany, QueryFilter, QueryTrait, Statement,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait,
+    InsertMany, QueryFilter, QueryTrait, Statement,
 };
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -34,7 +34,7 @@ use uuid::Uuid;
 use crate::{
     auth::{self, Actor, PasswordHasherPool},
     config::{Config, SeedArgs},
-    db,
+    db::{self, Db},
     error::{AppError, AppResult},
     service::{
         access::{self, Action},
@@ -123,8 +123,9 @@ pub struct SeedReport {
 /// The `seed` command: connects, migrates, seeds and prints the report as
 /// JSON on standard output; progress goes to standard error.
 pub async fn run(config: &Config, args: &SeedArgs) -> anyhow::Result<()> {
-    let db = db::connect(&config.database_url).await?;
-    db::migrate(&db).await?;
+    let pool = db::connect(&config.database_url).await?;
+    db::migrate(&pool).await?;
+    let db = Db::new(pool, Some(Arc::new(audit::GroupHead))).await?;
     let report = seed(&db, config, &SeedPlan::from(args))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -134,11 +135,7 @@ pub async fn run(config: &Config, args: &SeedArgs) -> anyhow::Result<()> {
 }
 
 /// Seeds `plan` into `db`, which must not hold the benchmark accounts yet.
-pub async fn seed(
-    db: &DatabaseConnection,
-    config: &Config,
-    plan: &SeedPlan,
-) -> AppResult<SeedReport> {
+pub async fn seed(db: &Db, config: &Config, plan: &SeedPlan) -> AppResult<SeedReport> {
     let started = Instant::now();
     if user::Entity::find()
         .filter(user::Column::Email.eq(BENCH_EMAIL))
@@ -358,7 +355,7 @@ struct ChainStep {
 /// write transaction of its own. Building rows, hashes and SQL costs about
 /// as much as the database's inserting them, so the two overlap.
 async fn write_pipelined(
-    db: &DatabaseConnection,
+    db: &Db,
     produce: impl FnOnce(mpsc::Sender<Batch>) -> AppResult<()> + Send + 'static,
 ) -> AppResult<()> {
     let (tx, mut rx) = mpsc::channel::<Batch>(2);
@@ -375,8 +372,8 @@ async fn write_pipelined(
     written.and(produced)
 }
 
-async fn write_batch(db: &DatabaseConnection, batch: Batch) -> AppResult<()> {
-    let txn = db::begin_write(db).await?;
+async fn write_batch(db: &Db, batch: Batch) -> AppResult<()> {
+    let txn = db.transaction().await?;
     if db.get_database_backend() == DatabaseBackend::Sqlite {
         // Inserts into the random-order indexes (user, actor, session, token
         // hash) re-read pages that SQLite's default 2 MB cache has dropped.
@@ -414,7 +411,7 @@ async fn write_batch(db: &DatabaseConnection, batch: Batch) -> AppResult<()> {
 /// Inserts `rows` in multi-row statements, `batch` rows per write
 /// transaction.
 async fn insert_rows<M, A>(
-    db: &DatabaseConnection,
+    db: &Db,
     batch: usize,
     rows: Arc<Vec<M>>,
     statement: fn(&[M]) -> InsertMany<A>,
@@ -487,7 +484,7 @@ impl World {
 /// the chain, computing `seq`, `prev_hash` and `hash` as
 /// [`audit::record`] does; returns the new head `seq`.
 async fn append_events(
-    db: &DatabaseConnection,
+    db: &Db,
     world: World,
     plan: &SeedPlan,
     start: DateTime<Utc>,

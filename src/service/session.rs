@@ -5,16 +5,16 @@ use std::sync::Arc;
 use chrono::Utc;
 use entity::{session, user};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr,
-    EntityTrait, Iterable, PaginatorTrait, QueryFilter, QueryOrder, QueryResult, QuerySelect,
-    QueryTrait, SelectTwo, Statement, TryGetError, sea_query::Expr,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, Iterable,
+    PaginatorTrait, QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, SelectTwo,
+    Statement, TryGetError, sea_query::Expr,
 };
 use uuid::Uuid;
 
 use crate::{
     auth::{self, Actor, Caller, MAX_PASSWORD_LEN, PasswordHasherPool, RequestMeta},
     config::Config,
-    db::{self, Prepared, Writer},
+    db::{self, Db, Prepared},
     error::{AppError, AppResult, BAD_TOKEN},
     service::{
         access,
@@ -98,7 +98,7 @@ pub struct OpenedSession {
 /// the typed text.
 #[tracing::instrument(skip_all)]
 pub async fn sign_in(
-    db: &DatabaseConnection,
+    db: &Db,
     hasher: &PasswordHasherPool,
     throttle: &Throttle,
     config: &Config,
@@ -146,7 +146,7 @@ pub async fn sign_in(
             }
         }
     };
-    let attempt = throttle.reserve(&email_hash, meta, throttled).await?;
+    let attempt = throttle.reserve(db, &email_hash, meta, throttled).await?;
     // From here on, leaving early keeps the reservation: a failure.
     let verified = hasher
         .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
@@ -197,7 +197,7 @@ pub async fn sign_in(
         revoke_reason: None,
         end_reason: None,
     };
-    let txn = db::begin_write(db).await?;
+    let txn = db.transaction().await?;
     attempt.release(&txn).await?;
     let ended = if config.max_sessions_per_user > 0 {
         enforce_session_cap(&txn, config.max_sessions_per_user, &user, meta).await?
@@ -267,11 +267,11 @@ async fn enforce_session_cap(
 /// sessions are refused here, so a revoked token fails on the very next
 /// request. Last activity is written at most once per
 /// `ACTIVITY_WRITE_INTERVAL`, sliding the idle expiry forward.
-pub async fn authenticate(reads: &db::Reads, config: &Config, token: &str) -> AppResult<Caller> {
-    let conn = reads.db();
-    let found = reads
+pub async fn authenticate(db: &Db, config: &Config, token: &str) -> AppResult<Caller> {
+    let found = db
+        .reads()
         .query_one_raw(token_check(
-            reads.get_database_backend(),
+            db.get_database_backend(),
             auth::hash_token(token),
         ))
         .await?
@@ -283,14 +283,14 @@ pub async fn authenticate(reads: &db::Reads, config: &Config, token: &str) -> Ap
     let now = Utc::now();
     if !session.is_active(now) {
         if session.revoked_at.is_none() && session.end_reason.is_none() {
-            record_expiry_once(conn, &session, &user).await;
+            record_expiry_once(db, &session, &user).await;
         }
         return Err(AppError::Unauthenticated(BAD_TOKEN));
     }
     if session.impersonator_id.is_some() {
-        check_impersonation_still_valid(conn, &session, &user, now).await?;
+        check_impersonation_still_valid(db, &session, &user, now).await?;
     }
-    let session = touch(conn, config, session).await?;
+    let session = touch(db, config, session).await?;
     Ok(Caller { user, session })
 }
 
@@ -325,17 +325,15 @@ fn session_and_user(row: &QueryResult) -> Result<(session::Model, Option<user::M
     Ok((session, user))
 }
 
-/// Records activity when the stored one is older than the write interval.
-async fn touch(
-    conn: &DatabaseConnection,
-    config: &Config,
-    mut session: session::Model,
-) -> AppResult<session::Model> {
+/// Records activity when the stored one is older than the write interval:
+/// one statement executed on the [`Db`], committed on its own in its turn
+/// to write, in one round trip (no transaction around it, no wait for a
+/// group of the grouped writer).
+async fn touch(db: &Db, config: &Config, mut session: session::Model) -> AppResult<session::Model> {
     let now = db::now();
     if now - session.last_active_at < Config::chrono(config.activity_write_interval) {
         return Ok(session);
     }
-    let _turn = db::write_turn(conn).await;
     let expires_at = session
         .absolute_expires_at
         .min(now + Config::chrono(config.session_idle_timeout));
@@ -347,7 +345,7 @@ async fn touch(
         // An expiry recorded meanwhile (by a request that met the session
         // just expired) stays: the session must not come back to life.
         .filter(session::Column::EndReason.is_null())
-        .exec(conn)
+        .exec(db)
         .await?;
     session.last_active_at = now;
     session.expires_at = expires_at;
@@ -415,11 +413,7 @@ pub async fn record_expiry(
 /// (the first one records it, or the maintenance pass will). A failure is
 /// logged, never the request's error: the answer is `UNAUTHENTICATED`
 /// either way.
-async fn record_expiry_once(
-    db: &DatabaseConnection,
-    session: &session::Model,
-    owner: &user::Model,
-) {
+async fn record_expiry_once(db: &Db, session: &session::Model, owner: &user::Model) {
     static RECORDING: std::sync::Mutex<Vec<Uuid>> = std::sync::Mutex::new(Vec::new());
     /// Removes the session from [`RECORDING`] however the write ends (the
     /// request may be dropped half-way).
@@ -443,7 +437,7 @@ async fn record_expiry_once(
     }
     let _claim = Claim(session.id);
     let written = async {
-        let txn = db::begin_write(db).await?;
+        let txn = db.transaction().await?;
         let recorded = record_expiry(&txn, session, owner).await?;
         txn.commit().await?;
         AppResult::Ok(recorded)
@@ -460,7 +454,7 @@ async fn record_expiry_once(
 /// reads `ix_sessions_unrecorded_expiry` (see its migration), so it costs
 /// the same whatever number of sessions are live or ended before. Returns how many it recorded.
 pub async fn record_expired(
-    db: &DatabaseConnection,
+    db: &Db,
     now: chrono::DateTime<Utc>,
     limit: u64,
     per_transaction: usize,
@@ -472,7 +466,7 @@ pub async fn record_expired(
         .await?;
     let mut recorded = 0;
     for chunk in found.chunks(per_transaction.max(1)) {
-        let txn = db::begin_write(db).await?;
+        let txn = db.transaction().await?;
         for (session, owner) in chunk {
             if let Some(owner) = owner
                 && record_expiry(&txn, session, owner).await?
@@ -655,7 +649,7 @@ async fn end_one(
 
 /// [`end_session`] as a write of its own, through the (grouping) writer.
 async fn end_session_written(
-    writer: &Writer,
+    db: &Db,
     target: &session::Model,
     owner: &user::Model,
     actor: Actor,
@@ -663,22 +657,21 @@ async fn end_session_written(
     reason: &'static str,
 ) -> AppResult<Option<session::Model>> {
     let args = Arc::new((target.clone(), owner.clone(), meta.clone()));
-    writer
-        .write(move |txn| {
-            let args = args.clone();
-            Box::pin(async move {
-                let (target, owner, meta) = &*args;
-                end_session(txn, target, owner, actor, meta, reason).await
-            })
+    db.write(move |txn| {
+        let args = args.clone();
+        Box::pin(async move {
+            let (target, owner, meta) = &*args;
+            end_session(txn, target, owner, actor, meta, reason).await
         })
-        .await
+    })
+    .await
 }
 
 /// Ends the caller's own session.
 #[tracing::instrument(skip_all, fields(session_id = %caller.session.id))]
-pub async fn sign_out(writer: &Writer, caller: &Caller, meta: &RequestMeta) -> AppResult<()> {
+pub async fn sign_out(db: &Db, caller: &Caller, meta: &RequestMeta) -> AppResult<()> {
     let ended = end_session_written(
-        writer,
+        db,
         &caller.session,
         &caller.user,
         caller.actor(),
@@ -703,6 +696,12 @@ pub async fn find_with_owner(
         .one(conn)
         .await?
         .and_then(|(session, owner)| owner.map(|owner| (session, owner))))
+}
+
+/// [`sessions_of`] for the settings page, through [`Db::reads`]: listed on
+/// every visit.
+pub async fn list(db: &Db, user_id: Uuid, include_ended: bool) -> AppResult<Vec<session::Model>> {
+    sessions_of(db.reads(), user_id, include_ended).await
 }
 
 /// The sessions of one user, newest first: the active ones, or all of them
@@ -761,7 +760,7 @@ fn sessions_of_query(
 
 /// Audits that `caller` looked at someone else's sessions.
 pub async fn audit_viewed(
-    db: &DatabaseConnection,
+    db: &Db,
     caller: &Caller,
     meta: &RequestMeta,
     owner: &user::Model,
@@ -790,22 +789,14 @@ pub async fn audit_viewed(
 /// session is returned as it now stands.
 #[tracing::instrument(skip_all, fields(session_id = %target.id))]
 pub async fn revoke(
-    db: &DatabaseConnection,
-    writer: &Writer,
+    db: &Db,
     caller: &Caller,
     meta: &RequestMeta,
     target: session::Model,
     owner: &user::Model,
 ) -> AppResult<session::Model> {
-    let ended = end_session_written(
-        writer,
-        &target,
-        owner,
-        caller.actor(),
-        meta,
-        reasons::REVOKE,
-    )
-    .await?;
+    let ended =
+        end_session_written(db, &target, owner, caller.actor(), meta, reasons::REVOKE).await?;
     match ended {
         Some(ended) => Ok(ended),
         // Ended meanwhile or before: show it as stored.
@@ -825,7 +816,7 @@ pub async fn revoke(
 /// sessions does not end an owner's impersonation of them.
 #[tracing::instrument(skip_all, fields(user_id = %owner.id))]
 pub async fn revoke_all(
-    writer: &Writer,
+    db: &Db,
     caller: &Caller,
     meta: &RequestMeta,
     owner: &user::Model,
@@ -834,35 +825,34 @@ pub async fn revoke_all(
     let keep = except_current.then_some(caller.session.id);
     let actor = caller.actor();
     let args = Arc::new((owner.clone(), meta.clone(), caller.clone()));
-    writer
-        .write(move |txn| {
-            let args = args.clone();
-            Box::pin(async move {
-                let (owner, meta, caller) = &*args;
-                let listed = sessions_of(txn, owner.id, false).await?;
-                let impersonators = impersonators_of(txn, caller, owner, &listed).await?;
-                let mut ended = 0;
-                for target in listed {
-                    if Some(target.id) == keep {
-                        continue;
-                    }
-                    let impersonator = target
-                        .impersonator_id
-                        .and_then(|id| impersonators.iter().find(|u| u.id == id));
-                    if access::may_revoke_session(caller, owner, impersonator).is_err() {
-                        continue;
-                    }
-                    if end_session(txn, &target, owner, actor, meta, reasons::BULK)
-                        .await?
-                        .is_some()
-                    {
-                        ended += 1;
-                    }
+    db.write(move |txn| {
+        let args = args.clone();
+        Box::pin(async move {
+            let (owner, meta, caller) = &*args;
+            let listed = sessions_of(txn, owner.id, false).await?;
+            let impersonators = impersonators_of(txn, caller, owner, &listed).await?;
+            let mut ended = 0;
+            for target in listed {
+                if Some(target.id) == keep {
+                    continue;
                 }
-                Ok(ended)
-            })
+                let impersonator = target
+                    .impersonator_id
+                    .and_then(|id| impersonators.iter().find(|u| u.id == id));
+                if access::may_revoke_session(caller, owner, impersonator).is_err() {
+                    continue;
+                }
+                if end_session(txn, &target, owner, actor, meta, reasons::BULK)
+                    .await?
+                    .is_some()
+                {
+                    ended += 1;
+                }
+            }
+            Ok(ended)
         })
-        .await
+    })
+    .await
 }
 
 /// The admins behind the impersonation sessions among `listed`, when the
@@ -919,7 +909,7 @@ pub async fn count_active(conn: &impl ConnectionTrait) -> AppResult<u64> {
 /// at most `batch` rows per statement so the write lock is never held
 /// long. Their audit events stay. Returns how many were deleted.
 pub async fn delete_ended_before(
-    db: &DatabaseConnection,
+    db: &Db,
     cutoff: chrono::DateTime<Utc>,
     batch: u64,
 ) -> AppResult<u64> {
@@ -945,7 +935,8 @@ pub async fn delete_ended_before(
             if ids.is_empty() {
                 break;
             }
-            let _turn = db::write_turn(db).await;
+            // Each delete is a statement of its own on the `Db`: committed
+            // alone, in its turn to write.
             deleted += session::Entity::delete_many()
                 .filter(session::Column::Id.is_in(ids))
                 .exec(db)

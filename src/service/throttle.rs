@@ -27,8 +27,8 @@ use chrono::{DateTime, Utc};
 use entity::{installation_secret, sign_in_failure, sign_in_throttle_key};
 use hmac::{Hmac, Mac};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
     sea_query::{Expr, OnConflict, Query},
 };
 use sha2::Sha256;
@@ -37,7 +37,7 @@ use uuid::Uuid;
 use crate::{
     auth::RequestMeta,
     config::Config,
-    db::{self, Writer},
+    db::{self, Db},
     error::{AppError, AppResult},
     service::audit::{self, NewEvent},
 };
@@ -66,7 +66,6 @@ const SECRET_LEN: usize = 32;
 /// The throttle of credential checks, shared by every request.
 #[derive(Clone)]
 pub struct Throttle {
-    writer: Writer,
     /// HMAC-SHA256 keyed with the installation's secret, cloned per hash.
     email_mac: Hmac<Sha256>,
     max_per_account: u32,
@@ -83,11 +82,10 @@ pub struct Attempt {
 
 impl Throttle {
     /// Loads (the first server creates) the installation's secret.
-    pub async fn new(db: &DatabaseConnection, writer: Writer, config: &Config) -> AppResult<Self> {
+    pub async fn new(db: &Db, config: &Config) -> AppResult<Self> {
         let secret = installation_secret(db, EMAIL_HASH_SECRET).await?;
         let email_mac = Hmac::<Sha256>::new_from_slice(&secret).map_err(AppError::internal)?;
         Ok(Self {
-            writer,
             email_mac,
             max_per_account: config.signin_max_failures_per_account,
             max_per_address: config.signin_max_failures_per_ip,
@@ -115,10 +113,11 @@ impl Throttle {
     /// reservations never wait on each other crosswise) until it commits;
     /// the count then sees every reservation committed before it. On SQLite
     /// the write transaction holds the database's write lock throughout.
-    /// It runs through [`Writer`], so on SQLite a burst is a few grouped
+    /// It runs through [`Db::write`], so on SQLite a burst is a few grouped
     /// commits, and nobody meets "database is locked".
     pub async fn reserve(
         &self,
+        db: &Db,
         email_hash: &str,
         meta: &RequestMeta,
         throttled: impl Fn(Limit, u64) -> NewEvent + Send + Sync + 'static,
@@ -129,8 +128,7 @@ impl Throttle {
             meta.ip_address.clone(),
             throttled,
         ));
-        let outcome = self
-            .writer
+        let outcome = db
             .write(move |txn| {
                 let args = args.clone();
                 Box::pin(async move {
@@ -255,14 +253,13 @@ impl Throttle {
 
     /// Gives back a reservation whose check succeeded but that opens
     /// nothing to write alongside (a write of its own).
-    pub async fn release_alone(&self, attempt: Attempt) -> AppResult<()> {
+    pub async fn release_alone(&self, db: &Db, attempt: Attempt) -> AppResult<()> {
         let attempt = Arc::new(attempt);
-        self.writer
-            .write(move |txn| {
-                let attempt = attempt.clone();
-                Box::pin(async move { attempt.release(txn).await })
-            })
-            .await
+        db.write(move |txn| {
+            let attempt = attempt.clone();
+            Box::pin(async move { attempt.release(txn).await })
+        })
+        .await
     }
 }
 
@@ -279,12 +276,12 @@ impl Attempt {
 
 /// The installation's secret `name`: made by the first server that asks
 /// (insert if absent, so two starting at once agree), then read back.
-async fn installation_secret(db: &DatabaseConnection, name: &str) -> AppResult<Vec<u8>> {
+async fn installation_secret(db: &Db, name: &str) -> AppResult<Vec<u8>> {
     let mut fresh = [0u8; SECRET_LEN];
     getrandom::fill(&mut fresh)
         .map_err(|e| AppError::internal(anyhow::anyhow!("OS random source failed: {e}")))?;
     {
-        let _turn = db::write_turn(db).await;
+        // One statement on the `Db`: committed alone, in its turn to write.
         let mut insert = Query::insert();
         insert
             .into_table(installation_secret::Entity)
@@ -316,8 +313,8 @@ async fn installation_secret(db: &DatabaseConnection, name: &str) -> AppResult<V
 }
 
 /// Forgets attempts, and keys not used, since before `before` (maintenance).
-pub async fn forget_before(db: &DatabaseConnection, before: DateTime<Utc>) -> AppResult<u64> {
-    let _turn = crate::db::write_turn(db).await;
+pub async fn forget_before(db: &Db, before: DateTime<Utc>) -> AppResult<u64> {
+    // Two statements on the `Db`, each committed alone in its turn to write.
     let forgotten = sign_in_failure::Entity::delete_many()
         .filter(sign_in_failure::Column::CreatedAt.lt(before))
         .exec(db)

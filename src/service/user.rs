@@ -2,15 +2,15 @@
 
 use entity::user::{self, Role};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, ExprTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, ExprTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, SqlErr,
     sea_query::{Func, LikeExpr},
 };
 use uuid::Uuid;
 
 use crate::{
     auth::{Caller, MAX_PASSWORD_LEN, PasswordHasherPool, RequestMeta, validate_new_password},
-    db,
+    db::{self, Db},
     error::{AppError, AppResult},
     service::{
         audit::{self, NewEvent, events},
@@ -70,7 +70,7 @@ fn validate_name(name: &str) -> AppResult<String> {
 /// `BAD_USER_INPUT`, recognised by the unique constraint, not by a prior
 /// look-up that a concurrent insert could race.
 pub async fn create_user(
-    db: &DatabaseConnection,
+    db: &Db,
     hasher: &PasswordHasherPool,
     new: NewUser,
 ) -> AppResult<user::Model> {
@@ -87,7 +87,7 @@ pub async fn create_user(
         password_hash,
         created_at: db::now(),
     };
-    let txn = db::begin_write(db).await?;
+    let txn = db.transaction().await?;
     let inserted = user::Entity::insert(user::ActiveModel::from(model.clone()))
         .exec_without_returning(&txn)
         .await;
@@ -113,6 +113,29 @@ pub async fn create_user(
     .await?;
     txn.commit().await?;
     Ok(model)
+}
+
+/// The message of a user id that names no account.
+pub const USER_NOT_FOUND: &str = "user not found";
+
+/// The user with this id, else `NOT_FOUND`.
+pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> AppResult<user::Model> {
+    user::Entity::find_by_id(id)
+        .one(conn)
+        .await?
+        .ok_or_else(|| AppError::NotFound(USER_NOT_FOUND.into()))
+}
+
+/// The users with these ids, in one query; ids that name no account are
+/// left out.
+pub async fn get_many(
+    conn: &impl ConnectionTrait,
+    ids: impl IntoIterator<Item = Uuid>,
+) -> AppResult<Vec<user::Model>> {
+    Ok(user::Entity::find()
+        .filter(user::Column::Id.is_in(ids))
+        .all(conn)
+        .await?)
 }
 
 pub async fn find_by_email(
@@ -202,7 +225,7 @@ fn bounded(field: &'static str, value: i32, min: i32, max: i32) -> AppResult<u64
 #[tracing::instrument(skip_all, fields(user_id = %caller.user.id))]
 #[allow(clippy::too_many_arguments)]
 pub async fn change_password(
-    db: &DatabaseConnection,
+    db: &Db,
     hasher: &PasswordHasherPool,
     throttle: &Throttle,
     caller: &Caller,
@@ -236,7 +259,7 @@ pub async fn change_password(
     };
     // The same key as signing in to this account: one budget for both.
     let email_hash = throttle.email_hash(&caller.user.email);
-    let attempt = throttle.reserve(&email_hash, meta, throttled).await?;
+    let attempt = throttle.reserve(db, &email_hash, meta, throttled).await?;
     let same = current == new;
     let verified = current.chars().count() <= MAX_PASSWORD_LEN
         && hasher
@@ -257,7 +280,7 @@ pub async fn change_password(
         ));
     }
     if same {
-        throttle.release_alone(attempt).await?;
+        throttle.release_alone(db, attempt).await?;
         return Err(AppError::bad_input(
             "newPassword",
             "the new password must differ from the current one",
@@ -265,7 +288,7 @@ pub async fn change_password(
     }
     let password_hash = hasher.hash(new).await?;
 
-    let txn = db::begin_write(db).await?;
+    let txn = db.transaction().await?;
     attempt.release(&txn).await?;
     user::Entity::update_many()
         .col_expr(user::Column::PasswordHash, Expr::value(password_hash))
@@ -327,7 +350,7 @@ pub const DEMO_USERS: [(&str, &str, Role, &str); 4] = [
 /// Creates the demo accounts that do not exist yet; returns every demo
 /// account with whether it was created now.
 pub async fn ensure_demo_users(
-    db: &DatabaseConnection,
+    db: &Db,
     hasher: &PasswordHasherPool,
 ) -> AppResult<Vec<(user::Model, bool)>> {
     let mut out = Vec::new();

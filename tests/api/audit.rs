@@ -31,7 +31,7 @@ async fn seed_events(app: &TestApp, n: usize, event_type: &'static str, user: Op
         if let Some(user) = user {
             event = event.subject(user).actor(user);
         }
-        audits::record_alone(app.db(), event).await.unwrap();
+        audits::record_alone(&app.state.db, event).await.unwrap();
     }
 }
 
@@ -509,7 +509,9 @@ async fn a_purge_moves_the_anchor_and_the_chain_still_verifies() {
     let before = app.audit_events().await;
     let old = before.iter().filter(|e| e.created_at < cutoff).count() as u64;
 
-    let purged = audits::purge_before(app.db(), cutoff, 5).await.unwrap();
+    let purged = audits::purge_before(&app.state.db, cutoff, 5)
+        .await
+        .unwrap();
     assert_eq!(
         purged, old,
         "every event before the cutoff, in batches of 5"
@@ -530,7 +532,12 @@ async fn a_purge_moves_the_anchor_and_the_chain_still_verifies() {
         .unwrap();
     assert_eq!(total, app.audit_events().await.len() as u64);
     // Purging again finds nothing; appending continues the chain.
-    assert_eq!(audits::purge_before(app.db(), cutoff, 5).await.unwrap(), 0);
+    assert_eq!(
+        audits::purge_before(&app.state.db, cutoff, 5)
+            .await
+            .unwrap(),
+        0
+    );
     seed_events(&app, 2, "test.after", None).await;
     assert!(verify_chain(app.db()).await.unwrap().intact);
 }
@@ -540,7 +547,7 @@ async fn concurrent_appends_keep_the_chain_linear() {
     let app = spawn_app().await;
     let mut tasks = Vec::new();
     for i in 0..40 {
-        let db = app.db().clone();
+        let db = app.state.db.clone();
         tasks.push(tokio::spawn(async move {
             audits::record_alone(
                 &db,
@@ -568,7 +575,7 @@ async fn export_writes_every_event_with_its_hash_as_ndjson_or_csv() {
     let alice = app.create_user(Role::User).await;
     seed_events(&app, 4, "test.export", Some(alice.id)).await;
     audits::record_alone(
-        app.db(),
+        &app.state.db,
         NewEvent::failed("test.export", "tricky, \"quoted\"\nmessage").meta("x", "=1+1"),
     )
     .await
@@ -745,7 +752,7 @@ async fn add_people(
         let actor = account(app, people.len() * 2).await;
         let subject = account(app, people.len() * 2 + 1).await;
         audits::record_alone(
-            app.db(),
+            &app.state.db,
             NewEvent::success("test.people", "by one about another")
                 .actor(actor.id)
                 .subject(subject.id),
@@ -863,16 +870,19 @@ async fn an_event_naming_an_account_that_does_not_exist_resolves_it_to_null() {
     let token = app.sign_in(&admin).await;
     let (gone, nobody) = (Uuid::new_v4(), Uuid::new_v4());
     audits::record_alone(
-        app.db(),
+        &app.state.db,
         NewEvent::success("test.gone", "by and about nobody")
             .actor(gone)
             .subject(nobody),
     )
     .await
     .unwrap();
-    audits::record_alone(app.db(), NewEvent::success("test.anonymous", "no people"))
-        .await
-        .unwrap();
+    audits::record_alone(
+        &app.state.db,
+        NewEvent::success("test.anonymous", "no people"),
+    )
+    .await
+    .unwrap();
 
     let body = app.gql(Some(&token), PEOPLE, json!({})).await;
     assert!(body["errors"].is_null(), "no error: {body}");

@@ -330,17 +330,20 @@ async fn an_expired_session_is_not_deleted_before_its_expiry_is_recorded() {
         .await
         .unwrap();
     let cutoff = Utc::now() - Duration::days(30);
-    let deleted = session_manager::service::session::delete_ended_before(app.db(), cutoff, 100)
-        .await
-        .unwrap();
+    let deleted =
+        session_manager::service::session::delete_ended_before(&app.state.db, cutoff, 100)
+            .await
+            .unwrap();
     assert_eq!(deleted, 0, "kept until its session.expired is written");
-    let recorded = session_manager::service::session::record_expired(app.db(), Utc::now(), 10, 10)
-        .await
-        .unwrap();
+    let recorded =
+        session_manager::service::session::record_expired(&app.state.db, Utc::now(), 10, 10)
+            .await
+            .unwrap();
     assert_eq!(recorded, 1);
-    let deleted = session_manager::service::session::delete_ended_before(app.db(), cutoff, 100)
-        .await
-        .unwrap();
+    let deleted =
+        session_manager::service::session::delete_ended_before(&app.state.db, cutoff, 100)
+            .await
+            .unwrap();
     assert_eq!(deleted, 1, "then it goes");
     assert_eq!(app.events_of_type("session.expired").await.len(), 1);
 }

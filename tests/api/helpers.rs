@@ -77,9 +77,7 @@ async fn start(db: TestDatabase, adjust: impl FnOnce(&mut Config)) -> TestApp {
             counter.fetch_add(1, Ordering::SeqCst);
         }
     });
-    let pool_count = count.clone();
-    state.db.set_metric_callback(move |info| pool_count(info));
-    state.reads.set_metric_callback(move |info| count(info));
+    state.db.set_metric_callback(move |info| count(info));
     let app = Application::from_state(state)
         .await
         .expect("the app builds");
@@ -119,7 +117,7 @@ fn hasher() -> &'static PasswordHasherPool {
 
 impl TestApp {
     pub fn db(&self) -> &DatabaseConnection {
-        &self.state.db
+        self.state.db.pool()
     }
 
     pub fn graphql_url(&self) -> String {
@@ -160,7 +158,7 @@ impl TestApp {
         let email = format!("{}-{}@example.com", role.as_str(), &id[..12]);
         let password = format!("pw-{id}");
         let user = create_user(
-            self.db(),
+            &self.state.db,
             hasher(),
             NewUser {
                 email: email.clone(),

@@ -70,7 +70,7 @@ async fn rows_decoded_by_position_equal_seaorm_decoding_by_name() {
 #[tokio::test]
 async fn reads_see_every_committed_write_at_once() {
     let app = spawn_app().await;
-    let reads = &app.state.reads;
+    let reads = app.state.db.reads();
     let user = app.create_user(user::Role::User).await;
     let (_, id) = app.sign_in_as(&user, "agent/1.0").await;
     let select = || {
@@ -95,7 +95,7 @@ async fn reads_see_every_committed_write_at_once() {
 #[tokio::test]
 async fn reads_dropped_midway_leave_the_connections_usable() {
     let app = spawn_app().await;
-    let reads = &app.state.reads;
+    let reads = app.state.db.reads();
     let user = app.create_user(user::Role::User).await;
     for _ in 0..5 {
         app.sign_in_as(&user, "agent/1.0").await;
@@ -129,7 +129,7 @@ async fn an_in_memory_database_is_read_through_its_pool() {
 #[tokio::test]
 async fn a_failed_read_is_an_error_and_the_next_reads_still_work() {
     let app = spawn_app().await;
-    let reads = &app.state.reads;
+    let reads = app.state.db.reads();
     let backend = reads.get_database_backend();
     let user = app.create_user(user::Role::User).await;
     for _ in 0..5 {

@@ -402,7 +402,7 @@ async fn a_subscriber_that_falls_behind_is_closed_with_a_reason() {
     tokio::time::sleep(Duration::from_millis(150)).await;
 
     // A burst far larger than the buffer, committed at once.
-    let txn = db::begin_write(app.db()).await.unwrap();
+    let txn = app.state.db.transaction().await.unwrap();
     for i in 0..100 {
         audit::record(&txn, NewEvent::success("test.burst", format!("burst {i}")))
             .await
@@ -523,6 +523,7 @@ async fn an_append_committed_elsewhere_reaches_subscribers_and_a_rolled_back_one
     .await
     .unwrap();
     txn.rollback().await.unwrap();
+    let elsewhere = db::Db::new(elsewhere, None).await.unwrap();
     audit::record_alone(&elsewhere, NewEvent::success("test.committed", "committed"))
         .await
         .unwrap();

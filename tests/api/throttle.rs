@@ -427,8 +427,7 @@ async fn servers_starting_together_agree_on_one_installation_secret() {
         .await
         .unwrap();
 
-    let starts =
-        (0..8).map(|_| Throttle::new(app.db(), app.state.writer.clone(), &app.state.config));
+    let starts = (0..8).map(|_| Throttle::new(&app.state.db, &app.state.config));
     let throttles = futures_util::future::join_all(starts).await;
 
     let hashes: Vec<String> = throttles
@@ -456,7 +455,7 @@ async fn maintenance_forgets_old_attempts_and_keys() {
 
     // As if the window had passed for everything stored so far.
     let later = chrono::Utc::now() + chrono::Duration::seconds(1);
-    let forgotten = throttle::forget_before(app.db(), later).await.unwrap();
+    let forgotten = throttle::forget_before(&app.state.db, later).await.unwrap();
 
     assert_eq!(forgotten, 2);
     assert!(

@@ -25,7 +25,7 @@ fn emails(body: &Value) -> Vec<String> {
 /// An account with a chosen email and name.
 async fn named(app: &TestApp, email: &str, name: &str) {
     create_user(
-        app.db(),
+        &app.state.db,
         &app.state.hasher,
         NewUser {
             email: email.into(),

@@ -1,4 +1,4 @@
-//! The grouped writer (`db::Writer`): writes that run together commit
+//! The grouped writer (`db::Db::write`): writes that run together commit
 //! together, yet one that fails (or panics) undoes only itself.
 
 use entity::audit_event;
@@ -22,7 +22,7 @@ async fn events_with_message(app: &crate::helpers::TestApp, prefix: &str) -> u64
 #[tokio::test]
 async fn concurrent_writes_that_fail_leave_nothing_and_the_rest_commit() {
     let app = spawn_app().await;
-    let writer = app.state.writer.clone();
+    let writer = app.state.db.clone();
     let writes = (0..60).map(|i| {
         let writer = writer.clone();
         async move {

@@ -320,7 +320,7 @@ async fn resolve_caller(http: &HttpState, headers: &HeaderMap) -> AppResult<Opti
         return Ok(None);
     };
     let token = auth::bearer_token(value.as_bytes())?;
-    service::session::authenticate(&http.app.reads, &http.app.config, token)
+    service::session::authenticate(&http.app.db, &http.app.config, token)
         .await
         .map(Some)
 }

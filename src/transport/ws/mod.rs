@@ -293,7 +293,7 @@ async fn authenticate(http: &HttpState, payload: Option<&Value>) -> Result<Calle
         .and_then(Value::as_str)
         .ok_or("connection_init must carry {\"authorization\": \"Bearer <token>\"}")?;
     let token = auth::bearer_token(header.as_bytes()).map_err(|_| crate::error::BAD_TOKEN)?;
-    sessions::authenticate(&http.app.reads, &http.app.config, token)
+    sessions::authenticate(&http.app.db, &http.app.config, token)
         .await
         .map_err(|err| match err {
             AppError::Unauthenticated(_) => crate::error::BAD_TOKEN,
