@@ -283,8 +283,8 @@ pub struct ViewerRights {
     /// May find accounts by email or name (`users`), and so open their
     /// pages: admins and owners, not from an impersonation session.
     pub list_users: bool,
-    /// May read every audit event, and filter them by any `userId` or
-    /// `actorId` (`sessionAudit`): admins and owners, not from an
+    /// May read every audit event (`sessionAudit`), and so name any
+    /// account as `AuditFilter.userId`: admins and owners, not from an
     /// impersonation session. Otherwise only the events about oneself.
     pub read_all_audit: bool,
     /// May walk the audit hash chain (`auditChain`): owners, not from an
