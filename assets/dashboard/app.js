@@ -13,6 +13,7 @@ const VIEWER = `query Viewer {
     user { id email name role }
     session { id expires }
     impersonator { id email name role }
+    can { listUsers readAllAudit verifyAuditChain revokeSessions }
   }
 }`;
 
@@ -57,9 +58,13 @@ function isImpersonating() {
   return Boolean(state.viewer?.impersonator);
 }
 
-function isAdmin() {
-  const role = state.viewer?.user.role;
-  return !isImpersonating() && (role === 'ADMIN' || role === 'OWNER');
+/**
+ * What the server allows this viewer (`Viewer.can`: listUsers,
+ * readAllAudit, verifyAuditChain, revokeSessions), asked rather than
+ * worked out from the role, so the rules live only on the server.
+ */
+function can(right) {
+  return Boolean(state.viewer?.can?.[right]);
 }
 
 async function loadViewer() {
@@ -242,7 +247,7 @@ function renderBanner() {
 function renderShell() {
   const viewer = state.viewer;
   const links = [['#/sessions', 'Your sessions']];
-  if (isAdmin()) links.push(['#/users', 'Users']);
+  if (can('listUsers')) links.push(['#/users', 'Users']);
   links.push(['#/audit', 'Audit log']);
   const signOutButton = isImpersonating()
     ? null
@@ -308,7 +313,7 @@ const context = {
   get viewer() {
     return state.viewer;
   },
-  isAdmin,
+  can,
   isImpersonating,
   notify,
   clearMessages,
@@ -327,9 +332,9 @@ function route() {
   const userMatch = path.match(/^#\/users\/([0-9a-fA-F-]{36})$/);
   if (path === '#/sessions' || path === '#/' || path === '#/signin' || path === '') {
     view = sessionsView(context);
-  } else if (path === '#/users' && isAdmin()) {
+  } else if (path === '#/users' && can('listUsers')) {
     view = usersView(context, params);
-  } else if (userMatch && isAdmin()) {
+  } else if (userMatch && can('listUsers')) {
     view = userView(context, userMatch[1], params);
   } else if (path === '#/audit') {
     view = auditView(context, params);

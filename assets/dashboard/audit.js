@@ -44,14 +44,16 @@ export function auditView(ctx, params) {
   let destroyed = false;
   let results;
   let chain;
-  const admin = ctx.isAdmin();
-  const owner = admin && ctx.viewer.user.role === 'OWNER';
+  // The server says who reads (and so filters by) everyone, and who may
+  // check the chain (`Viewer.can`).
+  const readsAll = ctx.can('readAllAudit');
+  const checksChain = ctx.can('verifyAuditChain');
   const limit = PAGE_SIZES.includes(Number(params.get('limit'))) ? Number(params.get('limit')) : 25;
   const offset = Math.max(0, Number(params.get('offset')) || 0);
 
   function filterFromParams() {
     const filter = {};
-    for (const key of ['eventType', 'status', 'since', 'until', 'sessionId', ...(admin ? ['userId', 'actorId'] : [])]) {
+    for (const key of ['eventType', 'status', 'since', 'until', 'sessionId', ...(readsAll ? ['userId', 'actorId'] : [])]) {
       const value = params.get(key);
       if (value) filter[key] = value;
     }
@@ -134,7 +136,7 @@ export function auditView(ctx, params) {
 
   /** The address of this view filtered by `key` = `id` (page 1). */
   function filteredBy(key, id) {
-    if (!admin || !id) return null;
+    if (!readsAll || !id) return null;
     const q = new URLSearchParams();
     for (const [k, v] of Object.entries({ ...filter, [key]: id })) if (v) q.set(k, v);
     if (limit !== 25) q.set('limit', String(limit));
@@ -204,7 +206,7 @@ export function auditView(ctx, params) {
         { class: 'grid' },
         field('Event type', controls.eventType),
         field('Status', controls.status),
-        UUID_FILTERS.filter(([key]) => admin || key === 'sessionId').map(([key, label, hint]) => field(label, controls[key], hint)),
+        UUID_FILTERS.filter(([key]) => readsAll || key === 'sessionId').map(([key, label, hint]) => field(label, controls[key], hint)),
         field('Since', controls.since),
         field('Until', controls.until),
         field('Per page', size),
@@ -237,13 +239,13 @@ export function auditView(ctx, params) {
       mount(
         main,
         h('h1', { tabindex: '-1' }, 'Audit log'),
-        h('p', { class: 'muted' }, admin ? 'Every session event, newest first.' : 'Events about your account, newest first.'),
-        owner ? chain : null,
+        h('p', { class: 'muted' }, readsAll ? 'Every session event, newest first.' : 'Events about your account, newest first.'),
+        checksChain ? chain : null,
         filterForm(),
         results,
       );
       refresh();
-      if (owner) checkChain();
+      if (checksChain) checkChain();
     },
     refresh,
     destroy() {

@@ -9,7 +9,7 @@ import { LiveClient } from './live.js';
 
 export const SESSION_FIELDS = `
   id sessionToken device userAgent ipAddress createdAt lastActiveAt expires
-  revokedAt isActive isCurrent impersonationReason
+  revokedAt isActive isCurrent canRevoke impersonationReason
   impersonator { id name email }
   endReason endedAt revokedBy { id name email }
 `;
@@ -40,7 +40,11 @@ function endedNote(session) {
 
 const POLL_MS = 5000;
 
-/** One session as a card; `onRevoke(session)` when revoking is offered. */
+/**
+ * One session as a card; `onRevoke(session)` when revoking is offered:
+ * on an active session other than this one, when the server says the
+ * viewer may revoke it (`canRevoke`).
+ */
 export function sessionCard(session, { onRevoke } = {}) {
   const label = session.device || 'Unknown device';
   const titleId = `session-${session.id}`;
@@ -60,7 +64,7 @@ export function sessionCard(session, { onRevoke } = {}) {
       )
     : null;
   const actions = [];
-  if (onRevoke && session.isActive && !session.isCurrent) {
+  if (onRevoke && session.isActive && !session.isCurrent && session.canRevoke) {
     actions.push(
       h(
         'button',

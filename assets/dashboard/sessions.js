@@ -32,7 +32,8 @@ export function sessionsView(ctx) {
     const others = result.sessions.filter((s) => !s.isCurrent).length;
     summary.textContent =
       result.activeCount === 1 ? '1 active session' : `${result.activeCount} active sessions`;
-    bulk.hidden = others === 0 || ctx.isImpersonating();
+    // The server says whether this session may end others in bulk.
+    bulk.hidden = others === 0 || !ctx.can('revokeSessions');
     mount(
       list,
       result.sessions.length

@@ -7,7 +7,7 @@ use async_graphql::{
     Subscription,
 };
 use chrono::{DateTime, Utc};
-use entity::{audit_event, user::Role};
+use entity::audit_event;
 use futures_util::{Stream, StreamExt};
 use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 use uuid::Uuid;
@@ -409,7 +409,7 @@ impl AuditQuery {
 
     /// Owners only: walks the whole hash chain and reports whether any
     /// event was edited, deleted or reordered.
-    #[graphql(guard = "RoleGuard::new(Role::Owner, Action::VerifyAudit)")]
+    #[graphql(guard = "RoleGuard::new(access::VERIFY_AUDIT_ROLE, Action::VerifyAudit)")]
     async fn audit_chain(&self, ctx: &Context<'_>) -> Result<AuditChainReport> {
         let app = state(ctx)?;
         let report = audits::verify_chain(&app.db)

@@ -102,7 +102,7 @@ impl Guard for SessionAccess {
             Some((session, owner)) => {
                 let allowed = match session.impersonator_id {
                     // Rights on an impersonation session include rights
-                    // over the impersonator.
+                    // over the impersonator (read only when they matter).
                     Some(admin_id)
                         if revoking && owner.id != caller.user.id && admin_id != caller.user.id =>
                     {
@@ -110,7 +110,15 @@ impl Guard for SessionAccess {
                             .one(&app.db)
                             .await
                             .map_err(|e| AppError::from(e).extend())?;
-                        access::may_revoke_session(caller, &owner, admin.as_ref())
+                        access::may_revoke(
+                            caller,
+                            session.id,
+                            (owner.id, owner.role),
+                            admin.map(|a| (a.id, a.role)),
+                        )
+                    }
+                    _ if revoking => {
+                        access::may_revoke(caller, session.id, (owner.id, owner.role), None)
                     }
                     _ => access::may_manage_sessions(caller, &owner),
                 };

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{
     caller,
     guards::{NotImpersonating, SessionAccess, SessionsOf, SignedIn},
-    request_meta, state,
+    request_meta, session_ended, state,
     user::User,
     users,
 };
@@ -16,7 +16,10 @@ use crate::{
     auth::{self, Caller},
     error::AppError,
     metrics::Metrics,
-    service::{access::Action, device, session as sessions},
+    service::{
+        access::{self, Action},
+        device, session as sessions,
+    },
     state::AppState,
 };
 
@@ -167,6 +170,44 @@ impl Session {
         self.user_agent.as_deref().and_then(device::label)
     }
 
+    /// Whether the caller may revoke this session now (`revokeSession`
+    /// would not refuse it): the rule the mutation's guard applies. Any
+    /// session may end itself; an impersonation session no other; admins
+    /// others' sessions as for `sessions`, and an impersonation session
+    /// only with rights over its impersonator too. False for a request with
+    /// no session (`signIn`'s answer) or whose session it has ended, and
+    /// when the accounts cannot be read.
+    async fn can_revoke(&self, ctx: &Context<'_>) -> bool {
+        // Not `caller()`: answered `false`, never an error that would null
+        // the whole session.
+        let Some(caller) = ctx.data_opt::<Caller>().filter(|_| !session_ended(ctx)) else {
+            return false;
+        };
+        // Cheap refusals first, before any account is read.
+        if self.id == caller.session.id {
+            return true;
+        }
+        if !access::may_revoke_all(caller) {
+            return false;
+        }
+        let Ok(loader) = users(ctx) else {
+            return false;
+        };
+        let Ok(Some(owner)) = loader.load_one(self.user_id).await else {
+            return false;
+        };
+        let impersonator = match self.impersonator_id {
+            // The guard, too, judges without the impersonator when that
+            // account is gone.
+            Some(id) => match loader.load_one(id).await {
+                Ok(admin) => admin.map(|a| (a.id, a.role.into())),
+                Err(_) => return false,
+            },
+            None => None,
+        };
+        access::may_revoke(caller, self.id, (owner.id, owner.role.into()), impersonator).is_ok()
+    }
+
     /// The session's owner.
     async fn user(&self, ctx: &Context<'_>) -> Result<User> {
         users(ctx)?
@@ -220,6 +261,48 @@ impl Viewer {
     /// The admin behind this session when it was opened by impersonation.
     async fn impersonator(&self, ctx: &Context<'_>) -> Result<Option<User>> {
         self.session.impersonator(ctx).await
+    }
+
+    /// What the server allows this caller, by the rules the guards apply,
+    /// so that a client offers only what would be allowed. All false once
+    /// this request has ended the session.
+    async fn can(&self, ctx: &Context<'_>) -> ViewerRights {
+        match ctx.data_opt::<Caller>().filter(|_| !session_ended(ctx)) {
+            Some(caller) => ViewerRights::of(caller),
+            None => ViewerRights::default(),
+        }
+    }
+}
+
+/// What the viewer may do that does not depend on a particular target
+/// (for one account or session, see `User.canImpersonate` and
+/// `Session.canRevoke`). Each is the rule of the guard named.
+#[derive(SimpleObject, Default)]
+pub struct ViewerRights {
+    /// May find accounts by email or name (`users`), and so open their
+    /// pages: admins and owners, not from an impersonation session.
+    pub list_users: bool,
+    /// May read every audit event (`sessionAudit`), and so name any
+    /// account as `AuditFilter.userId`: admins and owners, not from an
+    /// impersonation session. Otherwise only the events about oneself.
+    pub read_all_audit: bool,
+    /// May walk the audit hash chain (`auditChain`): owners, not from an
+    /// impersonation session.
+    pub verify_audit_chain: bool,
+    /// May end sessions in bulk (`revokeSessions`, e.g. all of one's other
+    /// sessions): not from an impersonation session. Whose sessions
+    /// follows the rules of `sessions`.
+    pub revoke_sessions: bool,
+}
+
+impl ViewerRights {
+    fn of(caller: &Caller) -> Self {
+        Self {
+            list_users: access::may_list_users(caller),
+            read_all_audit: access::may_read_all_audit(caller),
+            verify_audit_chain: access::may_verify_audit(caller),
+            revoke_sessions: access::may_revoke_all(caller),
+        }
     }
 }
 

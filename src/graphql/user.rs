@@ -146,7 +146,7 @@ impl UserQuery {
     /// Admins and owners: accounts whose email or name contains `search`
     /// (any case), all accounts without it, ordered by email. `limit` is 1
     /// to 100, `offset` 0 to 1000000.
-    #[graphql(guard = "RoleGuard::new(user::Role::Admin, Action::ListUsers)")]
+    #[graphql(guard = "RoleGuard::new(access::LIST_USERS_ROLE, Action::ListUsers)")]
     async fn users(
         &self,
         ctx: &Context<'_>,

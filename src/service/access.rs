@@ -52,11 +52,17 @@ impl Action {
 /// target; otherwise an admin manages users' and admins' sessions and an
 /// owner everyone's.
 pub fn may_manage_sessions(caller: &Caller, owner: &user::Model) -> Result<(), &'static str> {
-    if owner.id == caller.user.id {
+    may_manage_sessions_of(caller, owner.id, owner.role)
+}
+
+/// [`may_manage_sessions`] for the account `id` holding `role`, for callers
+/// that hold no model (the schema's `Session.canRevoke`).
+pub fn may_manage_sessions_of(caller: &Caller, id: Uuid, role: Role) -> Result<(), &'static str> {
+    if id == caller.user.id {
         return Ok(());
     }
     may_manage_others(caller)?;
-    match (caller.user.role, owner.role) {
+    match (caller.user.role, role) {
         (Role::Owner, _) | (Role::Admin, Role::User | Role::Admin) => Ok(()),
         (Role::Admin, Role::Owner) => Err("admins cannot act on an owner's sessions"),
         (Role::User, _) => Err(OWN_ONLY),
@@ -92,6 +98,21 @@ pub fn may_read_all_audit(caller: &Caller) -> bool {
 /// account (as `Session.impersonator` shows them), never another user.
 pub fn may_see_account(caller: &Caller, id: Uuid, role: Role) -> bool {
     may_read_all_audit(caller) || id == caller.user.id || role != Role::User
+}
+
+/// The role finding accounts (`users`) needs.
+pub const LIST_USERS_ROLE: Role = Role::Admin;
+/// The role walking the audit hash chain (`auditChain`) needs.
+pub const VERIFY_AUDIT_ROLE: Role = Role::Owner;
+
+/// May `caller` find accounts by email or name (`users`)?
+pub fn may_list_users(caller: &Caller) -> bool {
+    has_role(caller, LIST_USERS_ROLE)
+}
+
+/// May `caller` walk the audit hash chain (`auditChain`)?
+pub fn may_verify_audit(caller: &Caller) -> bool {
+    has_role(caller, VERIFY_AUDIT_ROLE)
 }
 
 /// Does `caller` hold at least `role`? An impersonation session never does
@@ -161,13 +182,56 @@ pub fn may_revoke_session(
     owner: &user::Model,
     impersonator: Option<&user::Model>,
 ) -> Result<(), &'static str> {
-    may_manage_sessions(caller, owner)?;
+    may_revoke_session_of(
+        caller,
+        (owner.id, owner.role),
+        impersonator.map(|admin| (admin.id, admin.role)),
+    )
+}
+
+/// [`may_revoke_session`] for accounts given as (id, role), for callers
+/// that hold no model.
+pub fn may_revoke_session_of(
+    caller: &Caller,
+    (owner_id, owner_role): (Uuid, Role),
+    impersonator: Option<(Uuid, Role)>,
+) -> Result<(), &'static str> {
+    may_manage_sessions_of(caller, owner_id, owner_role)?;
     match impersonator {
-        Some(admin) if owner.id != caller.user.id => may_manage_sessions(caller, admin).map_err(
+        Some((admin_id, admin_role)) if owner_id != caller.user.id => may_manage_sessions_of(
+            caller, admin_id, admin_role,
+        )
+        .map_err(
             |_| "this impersonation session was opened by someone whose sessions you cannot act on",
         ),
         _ => Ok(()),
     }
+}
+
+/// May `caller` revoke the session `session_id` of `owner` (as (id, role)),
+/// opened by `impersonator` (`None` for an ordinary session, or when that
+/// account is gone)? The whole rule of `revokeSession`, for its guard and
+/// for `Session.canRevoke`: any session may end itself; an impersonation
+/// session may end no other (not even another of its user's, see
+/// [`not_impersonating`]); otherwise [`may_revoke_session_of`].
+pub fn may_revoke(
+    caller: &Caller,
+    session_id: Uuid,
+    owner: (Uuid, Role),
+    impersonator: Option<(Uuid, Role)>,
+) -> Result<(), &'static str> {
+    if session_id == caller.session.id {
+        return Ok(());
+    }
+    not_impersonating(caller)?;
+    may_revoke_session_of(caller, owner, impersonator)
+}
+
+/// May `caller` end all of a user's sessions at once (`revokeSessions`),
+/// as far as the caller's session goes? Not from an impersonation session
+/// (see [`not_impersonating`]); whose sessions is [`may_manage_sessions`].
+pub fn may_revoke_all(caller: &Caller) -> bool {
+    not_impersonating(caller).is_ok()
 }
 
 /// Refuses account-wide actions from an impersonation session.
@@ -634,6 +698,53 @@ mod tests {
             may_revoke_session(&caller(&user(User), None), &alice, Some(&admin)).is_err(),
             "a plain user on someone else's"
         );
+    }
+
+    #[test]
+    fn an_impersonation_session_may_revoke_itself_only() {
+        let admin = user(Role::Admin);
+        let alice = user(Role::User);
+        let as_alice = caller(&alice, Some(admin.id));
+        let own = (alice.id, alice.role);
+        assert!(
+            may_revoke(
+                &as_alice,
+                as_alice.session.id,
+                own,
+                Some((admin.id, admin.role))
+            )
+            .is_ok()
+        );
+        assert!(
+            may_revoke(&as_alice, Uuid::new_v4(), own, None).is_err(),
+            "another of the user's sessions"
+        );
+        let mine = caller(&alice, None);
+        assert!(
+            may_revoke(&mine, Uuid::new_v4(), own, None).is_ok(),
+            "the user's own session"
+        );
+        assert!(!may_revoke_all(&as_alice));
+        assert!(may_revoke_all(&mine));
+    }
+
+    #[test]
+    fn role_only_rights_need_the_role_and_no_impersonation() {
+        use Role::*;
+        for (role, list, verify) in [
+            (User, false, false),
+            (Admin, true, false),
+            (Owner, true, true),
+        ] {
+            let me = user(role);
+            assert_eq!(may_list_users(&caller(&me, None)), list, "{role:?}");
+            assert_eq!(may_verify_audit(&caller(&me, None)), verify, "{role:?}");
+            let as_me = caller(&me, Some(Uuid::new_v4()));
+            assert!(
+                !may_list_users(&as_me) && !may_verify_audit(&as_me),
+                "{role:?} impersonated"
+            );
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod metrics;
 mod policies;
 mod reads;
 mod resilience;
+mod rights;
 mod schema;
 mod seed;
 mod sessions;
