@@ -13,11 +13,10 @@ use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 use uuid::Uuid;
 
 use super::{
-    caller,
+    context::{caller, state, users},
     guards::{AuditAccess, RoleGuard},
-    state,
+    paging::Pagination,
     user::User,
-    users,
 };
 use crate::{
     error::AppError,
@@ -112,7 +111,9 @@ async fn person(ctx: &Context<'_>, id: Option<Uuid>) -> Result<Option<User>> {
     };
     let caller = caller(ctx)?;
     let found = users(ctx)?.load_one(id).await?;
-    Ok(found.filter(|account| access::may_see_account(caller, account.id, account.role.into())))
+    Ok(found
+        .filter(|account| access::may_see_account(caller, account.id, account.role))
+        .map(User::from))
 }
 
 impl From<audit_event::Model> for AuditLog {
@@ -184,22 +185,6 @@ impl AuditFilter {
             until: self.until,
         })
     }
-}
-
-/// Where a page sits in the whole result.
-#[derive(SimpleObject)]
-pub struct Pagination {
-    /// How many items (events, users) match the filters.
-    pub total: i32,
-    /// The page size asked for.
-    pub limit: i32,
-    /// Items skipped before this page.
-    pub offset: i32,
-    /// Whether more items follow this page.
-    pub has_more: bool,
-    /// Pass as `after` for the next page (keyset paging of audit events);
-    /// null on the last page, and always null for users.
-    pub next_cursor: Option<String>,
 }
 
 /// A page of audit events, newest first.

@@ -4,11 +4,9 @@ use async_graphql::{Context, Object, Result};
 use uuid::Uuid;
 
 use super::{
-    caller,
+    context::{caller, end_session, request_meta, state},
     guards::{Impersonation, SignedIn},
-    request_meta,
     session::AuthPayload,
-    state,
 };
 use crate::{error::AppError, metrics::Metrics, service::impersonation};
 
@@ -61,7 +59,7 @@ impl ImpersonationMutation {
         let out = impersonation::stop(&app.db, caller, &request_meta(ctx)).await;
         // Ended, by this or (UNAUTHENTICATED) by a concurrent revocation.
         if matches!(out, Ok(()) | Err(AppError::Unauthenticated(_))) {
-            super::end_session(ctx);
+            end_session(ctx);
         }
         out.map_err(AppError::extend)?;
         Metrics::inc(&app.metrics.sessions_revoked);

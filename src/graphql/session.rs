@@ -6,11 +6,9 @@ use entity::session;
 use uuid::Uuid;
 
 use super::{
-    caller,
+    context::{CheckedSessions, caller, end_session, request_meta, state, users},
     guards::{NotImpersonating, SessionAccess, SessionsOf, SignedIn},
-    request_meta, state,
     user::User,
-    users,
 };
 use crate::{
     auth::{self, Caller},
@@ -158,7 +156,7 @@ impl Session {
 
     /// This is the session making the request.
     async fn is_current(&self, ctx: &Context<'_>) -> bool {
-        super::caller(ctx).is_ok_and(|c| c.session.id == self.id)
+        caller(ctx).is_ok_and(|c| c.session.id == self.id)
     }
 
     /// A readable label for the client, e.g. "Firefox 131 on Linux",
@@ -172,13 +170,14 @@ impl Session {
         users(ctx)?
             .load_one(self.user_id)
             .await?
+            .map(User::from)
             .ok_or_else(|| AppError::NotFound("user not found".into()).extend())
     }
 
     /// The admin who opened this session by impersonation, if any.
     async fn impersonator(&self, ctx: &Context<'_>) -> Result<Option<User>> {
         match self.impersonator_id {
-            Some(id) => users(ctx)?.load_one(id).await,
+            Some(id) => Ok(users(ctx)?.load_one(id).await?.map(User::from)),
             None => Ok(None),
         }
     }
@@ -189,7 +188,7 @@ impl Session {
     /// impersonating admin's session).
     async fn revoked_by(&self, ctx: &Context<'_>) -> Result<Option<User>> {
         match self.revoked_by_id {
-            Some(id) => users(ctx)?.load_one(id).await,
+            Some(id) => Ok(users(ctx)?.load_one(id).await?.map(User::from)),
             None => Ok(None),
         }
     }
@@ -275,7 +274,7 @@ async fn target_session(
         return Ok((caller.session.clone(), caller.user.clone()));
     }
     if let Some(checked) = ctx
-        .data_opt::<super::CheckedSessions>()
+        .data_opt::<CheckedSessions>()
         .and_then(|checked| checked.take(id))
     {
         return Ok(checked);
@@ -385,7 +384,7 @@ impl SessionMutation {
             .data_opt::<Caller>()
             .is_some_and(|caller| opened.ended.contains(&caller.session.id))
         {
-            super::end_session(ctx);
+            end_session(ctx);
         }
         Ok(AuthPayload {
             token: opened.token,
@@ -413,7 +412,7 @@ impl SessionMutation {
             Metrics::inc(&app.metrics.sessions_revoked);
         }
         if revoked.id == caller.session.id {
-            super::end_session(ctx);
+            end_session(ctx);
         }
         Ok(sessions::as_seen_by(caller, revoked).into())
     }
@@ -444,7 +443,7 @@ impl SessionMutation {
                 .map_err(AppError::extend)?;
         Metrics::add(&app.metrics.sessions_revoked, ended);
         if !except_current && owner.id == caller.user.id {
-            super::end_session(ctx);
+            end_session(ctx);
         }
         Ok(i32::try_from(ended).unwrap_or(i32::MAX))
     }
@@ -457,7 +456,7 @@ impl SessionMutation {
         let out = sessions::sign_out(&app.db, caller, &request_meta(ctx)).await;
         // Ended, by this or (UNAUTHENTICATED) by a concurrent revocation.
         if matches!(out, Ok(()) | Err(AppError::Unauthenticated(_))) {
-            super::end_session(ctx);
+            end_session(ctx);
         }
         out.map_err(AppError::extend)?;
         Metrics::inc(&app.metrics.sessions_revoked);

@@ -1,19 +1,14 @@
 //! Users as the schema shows them (never the password hash).
 
-use std::collections::HashMap;
-
-use async_graphql::{
-    ComplexObject, Context, Enum, Object, Result, SimpleObject, dataloader::Loader,
-};
+use async_graphql::{ComplexObject, Context, Enum, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::user;
 use uuid::Uuid;
 
 use super::{
-    audit::Pagination,
-    caller,
+    context::{caller, request_meta, session_ended, state},
     guards::{NotImpersonating, RoleGuard, SignedIn},
-    request_meta, session_ended, state,
+    paging::Pagination,
 };
 use crate::{
     auth::Caller,
@@ -101,30 +96,6 @@ impl From<user::Model> for User {
             role: model.role.into(),
             created_at: model.created_at,
         }
-    }
-}
-
-/// Loads users by id in one query per batch, so lists that show each
-/// row's user do not cost a query per row.
-pub struct UserLoader {
-    db: crate::db::Db,
-}
-
-impl UserLoader {
-    pub fn new(db: crate::db::Db) -> Self {
-        Self { db }
-    }
-}
-
-impl Loader<Uuid> for UserLoader {
-    type Value = User;
-    type Error = async_graphql::Error;
-
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, User>, Self::Error> {
-        let users = users::get_many(&self.db, keys.iter().copied())
-            .await
-            .map_err(AppError::extend)?;
-        Ok(users.into_iter().map(|u| (u.id, User::from(u))).collect())
     }
 }
 
