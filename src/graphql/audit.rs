@@ -22,7 +22,7 @@ use crate::{
     error::AppError,
     service::{
         access::{self, Action},
-        audit as audits,
+        audit as audits, paging,
     },
 };
 
@@ -211,29 +211,6 @@ pub struct AuditChainReport {
     pub problem: Option<String>,
 }
 
-/// A cursor is the chain position of the last event of a page.
-fn parse_cursor(cursor: &str) -> Result<i64, AppError> {
-    cursor
-        .parse::<i64>()
-        .ok()
-        .filter(|seq| *seq > 0)
-        .ok_or_else(|| {
-            AppError::bad_input(
-                "after",
-                "after must be a cursor returned in pagination.nextCursor",
-            )
-        })
-}
-
-fn bounded(field: &'static str, value: i32, min: u64, max: u64) -> Result<u64, AppError> {
-    u64::try_from(value)
-        .ok()
-        .filter(|v| (min..=max).contains(v))
-        .ok_or_else(|| {
-            AppError::bad_input(field, format!("{field} must be between {min} and {max}"))
-        })
-}
-
 /// Whether `caller` may see `event` on a subscription: as for
 /// `sessionAudit`, users see events about themselves, admins and owners all
 /// of them (or one user's, with `userId`).
@@ -333,9 +310,10 @@ impl AuditQuery {
     ) -> Result<AuditPage> {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
-        let limit_n = bounded("limit", limit, 1, audits::MAX_PAGE).map_err(AppError::extend)?;
+        let limit_n =
+            paging::bounded("limit", limit, 1, audits::MAX_PAGE).map_err(AppError::extend)?;
         let offset_n =
-            bounded("offset", offset, 0, audits::MAX_OFFSET).map_err(AppError::extend)?;
+            paging::bounded("offset", offset, 0, audits::MAX_OFFSET).map_err(AppError::extend)?;
         let mut filter = filter
             .unwrap_or_default()
             .validate()
@@ -345,7 +323,7 @@ impl AuditQuery {
         }
         let before_seq = after
             .as_deref()
-            .map(parse_cursor)
+            .map(paging::cursor)
             .transpose()
             .map_err(AppError::extend)?;
         let page = audits::page(&app.db, &filter, limit_n, offset_n, before_seq)

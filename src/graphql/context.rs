@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::{
     auth::{Caller, RequestMeta},
     error::{AppError, SIGN_IN_REQUIRED},
-    service::{access, user as accounts},
+    service::{access, denials, user as accounts},
     state::AppState,
 };
 
@@ -49,7 +49,7 @@ pub struct RequestScope(std::sync::Arc<ScopeInner>);
 struct ScopeInner {
     db: crate::db::Db,
     session_ended: std::sync::atomic::AtomicBool,
-    denials: access::Denials,
+    denials: denials::Denials,
 }
 
 impl RequestScope {
@@ -74,14 +74,14 @@ impl RequestScope {
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    pub(crate) fn denials(&self) -> &access::Denials {
+    pub(crate) fn denials(&self) -> &denials::Denials {
         &self.0.denials
     }
 
     /// Writes the refusals noted so far. Call it when the request's (or a
     /// batch's) execution has ended, before the response is sent.
     pub async fn finish(&self) {
-        access::write_denials(&self.0.db, self.0.denials.take()).await;
+        denials::write_denials(&self.0.db, self.0.denials.take()).await;
     }
 }
 
@@ -96,7 +96,7 @@ impl Drop for ScopeInner {
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 let db = self.db.clone();
-                runtime.spawn(async move { access::write_denials(&db, events).await });
+                runtime.spawn(async move { denials::write_denials(&db, events).await });
             }
             Err(_) => tracing::error!(
                 count = events.len(),
@@ -171,7 +171,7 @@ pub(crate) fn end_session(ctx: &Context<'_>) {
     }
 }
 
-/// Refuses an attempt of `caller` (see [`access::deny`]): noted in the
+/// Refuses an attempt of `caller` (see [`denials::deny`]): noted in the
 /// request's scope, to be audited when the request ends.
 pub(crate) fn deny(
     ctx: &Context<'_>,
@@ -189,7 +189,7 @@ pub(crate) fn deny(
         return AppError::internal(anyhow::anyhow!("RequestScope missing from the request"))
             .extend();
     };
-    access::deny(
+    denials::deny(
         &app.denials,
         scope.denials(),
         caller,

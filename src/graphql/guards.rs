@@ -3,8 +3,7 @@
 //! per action and target in a request; see `graphql::context::deny`).
 
 use async_graphql::{Context, Guard, Result};
-use entity::user::{self, Role};
-use sea_orm::EntityTrait;
+use entity::user::Role;
 use uuid::Uuid;
 
 use super::context::{CheckedSessions, SESSION_ENDED, caller, deny, session_ended, state};
@@ -106,10 +105,9 @@ impl Guard for SessionAccess {
                     Some(admin_id)
                         if revoking && owner.id != caller.user.id && admin_id != caller.user.id =>
                     {
-                        let admin = user::Entity::find_by_id(admin_id)
-                            .one(&app.db)
+                        let admin = users::find(&app.db, admin_id)
                             .await
-                            .map_err(|e| AppError::from(e).extend())?;
+                            .map_err(AppError::extend)?;
                         access::may_revoke_session(caller, &owner, admin.as_ref())
                     }
                     _ => access::may_manage_sessions(caller, &owner),

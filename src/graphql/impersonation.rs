@@ -8,7 +8,7 @@ use super::{
     guards::{Impersonation, SignedIn},
     session::AuthPayload,
 };
-use crate::{error::AppError, metrics::Metrics, service::impersonation};
+use crate::{error::AppError, service::impersonation};
 
 #[derive(Default)]
 pub struct ImpersonationMutation;
@@ -30,17 +30,13 @@ impl ImpersonationMutation {
     ) -> Result<AuthPayload> {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
-        let reason = impersonation::validate_reason(&reason).map_err(AppError::extend)?;
-        let target = crate::service::user::get(&app.db, user_id)
-            .await
-            .map_err(AppError::extend)?;
         let opened = impersonation::start(
             &app.db,
             &app.config,
             caller,
             &request_meta(ctx),
-            target,
-            reason,
+            user_id,
+            &reason,
         )
         .await
         .map_err(AppError::extend)?;
@@ -56,13 +52,12 @@ impl ImpersonationMutation {
     async fn stop_impersonation(&self, ctx: &Context<'_>) -> Result<bool> {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
-        let out = impersonation::stop(&app.db, caller, &request_meta(ctx)).await;
+        let out = impersonation::stop(&app.db, &app.metrics, caller, &request_meta(ctx)).await;
         // Ended, by this or (UNAUTHENTICATED) by a concurrent revocation.
         if matches!(out, Ok(()) | Err(AppError::Unauthenticated(_))) {
             end_session(ctx);
         }
         out.map_err(AppError::extend)?;
-        Metrics::inc(&app.metrics.sessions_revoked);
         Ok(true)
     }
 }

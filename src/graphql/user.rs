@@ -13,10 +13,9 @@ use super::{
 use crate::{
     auth::Caller,
     error::AppError,
-    metrics::Metrics,
     service::{
         access::{self, Action},
-        user as users,
+        password, user as users,
     },
 };
 
@@ -127,17 +126,16 @@ impl UserQuery {
         #[graphql(default = 0, desc = "Accounts to skip.")] offset: i32,
     ) -> Result<UserPage> {
         let app = state(ctx)?;
-        let (found, total) = users::search(&app.db, search.as_deref(), limit, offset)
+        let page = users::search(&app.db, search.as_deref(), limit, offset)
             .await
             .map_err(AppError::extend)?;
-        let has_more = u64::try_from(offset).unwrap_or(0) + (found.len() as u64) < total;
         Ok(UserPage {
-            users: found.into_iter().map(User::from).collect(),
+            users: page.users.into_iter().map(User::from).collect(),
             pagination: Pagination {
-                total: i32::try_from(total).unwrap_or(i32::MAX),
+                total: i32::try_from(page.total).unwrap_or(i32::MAX),
                 limit,
                 offset,
-                has_more,
+                has_more: page.has_more,
                 // Users are paged by offset only.
                 next_cursor: None,
             },
@@ -168,8 +166,9 @@ impl UserMutation {
     ) -> Result<bool> {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
-        users::change_password(
+        password::change(
             &app.db,
+            &app.metrics,
             &app.hasher,
             &app.throttle,
             caller,
@@ -179,8 +178,7 @@ impl UserMutation {
             revoke_other_sessions,
         )
         .await
-        .map_err(AppError::extend)
-        .map(|ended| Metrics::add(&app.metrics.sessions_revoked, ended))?;
+        .map_err(AppError::extend)?;
         Ok(true)
     }
 }

@@ -659,14 +659,14 @@ fn fake_event(world: &World, rng: &mut Rng, subject: usize, at: DateTime<Utc>) -
         86..91 => {
             // Someone else tried to end this user's sessions.
             let intruder = &world.users[world.any_user(rng)];
-            access::denial_event(
+            crate::service::denials::denial_event(
                 Actor::user(intruder.id),
                 intruder.role,
                 Action::RevokeSessions,
                 &AppError::Forbidden(access::OWN_ONLY.into()),
             )
             .subject(user.id)
-            // As a request's refusals are written (`access::Denials::take`).
+            // As a request's refusals are written (`denials::Denials::take`).
             .meta("count", 1u64)
         }
         91..94 => {
