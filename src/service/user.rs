@@ -10,7 +10,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    auth::{PasswordHasherPool, validate_new_password},
+    auth::{Caller, PasswordHasherPool, validate_new_password},
     db::{self, Db},
     error::{AppError, AppResult},
     service::{
@@ -128,6 +128,20 @@ pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> AppResult<user::Model
 /// no error, e.g. an impersonator since deleted).
 pub async fn find(conn: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<user::Model>> {
     Ok(user::Entity::find_by_id(id).one(conn).await?)
+}
+
+/// The owner of the sessions a user-scoped operation targets: the caller
+/// (`None`, or their own id), or the named user, else `NOT_FOUND`. The
+/// caller's right to name them is the guard's to check.
+pub async fn target(
+    conn: &impl ConnectionTrait,
+    caller: &Caller,
+    id: Option<Uuid>,
+) -> AppResult<user::Model> {
+    match id {
+        Some(id) if id != caller.user.id => get(conn, id).await,
+        _ => Ok(caller.user.clone()),
+    }
 }
 
 /// The users with these ids, in one query; ids that name no account are
