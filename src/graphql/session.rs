@@ -13,9 +13,7 @@ use super::{
 use crate::{
     auth::{self, Caller},
     error::AppError,
-    metrics::Metrics,
     service::{access::Action, device, session as sessions},
-    state::AppState,
 };
 
 /// A login session. The token itself is never shown again after sign-in:
@@ -246,43 +244,10 @@ impl SessionList {
     }
 }
 
-/// The owner of the sessions a user-scoped operation targets: the caller,
-/// or the named user (whom the guard has already allowed).
-async fn target_user(
-    app: &AppState,
-    caller: &Caller,
-    user_id: Option<Uuid>,
-) -> Result<entity::user::Model> {
-    match user_id {
-        None => Ok(caller.user.clone()),
-        Some(id) if id == caller.user.id => Ok(caller.user.clone()),
-        Some(id) => crate::service::user::get(&app.db, id)
-            .await
-            .map_err(AppError::extend),
-    }
-}
-
-/// One session with its owner (the guard has already allowed it): the
-/// caller's own, or the one the guard read, or else read now.
-async fn target_session(
-    ctx: &Context<'_>,
-    app: &AppState,
-    caller: &Caller,
-    id: Uuid,
-) -> Result<(session::Model, entity::user::Model)> {
-    if id == caller.session.id {
-        return Ok((caller.session.clone(), caller.user.clone()));
-    }
-    if let Some(checked) = ctx
-        .data_opt::<CheckedSessions>()
+/// The session `id` if a guard of this request has read it already.
+fn checked(ctx: &Context<'_>, id: Uuid) -> Option<(session::Model, entity::user::Model)> {
+    ctx.data_opt::<CheckedSessions>()
         .and_then(|checked| checked.take(id))
-    {
-        return Ok(checked);
-    }
-    sessions::find_with_owner(&app.db, id)
-        .await
-        .map_err(AppError::extend)?
-        .ok_or_else(|| AppError::NotFound("session not found".into()).extend())
 }
 
 #[derive(Default)]
@@ -315,18 +280,16 @@ impl SessionQuery {
     ) -> Result<SessionList> {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
-        let owner = target_user(app, caller, user_id).await?;
-        let list = sessions::list(&app.db, owner.id, include_expired)
-            .await
-            .map_err(AppError::extend)?;
-        sessions::audit_viewed(&app.db, caller, &request_meta(ctx), &owner, None)
-            .await
-            .map_err(AppError::extend)?;
-        Ok(SessionList::new(
-            list.into_iter()
-                .map(|s| sessions::as_seen_by(caller, s))
-                .collect(),
-        ))
+        let listed = sessions::list(
+            &app.db,
+            caller,
+            &request_meta(ctx),
+            user_id,
+            include_expired,
+        )
+        .await
+        .map_err(AppError::extend)?;
+        Ok(SessionList::new(listed))
     }
 
     /// One session, under the same rules as `sessions`.
@@ -338,11 +301,10 @@ impl SessionQuery {
     ) -> Result<Session> {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
-        let (session, owner) = target_session(ctx, app, caller, id).await?;
-        sessions::audit_viewed(&app.db, caller, &request_meta(ctx), &owner, Some(id))
+        let session = sessions::view(&app.db, caller, &request_meta(ctx), id, checked(ctx, id))
             .await
             .map_err(AppError::extend)?;
-        Ok(sessions::as_seen_by(caller, session).into())
+        Ok(session.into())
     }
 }
 
@@ -363,6 +325,7 @@ impl SessionMutation {
         let app = state(ctx)?;
         let opened = sessions::sign_in(
             &app.db,
+            &app.metrics,
             &app.hasher,
             &app.throttle,
             &app.config,
@@ -370,14 +333,8 @@ impl SessionMutation {
             password,
             &request_meta(ctx),
         )
-        .await;
-        let counter = match &opened {
-            Ok(_) => &app.metrics.sign_ins_succeeded,
-            Err(AppError::RateLimited { .. }) => &app.metrics.sign_ins_throttled,
-            Err(_) => &app.metrics.sign_ins_failed,
-        };
-        Metrics::inc(counter);
-        let opened = opened.map_err(AppError::extend)?;
+        .await
+        .map_err(AppError::extend)?;
         // Signing in again beyond the session limit may end the session
         // making this request: then it ends here for the rest of it too.
         if ctx
@@ -403,18 +360,20 @@ impl SessionMutation {
     ) -> Result<Session> {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
-        let (session, owner) = target_session(ctx, app, caller, id).await?;
-        let was_revoked = session.revoked_at.is_some();
-        let revoked = sessions::revoke(&app.db, caller, &request_meta(ctx), session, &owner)
-            .await
-            .map_err(AppError::extend)?;
-        if !was_revoked && revoked.revoked_at.is_some() {
-            Metrics::inc(&app.metrics.sessions_revoked);
-        }
+        let revoked = sessions::revoke(
+            &app.db,
+            &app.metrics,
+            caller,
+            &request_meta(ctx),
+            id,
+            checked(ctx, id),
+        )
+        .await
+        .map_err(AppError::extend)?;
         if revoked.id == caller.session.id {
             end_session(ctx);
         }
-        Ok(sessions::as_seen_by(caller, revoked).into())
+        Ok(revoked.into())
     }
 
     /// Revokes all active sessions of a user (the caller when `userId` is
@@ -436,13 +395,18 @@ impl SessionMutation {
     ) -> Result<i32> {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
-        let owner = target_user(app, caller, user_id).await?;
-        let ended =
-            sessions::revoke_all(&app.db, caller, &request_meta(ctx), &owner, except_current)
-                .await
-                .map_err(AppError::extend)?;
-        Metrics::add(&app.metrics.sessions_revoked, ended);
-        if !except_current && owner.id == caller.user.id {
+        let ended = sessions::revoke_all(
+            &app.db,
+            &app.metrics,
+            caller,
+            &request_meta(ctx),
+            user_id,
+            except_current,
+        )
+        .await
+        .map_err(AppError::extend)?;
+        // The caller's own sessions, the current one among them.
+        if !except_current && user_id.is_none_or(|id| id == caller.user.id) {
             end_session(ctx);
         }
         Ok(i32::try_from(ended).unwrap_or(i32::MAX))
@@ -453,13 +417,12 @@ impl SessionMutation {
     async fn sign_out(&self, ctx: &Context<'_>) -> Result<bool> {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
-        let out = sessions::sign_out(&app.db, caller, &request_meta(ctx)).await;
+        let out = sessions::sign_out(&app.db, &app.metrics, caller, &request_meta(ctx)).await;
         // Ended, by this or (UNAUTHENTICATED) by a concurrent revocation.
         if matches!(out, Ok(()) | Err(AppError::Unauthenticated(_))) {
             end_session(ctx);
         }
         out.map_err(AppError::extend)?;
-        Metrics::inc(&app.metrics.sessions_revoked);
         Ok(true)
     }
 }

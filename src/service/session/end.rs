@@ -6,14 +6,16 @@ use entity::{session, user};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use uuid::Uuid;
 
-use super::{find_with_owner, reasons, sessions_of};
+use super::{as_seen_by, find_with_owner, list::target, reasons, sessions_of};
 use crate::{
     auth::{Actor, Caller, RequestMeta},
     db::{self, Db},
     error::{AppError, AppResult, BAD_TOKEN},
+    metrics::Metrics,
     service::{
         access,
         audit::{self, NewEvent, events},
+        user as users,
     },
 };
 
@@ -139,9 +141,14 @@ async fn end_session_written(
     .await
 }
 
-/// Ends the caller's own session.
+/// Ends the caller's own session (counted as revoked in `metrics`).
 #[tracing::instrument(skip_all, fields(session_id = %caller.session.id))]
-pub async fn sign_out(db: &Db, caller: &Caller, meta: &RequestMeta) -> AppResult<()> {
+pub async fn sign_out(
+    db: &Db,
+    metrics: &Metrics,
+    caller: &Caller,
+    meta: &RequestMeta,
+) -> AppResult<()> {
     let ended = end_session_written(
         db,
         &caller.session,
@@ -153,43 +160,70 @@ pub async fn sign_out(db: &Db, caller: &Caller, meta: &RequestMeta) -> AppResult
     .await?;
     // Ended between the token check and now (a concurrent revocation):
     // the caller is no longer signed in.
-    ended
-        .map(|_| ())
-        .ok_or(AppError::Unauthenticated(BAD_TOKEN))
+    ended.ok_or(AppError::Unauthenticated(BAD_TOKEN))?;
+    Metrics::inc(&metrics.sessions_revoked);
+    Ok(())
 }
 
-/// Revokes one session (already authorised). Revoking a session that has
-/// already ended changes nothing and writes no event; either way the
-/// session is returned as it now stands.
-#[tracing::instrument(skip_all, fields(session_id = %target.id))]
+/// Revokes the session `id` (already authorised; `checked` is what the
+/// guard read), counted in `metrics` when this ended it. Revoking a
+/// session that has already ended changes nothing and writes no event;
+/// either way the session is returned as it now stands, as `caller` may
+/// see it.
+#[tracing::instrument(skip_all, fields(session_id = %id))]
 pub async fn revoke(
     db: &Db,
+    metrics: &Metrics,
     caller: &Caller,
     meta: &RequestMeta,
-    target: session::Model,
-    owner: &user::Model,
+    id: Uuid,
+    checked: Option<(session::Model, user::Model)>,
 ) -> AppResult<session::Model> {
+    let (target, owner) = target(db, caller, id, checked).await?;
+    let was_revoked = target.revoked_at.is_some();
     let ended =
-        end_session_written(db, &target, owner, caller.actor(), meta, reasons::REVOKE).await?;
-    match ended {
-        Some(ended) => Ok(ended),
+        end_session_written(db, &target, &owner, caller.actor(), meta, reasons::REVOKE).await?;
+    let revoked = match ended {
+        Some(ended) => ended,
         // Ended meanwhile or before: show it as stored.
-        None => Ok(find_with_owner(db, target.id)
+        None => find_with_owner(db, target.id)
             .await?
-            .map_or(target, |(s, _)| s)),
+            .map_or(target, |(s, _)| s),
+    };
+    if !was_revoked && revoked.revoked_at.is_some() {
+        Metrics::inc(&metrics.sessions_revoked);
     }
+    Ok(as_seen_by(caller, revoked))
 }
 
-/// Ends every active session of `owner` (already authorised), keeping the
-/// caller's own session when `except_current`. One event per ended
-/// session, all in one transaction. Returns how many ended.
+/// Ends every active session of the user `user_id` (the caller when
+/// `None`; already authorised), keeping the caller's own session when
+/// `except_current`. Returns how many ended (counted as revoked in
+/// `metrics`); see [`revoke_all_of`].
+pub async fn revoke_all(
+    db: &Db,
+    metrics: &Metrics,
+    caller: &Caller,
+    meta: &RequestMeta,
+    user_id: Option<Uuid>,
+    except_current: bool,
+) -> AppResult<u64> {
+    let owner = users::target(db, caller, user_id).await?;
+    let ended = revoke_all_of(db, caller, meta, &owner, except_current).await?;
+    Metrics::add(&metrics.sessions_revoked, ended);
+    Ok(ended)
+}
+
+/// Ends every active session of `owner`, keeping the caller's own session
+/// when `except_current`. One event per ended session, all in one
+/// transaction. Returns how many ended.
 ///
 /// An impersonation session of `owner` is skipped (left running) when the
 /// caller has no rights over the admin who opened it (see
 /// [`access::may_revoke_session`]): an admin ending another admin's
 /// sessions does not end an owner's impersonation of them.
 #[tracing::instrument(skip_all, fields(user_id = %owner.id))]
-pub async fn revoke_all(
+async fn revoke_all_of(
     db: &Db,
     caller: &Caller,
     meta: &RequestMeta,

@@ -12,10 +12,11 @@ use uuid::Uuid;
 use crate::{
     auth::{Caller, RequestMeta},
     db::{self, Db, Prepared},
-    error::AppResult,
+    error::{AppError, AppResult},
     service::{
         access,
         audit::{self, NewEvent, events},
+        user as users,
     },
 };
 
@@ -31,10 +32,58 @@ pub async fn find_with_owner(
         .and_then(|(session, owner)| owner.map(|owner| (session, owner))))
 }
 
-/// [`sessions_of`] for the settings page, through [`Db::reads`]: listed on
-/// every visit.
-pub async fn list(db: &Db, user_id: Uuid, include_ended: bool) -> AppResult<Vec<session::Model>> {
-    sessions_of(db.reads(), user_id, include_ended).await
+/// The sessions of the user `user_id` (the caller when `None`; the guard
+/// has allowed the other) as `caller` may see them, newest first, through
+/// [`Db::reads`] (listed on every visit of the settings page): the active
+/// ones, or all with `include_ended`. Someone else's are audited as viewed.
+pub async fn list(
+    db: &Db,
+    caller: &Caller,
+    meta: &RequestMeta,
+    user_id: Option<Uuid>,
+    include_ended: bool,
+) -> AppResult<Vec<session::Model>> {
+    let owner = users::target(db, caller, user_id).await?;
+    let listed = sessions_of(db.reads(), owner.id, include_ended).await?;
+    audit_viewed(db, caller, meta, &owner, None).await?;
+    Ok(listed
+        .into_iter()
+        .map(|session| as_seen_by(caller, session))
+        .collect())
+}
+
+/// One session, by id, as `caller` may see it (the guard has allowed it;
+/// `checked` is what the guard read), audited as viewed when it is
+/// someone else's.
+pub async fn view(
+    db: &Db,
+    caller: &Caller,
+    meta: &RequestMeta,
+    id: Uuid,
+    checked: Option<(session::Model, user::Model)>,
+) -> AppResult<session::Model> {
+    let (session, owner) = target(db, caller, id, checked).await?;
+    audit_viewed(db, caller, meta, &owner, Some(id)).await?;
+    Ok(as_seen_by(caller, session))
+}
+
+/// One session with its owner, which a guard has allowed: the caller's
+/// own, or the one the guard read (`checked`), or else read now.
+pub(super) async fn target(
+    conn: &impl ConnectionTrait,
+    caller: &Caller,
+    id: Uuid,
+    checked: Option<(session::Model, user::Model)>,
+) -> AppResult<(session::Model, user::Model)> {
+    if id == caller.session.id {
+        return Ok((caller.session.clone(), caller.user.clone()));
+    }
+    if let Some(checked) = checked.filter(|(session, _)| session.id == id) {
+        return Ok(checked);
+    }
+    find_with_owner(conn, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("session not found".into()))
 }
 
 /// The sessions of one user, newest first: the active ones, or all of them

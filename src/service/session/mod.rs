@@ -16,7 +16,7 @@ pub use end::{end_session, revoke, revoke_all, revoked_event, sign_out};
 pub use expiry::{
     delete_ended_before, expiry_reason, record_expired, record_expiry, unrecorded_expired_query,
 };
-pub use list::{as_seen_by, audit_viewed, count_active, find_with_owner, list, sessions_of};
+pub use list::{as_seen_by, audit_viewed, count_active, find_with_owner, list, sessions_of, view};
 pub use sign_in::{OpenedSession, sign_in};
 
 /// The one message for an unknown email and a wrong password.

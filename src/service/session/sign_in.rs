@@ -10,6 +10,7 @@ use crate::{
     config::Config,
     db::{self, Db},
     error::{AppError, AppResult},
+    metrics::Metrics,
     service::{
         audit::{self, NewEvent, events},
         throttle::{Limit, Throttle},
@@ -33,8 +34,30 @@ pub struct OpenedSession {
 /// limit) and given back when it succeeds. Failed and throttled attempts
 /// are audited with the keyed hash of the email tried (`emailHash`), never
 /// the typed text.
-#[tracing::instrument(skip_all)]
+///
+/// Each attempt is counted in `metrics`: succeeded, throttled or failed.
+#[allow(clippy::too_many_arguments)]
 pub async fn sign_in(
+    db: &Db,
+    metrics: &Metrics,
+    hasher: &PasswordHasherPool,
+    throttle: &Throttle,
+    config: &Config,
+    email: &str,
+    password: String,
+    meta: &RequestMeta,
+) -> AppResult<OpenedSession> {
+    let opened = verify_and_open(db, hasher, throttle, config, email, password, meta).await;
+    Metrics::inc(match &opened {
+        Ok(_) => &metrics.sign_ins_succeeded,
+        Err(AppError::RateLimited { .. }) => &metrics.sign_ins_throttled,
+        Err(_) => &metrics.sign_ins_failed,
+    });
+    opened
+}
+
+#[tracing::instrument(name = "sign_in", skip_all)]
+async fn verify_and_open(
     db: &Db,
     hasher: &PasswordHasherPool,
     throttle: &Throttle,
