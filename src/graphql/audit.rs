@@ -22,7 +22,7 @@ use crate::{
     error::AppError,
     service::{
         access::{self, Action},
-        audit as audits, paging,
+        audit as audits,
     },
 };
 
@@ -155,35 +155,17 @@ pub struct AuditFilter {
     pub until: Option<DateTime<Utc>>,
 }
 
-impl AuditFilter {
-    fn validate(self) -> Result<audits::AuditFilter, AppError> {
-        if let Some(event_type) = &self.event_type
-            && (event_type.is_empty()
-                || event_type.len() > 64
-                || event_type.chars().any(char::is_control))
-        {
-            return Err(AppError::bad_input(
-                "eventType",
-                "eventType must be 1 to 64 printable characters",
-            ));
+impl From<AuditFilter> for audits::AuditFilter {
+    fn from(filter: AuditFilter) -> Self {
+        Self {
+            user_id: filter.user_id,
+            actor_id: filter.actor_id,
+            session_id: filter.session_id,
+            event_type: filter.event_type,
+            status: filter.status.map(Into::into),
+            since: filter.since,
+            until: filter.until,
         }
-        if let (Some(since), Some(until)) = (self.since, self.until)
-            && since > until
-        {
-            return Err(AppError::bad_input(
-                "since",
-                "since must not be after until",
-            ));
-        }
-        Ok(audits::AuditFilter {
-            user_id: self.user_id,
-            actor_id: self.actor_id,
-            session_id: self.session_id,
-            event_type: self.event_type,
-            status: self.status.map(Into::into),
-            since: self.since,
-            until: self.until,
-        })
     }
 }
 
@@ -310,23 +292,8 @@ impl AuditQuery {
     ) -> Result<AuditPage> {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
-        let limit_n =
-            paging::bounded("limit", limit, 1, audits::MAX_PAGE).map_err(AppError::extend)?;
-        let offset_n =
-            paging::bounded("offset", offset, 0, audits::MAX_OFFSET).map_err(AppError::extend)?;
-        let mut filter = filter
-            .unwrap_or_default()
-            .validate()
-            .map_err(AppError::extend)?;
-        if !access::may_read_all_audit(caller) {
-            filter.user_id = Some(caller.user.id);
-        }
-        let before_seq = after
-            .as_deref()
-            .map(paging::cursor)
-            .transpose()
-            .map_err(AppError::extend)?;
-        let page = audits::page(&app.db, &filter, limit_n, offset_n, before_seq)
+        let filter = filter.unwrap_or_default().into();
+        let page = audits::page_for(&app.db, caller, filter, limit, offset, after.as_deref())
             .await
             .map_err(AppError::extend)?;
         // The people the page names, in one query before the rows resolve
@@ -342,16 +309,9 @@ impl AuditQuery {
                 .collect();
             users(ctx)?.load_many(ids).await?;
         }
-        let next_cursor = page
-            .has_more
-            .then(|| page.logs.last().map(|e| e.seq.to_string()))
-            .flatten();
+        let next_cursor = page.next_cursor();
         Ok(AuditPage {
-            logs: page
-                .logs
-                .into_iter()
-                .map(|event| AuditLog::from(audits::as_seen_by(caller, event)))
-                .collect(),
+            logs: page.logs.into_iter().map(AuditLog::from).collect(),
             pagination: Pagination {
                 total: i32::try_from(page.total).unwrap_or(i32::MAX),
                 limit,

@@ -9,7 +9,11 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::chain::chain_head;
-use crate::{auth::Caller, error::AppResult};
+use crate::{
+    auth::Caller,
+    error::{AppError, AppResult},
+    service::{access, paging},
+};
 
 /// Metadata keys that say where someone else sits (their own session),
 /// hidden from readers without admin rights.
@@ -23,7 +27,7 @@ const ADMIN_ONLY_METADATA: &[&str] = &["impersonatorSessionId"];
 /// `impersonatorEmail`, `impersonatorName`, `reason`). The stored event,
 /// and its hash, are unchanged.
 pub fn as_seen_by(reader: &Caller, mut event: audit_event::Model) -> audit_event::Model {
-    if crate::service::access::may_read_all_audit(reader) {
+    if access::may_read_all_audit(reader) {
         return event;
     }
     if event.actor_id.is_some_and(|actor| actor != reader.user.id) {
@@ -51,6 +55,30 @@ pub struct AuditFilter {
 }
 
 impl AuditFilter {
+    /// `BAD_USER_INPUT` for an event type no event could have, or a time
+    /// range that ends before it starts.
+    pub fn validate(&self) -> AppResult<()> {
+        if let Some(event_type) = &self.event_type
+            && (event_type.is_empty()
+                || event_type.len() > 64
+                || event_type.chars().any(char::is_control))
+        {
+            return Err(AppError::bad_input(
+                "eventType",
+                "eventType must be 1 to 64 printable characters",
+            ));
+        }
+        if let (Some(since), Some(until)) = (self.since, self.until)
+            && since > until
+        {
+            return Err(AppError::bad_input(
+                "since",
+                "since must not be after until",
+            ));
+        }
+        Ok(())
+    }
+
     fn condition(&self) -> Condition {
         let mut all = Condition::all();
         if let Some(id) = self.user_id {
@@ -92,6 +120,35 @@ impl AuditFilter {
 pub const MAX_PAGE: u64 = 500;
 /// Deepest offset; past it, narrow the filters (`since`/`until`) instead.
 pub const MAX_OFFSET: u64 = 1_000_000;
+
+/// The page of `sessionAudit` that `reader` asked for: the arguments
+/// checked (`limit` 1 to [`MAX_PAGE`], `offset` 0 to [`MAX_OFFSET`], the
+/// filter, the cursor `after`), the filter narrowed to the events about
+/// the reader unless they may read all of them, and each event as the
+/// reader may see it (see [`as_seen_by`]).
+pub async fn page_for(
+    conn: &impl ConnectionTrait,
+    reader: &Caller,
+    mut filter: AuditFilter,
+    limit: i32,
+    offset: i32,
+    after: Option<&str>,
+) -> AppResult<Page> {
+    let limit = paging::bounded("limit", limit, 1, MAX_PAGE)?;
+    let offset = paging::bounded("offset", offset, 0, MAX_OFFSET)?;
+    filter.validate()?;
+    if !access::may_read_all_audit(reader) {
+        filter.user_id = Some(reader.user.id);
+    }
+    let before_seq = after.map(paging::cursor).transpose()?;
+    let mut page = page(conn, &filter, limit, offset, before_seq).await?;
+    page.logs = page
+        .logs
+        .into_iter()
+        .map(|event| as_seen_by(reader, event))
+        .collect();
+    Ok(page)
+}
 
 /// One page of events, newest first (by chain position, so ties cannot
 /// reorder), with the exact number of matches.
@@ -141,4 +198,14 @@ pub struct Page {
     pub total: u64,
     /// Whether events follow this page.
     pub has_more: bool,
+}
+
+impl Page {
+    /// The cursor of the next page (the chain position of this page's
+    /// last event), unless this is the last page.
+    pub fn next_cursor(&self) -> Option<String> {
+        self.has_more
+            .then(|| self.logs.last().map(|e| e.seq.to_string()))
+            .flatten()
+    }
 }
