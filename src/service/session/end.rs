@@ -199,7 +199,9 @@ pub async fn revoke(
 /// Ends every active session of the user `user_id` (the caller when
 /// `None`; already authorised), keeping the caller's own session when
 /// `except_current`. Returns how many ended (counted as revoked in
-/// `metrics`); see [`revoke_all_of`].
+/// `metrics`); one event per ended session, all in one
+/// transaction; an impersonation session the caller has no rights over
+/// the impersonator of is left running.
 pub async fn revoke_all(
     db: &Db,
     metrics: &Metrics,
