@@ -23,7 +23,6 @@ pub mod access;
 pub mod audit;
 pub mod device;
 pub mod impersonation;
-pub mod seed;
 pub mod session;
 pub mod throttle;
 pub mod user;
