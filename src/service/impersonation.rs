@@ -13,7 +13,7 @@ use crate::{
     metrics::Metrics,
     service::{
         audit::{self, NewEvent, events},
-        session::{OpenedSession, end_session, reasons},
+        session::{OpenedSession, end_session, new_session, reasons},
         user as users,
     },
 };
@@ -76,23 +76,17 @@ pub async fn start(
         .min(now + Config::chrono(config.session_idle_timeout))
         .min(caller.session.expires_at);
     let session = session::Model {
-        id: Uuid::new_v4(),
-        token_hash: token.hash,
-        token_prefix: token.display_prefix,
-        user_id: target.id,
         impersonator_id: Some(caller.user.id),
         impersonation_reason: Some(reason.clone()),
         impersonator_session_id: Some(caller.session.id),
-        ip_address: meta.ip_address.clone(),
-        user_agent: meta.user_agent.clone(),
-        created_at: now,
-        last_active_at: now,
-        expires_at,
-        absolute_expires_at,
-        revoked_at: None,
-        revoked_by: None,
-        revoke_reason: None,
-        end_reason: None,
+        ..new_session(
+            &token,
+            target.id,
+            meta,
+            now,
+            expires_at,
+            absolute_expires_at,
+        )
     };
     let txn = db.transaction().await?;
     session::Entity::insert(session::ActiveModel::from(session.clone()))

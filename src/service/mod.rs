@@ -26,7 +26,6 @@ pub mod device;
 pub mod impersonation;
 pub mod paging;
 pub mod password;
-pub mod seed;
 pub mod session;
 pub mod throttle;
 pub mod user;

@@ -17,7 +17,7 @@ pub use expiry::{
     delete_ended_before, expiry_reason, record_expired, record_expiry, unrecorded_expired_query,
 };
 pub use list::{as_seen_by, audit_viewed, count_active, find_with_owner, list, sessions_of, view};
-pub use sign_in::{OpenedSession, sign_in};
+pub use sign_in::{OpenedSession, new_session, sign_in};
 
 /// The one message for an unknown email and a wrong password.
 pub const BAD_CREDENTIALS: &str = "invalid email or password";

@@ -138,25 +138,14 @@ async fn verify_and_open(
     let token = auth::generate_token()?;
     let now = db::now();
     let absolute = now + Config::chrono(config.session_ttl);
-    let session = session::Model {
-        id: Uuid::new_v4(),
-        token_hash: token.hash,
-        token_prefix: token.display_prefix,
-        user_id: user.id,
-        impersonator_id: None,
-        impersonation_reason: None,
-        impersonator_session_id: None,
-        ip_address: meta.ip_address.clone(),
-        user_agent: meta.user_agent.clone(),
-        created_at: now,
-        last_active_at: now,
-        expires_at: absolute.min(now + Config::chrono(config.session_idle_timeout)),
-        absolute_expires_at: absolute,
-        revoked_at: None,
-        revoked_by: None,
-        revoke_reason: None,
-        end_reason: None,
-    };
+    let session = new_session(
+        &token,
+        user.id,
+        meta,
+        now,
+        absolute.min(now + Config::chrono(config.session_idle_timeout)),
+        absolute,
+    );
     let txn = db.transaction().await?;
     attempt.release(&txn).await?;
     let ended = if config.max_sessions_per_user > 0 {
@@ -185,6 +174,40 @@ async fn verify_and_open(
         user,
         ended,
     })
+}
+
+/// The row of a session opened at `created_at` for `user_id` with `token`,
+/// from the request's origin, live (not revoked, its end unrecorded) and
+/// active since it opened: the one constructor sign-in, impersonation and
+/// the benchmark seeder share. An impersonation sets its three
+/// `impersonat*` fields on the row it returns.
+pub fn new_session(
+    token: &auth::NewToken,
+    user_id: Uuid,
+    meta: &RequestMeta,
+    created_at: chrono::DateTime<chrono::Utc>,
+    expires_at: chrono::DateTime<chrono::Utc>,
+    absolute_expires_at: chrono::DateTime<chrono::Utc>,
+) -> session::Model {
+    session::Model {
+        id: Uuid::new_v4(),
+        token_hash: token.hash.clone(),
+        token_prefix: token.display_prefix.clone(),
+        user_id,
+        impersonator_id: None,
+        impersonation_reason: None,
+        impersonator_session_id: None,
+        ip_address: meta.ip_address.clone(),
+        user_agent: meta.user_agent.clone(),
+        created_at,
+        last_active_at: created_at,
+        expires_at,
+        absolute_expires_at,
+        revoked_at: None,
+        revoked_by: None,
+        revoke_reason: None,
+        end_reason: None,
+    }
 }
 
 /// Makes room for one more session under `MAX_SESSIONS_PER_USER`: ends the
