@@ -31,14 +31,17 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::{
-    auth::{self, Actor, PasswordHasherPool},
-    config::{Config, SeedArgs},
+use super::args::SeedArgs;
+
+use session_manager::{
+    auth::{self, Actor, PasswordHasherPool, RequestMeta},
+    config::Config,
     db::{self, Db},
     error::{AppError, AppResult},
     service::{
         access::{self, Action},
         audit::{self, NewEvent, events},
+        denials,
         session::{self as sessions, reasons},
     },
 };
@@ -219,25 +222,14 @@ pub async fn seed(db: &Db, config: &Config, plan: &SeedPlan) -> AppResult<SeedRe
                 rng.below((now - created_at).num_milliseconds() as u64 + 1) as i64
             );
         let absolute = created_at + ttl;
-        let model = session::Model {
-            id: Uuid::new_v4(),
-            token_hash: token.hash,
-            token_prefix: token.display_prefix,
-            user_id: user.id,
-            impersonator_id: None,
-            impersonation_reason: None,
-            impersonator_session_id: None,
+        let origin = RequestMeta {
             ip_address: Some(ip_address(rng)),
             user_agent: Some(pick(rng, USER_AGENTS).to_owned()),
-            created_at,
-            last_active_at,
-            expires_at: absolute.min(last_active_at + idle),
-            absolute_expires_at: absolute,
-            revoked_at: None,
-            revoked_by: None,
-            revoke_reason: None,
-            end_reason: None,
         };
+        let expires_at = absolute.min(last_active_at + idle);
+        let mut model =
+            sessions::new_session(&token, user.id, &origin, created_at, expires_at, absolute);
+        model.last_active_at = last_active_at;
         Ok((model, token.plaintext))
     };
     let mut accounts = Vec::new();
@@ -659,14 +651,14 @@ fn fake_event(world: &World, rng: &mut Rng, subject: usize, at: DateTime<Utc>) -
         86..91 => {
             // Someone else tried to end this user's sessions.
             let intruder = &world.users[world.any_user(rng)];
-            access::denial_event(
+            denials::denial_event(
                 Actor::user(intruder.id),
                 intruder.role,
                 Action::RevokeSessions,
                 &AppError::Forbidden(access::OWN_ONLY.into()),
             )
             .subject(user.id)
-            // As a request's refusals are written (`access::Denials::take`).
+            // As a request's refusals are written (`denials::Denials::take`).
             .meta("count", 1u64)
         }
         91..94 => {
