@@ -71,7 +71,7 @@ pub async fn purge_before(
     Ok(purged)
 }
 
-/// The chain head, locked for an append (see [`record`]).
+/// The chain head, locked for an append (see [`record`](super::record)).
 pub async fn lock_head(conn: &impl ConnectionTrait) -> AppResult<audit_chain::Model> {
     let mut query = audit_chain::Entity::find_by_id(CHAIN_ID);
     if conn.get_database_backend() == DatabaseBackend::Postgres {
