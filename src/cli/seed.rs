@@ -19,13 +19,12 @@ use std::{sync::Arc, time::Instant};
 
 use chrono::{DateTime, Duration, Utc};
 use entity::{
-    audit_chain::{self, CHAIN_ID},
-    audit_event, session,
+    session,
     user::{self, Role},
 };
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait,
-    InsertMany, QueryFilter, QueryTrait, Statement,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, InsertMany,
+    QueryFilter, QueryTrait, Statement,
 };
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -329,42 +328,40 @@ fn progress(what: &str, rows: usize, since: Instant) {
     eprintln!("seed: {rows} {what} in {} ms", ms(since));
 }
 
-/// The statements of one write transaction, built off the runtime.
-struct Batch {
-    statements: Vec<Statement>,
-    /// For audit events: the chain head this batch extends, and its new one.
-    chain: Option<ChainStep>,
-}
-
-struct ChainStep {
-    from_seq: i64,
-    from_hash: String,
-    to_seq: i64,
-    to_hash: String,
+/// What one write transaction writes, built off the runtime.
+enum Batch {
+    /// Multi-row inserts.
+    Rows(Vec<Statement>),
+    /// Audit events, appended to the chain with [`audit::record_batch`].
+    Events(Vec<(NewEvent, DateTime<Utc>)>),
 }
 
 /// Runs `produce` on a blocking thread and writes each batch it sends in a
-/// write transaction of its own. Building rows, hashes and SQL costs about
-/// as much as the database's inserting them, so the two overlap.
+/// write transaction of its own. Building rows, events and SQL costs about
+/// as much as the database's inserting them, so the two overlap. Returns
+/// the chain head's `seq` after the last batch of events, if any.
 async fn write_pipelined(
     db: &Db,
     produce: impl FnOnce(mpsc::Sender<Batch>) -> AppResult<()> + Send + 'static,
-) -> AppResult<()> {
+) -> AppResult<Option<i64>> {
     let (tx, mut rx) = mpsc::channel::<Batch>(2);
     let producer = tokio::task::spawn_blocking(move || produce(tx));
     let written = async {
+        let mut head_seq = None;
         while let Some(batch) = rx.recv().await {
-            write_batch(db, batch).await?;
+            head_seq = write_batch(db, batch).await?.or(head_seq);
         }
-        Ok::<_, AppError>(())
+        Ok::<_, AppError>(head_seq)
     }
     .await;
     // On a write error the receiver is gone, so the producer stops too.
     let produced = producer.await.map_err(AppError::internal)?;
-    written.and(produced)
+    let head_seq = written?;
+    produced?;
+    Ok(head_seq)
 }
 
-async fn write_batch(db: &Db, batch: Batch) -> AppResult<()> {
+async fn write_batch(db: &Db, batch: Batch) -> AppResult<Option<i64>> {
     let txn = db.transaction().await?;
     if db.get_database_backend() == DatabaseBackend::Sqlite {
         // Inserts into the random-order indexes (user, actor, session, token
@@ -372,32 +369,17 @@ async fn write_batch(db: &Db, batch: Batch) -> AppResult<()> {
         txn.execute_unprepared("PRAGMA cache_size = -524288")
             .await?;
     }
-    if let Some(step) = &batch.chain {
-        let head = audit::lock_head(&txn).await?;
-        if head.head_seq != step.from_seq || head.head_hash != step.from_hash {
-            return Err(AppError::internal(anyhow::anyhow!(
-                "the audit chain moved while seeding (head seq {}, expected {}): \
-                 seed a database that nothing else writes to",
-                head.head_seq,
-                step.from_seq
-            )));
+    let head_seq = match batch {
+        Batch::Rows(statements) => {
+            for statement in statements {
+                txn.execute_raw(statement).await?;
+            }
+            None
         }
-    }
-    for statement in batch.statements {
-        txn.execute_raw(statement).await?;
-    }
-    if let Some(step) = batch.chain {
-        audit_chain::Entity::update(audit_chain::ActiveModel {
-            id: Set(CHAIN_ID),
-            head_seq: Set(step.to_seq),
-            head_hash: Set(step.to_hash),
-            ..Default::default()
-        })
-        .exec(&txn)
-        .await?;
-    }
+        Batch::Events(events) => Some(audit::record_batch(&txn, events).await?),
+    };
     txn.commit().await?;
-    Ok(())
+    Ok(head_seq)
 }
 
 /// Inserts `rows` in multi-row statements, `batch` rows per write
@@ -419,17 +401,14 @@ where
                 .chunks(ROWS_PER_STATEMENT)
                 .map(|part| statement(part).build(backend))
                 .collect();
-            let batch = Batch {
-                statements,
-                chain: None,
-            };
-            if tx.blocking_send(batch).is_err() {
+            if tx.blocking_send(Batch::Rows(statements)).is_err() {
                 break;
             }
         }
         Ok(())
     })
-    .await
+    .await?;
+    Ok(())
 }
 
 /// The seeded accounts and sessions the events talk about.
@@ -473,8 +452,8 @@ impl World {
 }
 
 /// Appends `plan.audit_events` events, spread over `span` from `start`, to
-/// the chain, computing `seq`, `prev_hash` and `hash` as
-/// [`audit::record`] does; returns the new head `seq`.
+/// the chain with [`audit::record_batch`], `plan.batch` per transaction;
+/// returns the new head `seq`.
 async fn append_events(
     db: &Db,
     world: World,
@@ -483,22 +462,15 @@ async fn append_events(
     span: Duration,
     mut rng: Rng,
 ) -> AppResult<i64> {
-    let head = chain_head(db).await?;
     let total = plan.audit_events;
     let bench_events = plan.bench_user_events.min(total / 2);
     let per_transaction = plan.batch.max(1);
     let span_us = span.num_microseconds().unwrap_or(i64::MAX) as u128;
-    let backend = db.get_database_backend();
-    let last_seq = head.head_seq + total as i64;
-    write_pipelined(db, move |tx| {
-        let mut seq = head.head_seq;
-        let mut prev_hash = head.head_hash;
+    let head_seq = write_pipelined(db, move |tx| {
         let mut done = 0usize;
-        let mut batch: Vec<audit_event::Model> = Vec::with_capacity(per_transaction.min(total));
         while done < total {
             let count = per_transaction.min(total - done);
-            let from = (seq, prev_hash.clone());
-            batch.clear();
+            let mut batch = Vec::with_capacity(count);
             for i in done..done + count {
                 // `bench_events` of them, evenly spaced, are about the bench user.
                 let is_bench = (i + 1) * bench_events / total != i * bench_events / total;
@@ -517,36 +489,9 @@ async fn append_events(
                         break event;
                     }
                 };
-                seq += 1;
-                let model = event.chained(
-                    uuid_v7_at(created_at),
-                    seq,
-                    created_at,
-                    std::mem::take(&mut prev_hash),
-                );
-                prev_hash = model.hash.clone();
-                batch.push(model);
+                batch.push((event, created_at));
             }
-            let statements = batch
-                .chunks(ROWS_PER_STATEMENT)
-                .map(|part| {
-                    audit_event::Entity::insert_many(
-                        part.iter().cloned().map(audit_event::ActiveModel::from),
-                    )
-                    .build(backend)
-                })
-                .collect();
-            let step = ChainStep {
-                from_seq: from.0,
-                from_hash: from.1,
-                to_seq: seq,
-                to_hash: prev_hash.clone(),
-            };
-            let sent = tx.blocking_send(Batch {
-                statements,
-                chain: Some(step),
-            });
-            if sent.is_err() {
+            if tx.blocking_send(Batch::Events(batch)).is_err() {
                 break;
             }
             done += count;
@@ -554,24 +499,11 @@ async fn append_events(
         Ok(())
     })
     .await?;
-    Ok(last_seq)
-}
-
-async fn chain_head(conn: &impl ConnectionTrait) -> AppResult<audit_chain::Model> {
-    audit_chain::Entity::find_by_id(CHAIN_ID)
-        .one(conn)
-        .await?
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("audit chain head row is missing")))
-}
-
-/// A UUIDv7 for an event made at `at`, so ids stay time-ordered like the
-/// server's.
-fn uuid_v7_at(at: DateTime<Utc>) -> Uuid {
-    Uuid::new_v7(uuid::Timestamp::from_unix(
-        uuid::NoContext,
-        at.timestamp() as u64,
-        at.timestamp_subsec_nanos(),
-    ))
+    match head_seq {
+        Some(seq) => Ok(seq),
+        // No events: the head as it stands.
+        None => Ok(audit::lock_head(db).await?.head_seq),
+    }
 }
 
 /// One event about the user at `subject`, of a type drawn with the rough
