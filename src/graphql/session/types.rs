@@ -193,12 +193,12 @@ impl Session {
             // The guard, too, judges without the impersonator when that
             // account is gone.
             Some(id) => match loader.load_one(id).await {
-                Ok(admin) => admin.map(|a| (a.id, a.role.into())),
+                Ok(admin) => admin.map(|a| (a.id, a.role)),
                 Err(_) => return false,
             },
             None => None,
         };
-        access::may_revoke(caller, self.id, (owner.id, owner.role.into()), impersonator).is_ok()
+        access::may_revoke(caller, self.id, (owner.id, owner.role), impersonator).is_ok()
     }
 
     /// The session's owner.
