@@ -9,6 +9,7 @@ mod dashboard;
 mod denials;
 mod ended;
 mod expiry;
+mod gateway;
 mod hardening;
 mod helpers;
 mod hostile;
