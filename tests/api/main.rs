@@ -17,6 +17,7 @@ mod http;
 mod impersonation;
 mod logs;
 mod metrics;
+mod nginx;
 mod policies;
 mod reads;
 mod resilience;
