@@ -168,45 +168,45 @@ mod tests {
         map
     }
 
+    /// Header name and value pairs of a case.
+    type Headers = Vec<(&'static str, String)>;
+
     #[test]
     fn the_token_comes_from_the_bearer_header_or_else_the_cookie() {
-        let token = auth::generate_token().unwrap().plaintext;
+        let good = auth::generate_token().unwrap().plaintext;
         let other = auth::generate_token().unwrap().plaintext;
-        let bearer = format!("Bearer {token}");
-        let cookie = format!("sm_session={token}");
-        let cases: Vec<(Vec<(&str, String)>, Option<&str>, &str)> = vec![
+        let bearer = format!("Bearer {good}");
+        let cookie = format!("sm_session={good}");
+        let cases: Vec<(Headers, Option<&str>, &str)> = vec![
             (vec![], None, "nothing sent"),
             (
                 vec![("authorization", bearer.clone())],
-                Some(&token),
+                Some(&good),
                 "bearer",
             ),
-            (vec![("cookie", cookie.clone())], Some(&token), "cookie"),
+            (vec![("cookie", cookie.clone())], Some(&good), "cookie"),
             (
-                vec![("cookie", format!("a=1; sm_session={token}; b=2"))],
-                Some(&token),
+                vec![("cookie", format!("a=1; sm_session={good}; b=2"))],
+                Some(&good),
                 "cookie among others",
             ),
             (
                 vec![("cookie", "a=1".into()), ("cookie", cookie.clone())],
-                Some(&token),
+                Some(&good),
                 "cookie in a second Cookie header",
             ),
             (
-                vec![("cookie", format!("sm_session=\"{token}\""))],
-                Some(&token),
+                vec![("cookie", format!("sm_session=\"{good}\""))],
+                Some(&good),
                 "quoted cookie",
             ),
             (
-                vec![(
-                    "cookie",
-                    format!("xsm_session={token}; sm_sessionx={token}"),
-                )],
+                vec![("cookie", format!("xsm_session={good}; sm_sessionx={good}"))],
                 None,
                 "similar names are other cookies",
             ),
             (
-                vec![("cookie", format!("sm_session=junk; sm_session={token}"))],
+                vec![("cookie", format!("sm_session=junk; sm_session={good}"))],
                 None,
                 "only the first cookie of the name counts",
             ),
@@ -215,7 +215,7 @@ mod tests {
                     ("authorization", bearer.clone()),
                     ("cookie", format!("sm_session={other}")),
                 ],
-                Some(&token),
+                Some(&good),
                 "the header wins over the cookie",
             ),
             (

@@ -56,6 +56,9 @@ fn assert_refused(status: StatusCode, headers: &HeaderMap, why: &str) {
     }
 }
 
+/// Header name and value pairs of a table-driven case.
+type Headers = Vec<(&'static str, Vec<u8>)>;
+
 fn bearer(token: &str) -> Vec<u8> {
     format!("Bearer {token}").into_bytes()
 }
@@ -182,7 +185,7 @@ async fn anything_but_a_live_session_is_refused_with_www_authenticate() {
     let unknown = unknown_token();
     let long_bearer = format!("Bearer {}", "a".repeat(16 * 1024));
     let long_cookie = format!("pad={}; sm_session={token}", "x".repeat(9 * 1024));
-    let cases: Vec<(Vec<(&str, Vec<u8>)>, &str)> = vec![
+    let cases: Vec<(Headers, &str)> = vec![
         (vec![], "no credentials"),
         (
             vec![("authorization", b"Bearer junk".to_vec())],
