@@ -115,6 +115,15 @@ pub struct ServeArgs {
     /// Take the client IP from the last X-Forwarded-For entry (only behind a proxy that sets it).
     #[arg(long, env = "TRUST_FORWARDED_FOR", value_parser = BoolishValueParser::new(), default_value = "false", global = true)]
     pub trust_forwarded_for: bool,
+    /// The cookie `GET /auth/check` reads the session token from when no
+    /// `Authorization` header is sent (browser apps behind a gateway).
+    #[arg(
+        long,
+        env = "SESSION_COOKIE",
+        default_value = "sm_session",
+        global = true
+    )]
+    pub session_cookie: String,
     /// A WebSocket must send `connection_init` within this time.
     #[arg(long, env = "WS_INIT_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
     pub ws_init_timeout: Duration,
