@@ -52,7 +52,7 @@ pub async fn check(State(http): State<HttpState>, headers: HeaderMap) -> Respons
     let Some(token) = token(&headers, &http.app.config.session_cookie) else {
         return unauthorized();
     };
-    match service::session::authenticate(&http.app.reads, &http.app.config, token).await {
+    match service::session::authenticate(&http.app.db, &http.app.config, token).await {
         Ok(caller) => authorized(&caller),
         Err(AppError::Unauthenticated(_)) => unauthorized(),
         // Fail closed: the gateway refuses the request (nginx answers 500

@@ -45,19 +45,14 @@ pub async fn revoke(
     if !auth::is_well_formed_token(&form.token) {
         return revoked();
     }
-    let caller = match service::session::authenticate(
-        &http.app.reads,
-        &http.app.config,
-        &form.token,
-    )
-    .await
-    {
-        Ok(caller) => caller,
-        Err(AppError::Unauthenticated(_)) => return revoked(),
-        Err(err) => return unavailable(&err),
-    };
+    let caller =
+        match service::session::authenticate(&http.app.db, &http.app.config, &form.token).await {
+            Ok(caller) => caller,
+            Err(AppError::Unauthenticated(_)) => return revoked(),
+            Err(err) => return unavailable(&err),
+        };
     let meta = request_meta(&http, peer, &headers);
-    match service::session::sign_out(&http.app.writer, &caller, &meta).await {
+    match service::session::sign_out(&http.app.db, &http.app.metrics, &caller, &meta).await {
         Ok(()) => {
             Metrics::inc(&http.app.metrics.sessions_revoked);
             revoked()
