@@ -1,5 +1,6 @@
 //! The GraphQL schema: thin resolvers over [`crate::service`].
 
+pub mod api_key;
 pub mod audit;
 pub mod documents;
 pub mod guards;
@@ -22,7 +23,12 @@ use crate::{
 
 /// Reads: the viewer, sessions, the audit log and accounts.
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(session::SessionQuery, audit::AuditQuery, user::UserQuery);
+pub struct QueryRoot(
+    session::SessionQuery,
+    audit::AuditQuery,
+    user::UserQuery,
+    api_key::ApiKeyQuery,
+);
 
 /// Changes: signing in and out, revocation, impersonation, passwords.
 #[derive(MergedObject, Default)]
@@ -30,6 +36,7 @@ pub struct MutationRoot(
     session::SessionMutation,
     impersonation::ImpersonationMutation,
     user::UserMutation,
+    api_key::ApiKeyMutation,
 );
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, audit::AuditSubscription>;

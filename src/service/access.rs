@@ -29,6 +29,8 @@ pub enum Action {
     ListUsers,
     /// Account-wide actions an impersonation session may not take.
     Sensitive,
+    /// Making, listing and revoking API keys.
+    ManageApiKeys,
 }
 
 impl Action {
@@ -41,6 +43,7 @@ impl Action {
             Action::Impersonate => "impersonation.start",
             Action::ListUsers => "users.list",
             Action::Sensitive => "account.sensitive",
+            Action::ManageApiKeys => "api_keys.manage",
         }
     }
 }
@@ -104,6 +107,10 @@ pub fn may_see_account(caller: &Caller, id: Uuid, role: Role) -> bool {
 pub const LIST_USERS_ROLE: Role = Role::Admin;
 /// The role walking the audit hash chain (`auditChain`) needs.
 pub const VERIFY_AUDIT_ROLE: Role = Role::Owner;
+
+/// The role making, listing and revoking API keys needs: a key acts for
+/// the whole installation, so only owners hand them out.
+pub const MANAGE_API_KEYS_ROLE: Role = Role::Owner;
 
 /// May `caller` find accounts by email or name (`users`)?
 pub fn may_list_users(caller: &Caller) -> bool {

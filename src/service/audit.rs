@@ -35,6 +35,8 @@ pub mod events {
     pub const IMPERSONATION_STOPPED: &str = "impersonation.stopped";
     pub const USER_CREATED: &str = "user.created";
     pub const PASSWORD_CHANGED: &str = "password.changed";
+    pub const API_KEY_CREATED: &str = "api_key.created";
+    pub const API_KEY_REVOKED: &str = "api_key.revoked";
 
     /// Every type above, as the schema's `auditEventTypes` lists them.
     pub const ALL: &[&str] = &[
@@ -47,6 +49,8 @@ pub mod events {
         ACCESS_DENIED,
         PASSWORD_CHANGED,
         USER_CREATED,
+        API_KEY_CREATED,
+        API_KEY_REVOKED,
     ];
 }
 

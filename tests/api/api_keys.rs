@@ -1,0 +1,335 @@
+//! API keys: owners make, list and revoke them (GraphQL and the command
+//! line); refusals answer with a code and are audited.
+
+use entity::user::Role;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_error_code, spawn_app};
+
+const CREATE: &str = "mutation($n: String!, $s: [ApiScope!]!) { createApiKey(name: $n, scopes: $s) { key apiKey { id name prefix scopes isActive createdBy { id } createdAt lastUsedAt revokedAt } } }";
+const LIST: &str = "{ apiKeys { id name prefix scopes isActive createdBy { id } revokedAt revokedBy { id } lastUsedAt } }";
+const REVOKE: &str =
+    "mutation($id: UUID!) { revokeApiKey(id: $id) { id isActive revokedAt revokedBy { id } } }";
+
+/// An owner's token.
+pub async fn owner_token(app: &TestApp) -> (String, uuid::Uuid) {
+    let owner = app.create_user(Role::Owner).await;
+    (app.sign_in(&owner).await, owner.id)
+}
+
+/// Makes a key with `scopes` (GraphQL names) through the API; returns the
+/// key and its id.
+pub async fn create_key(
+    app: &TestApp,
+    owner: &str,
+    name: &str,
+    scopes: &[&str],
+) -> (String, String) {
+    let body = app
+        .gql(Some(owner), CREATE, json!({ "n": name, "s": scopes }))
+        .await;
+    let payload = &body["data"]["createApiKey"];
+    assert!(payload.is_object(), "key created: {body}");
+    (
+        payload["key"].as_str().unwrap().to_owned(),
+        payload["apiKey"]["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn an_owner_creates_a_key_shown_once_and_stored_hashed() {
+    let app = spawn_app().await;
+    let (owner, owner_id) = owner_token(&app).await;
+    let body = app
+        .gql(
+            Some(&owner),
+            CREATE,
+            json!({ "n": "billing backend", "s": ["SESSIONS_ISSUE", "SESSIONS_CHECK"] }),
+        )
+        .await;
+    let payload = &body["data"]["createApiKey"];
+    let key = payload["key"].as_str().expect("the key");
+    assert!(key.starts_with("smk_") && key.len() == 47, "{key}");
+    let listed = &payload["apiKey"];
+    assert_eq!(listed["name"], "billing backend");
+    assert_eq!(listed["prefix"], format!("{}…", &key[..12]));
+    assert_eq!(
+        listed["scopes"],
+        json!(["SESSIONS_ISSUE", "SESSIONS_CHECK"])
+    );
+    assert_eq!(listed["isActive"], true);
+    assert_eq!(listed["createdBy"]["id"], owner_id.to_string());
+    assert_eq!(listed["lastUsedAt"], Value::Null);
+
+    let list = app.gql(Some(&owner), LIST, json!({})).await;
+    let keys = list["data"]["apiKeys"].as_array().expect("a list");
+    assert_eq!(keys.len(), 1, "{list}");
+    assert!(
+        !list.to_string().contains(&key[12..]),
+        "never the key again: {list}"
+    );
+
+    let stored = entity::api_key::Entity::find().all(app.db()).await.unwrap();
+    assert_eq!(stored[0].key_hash.len(), 64);
+    assert!(!stored[0].key_hash.contains(&key[4..]));
+    assert_eq!(stored[0].scopes, "sessions:issue sessions:check");
+
+    let created = app.events_of_type("api_key.created").await;
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0].actor_id, Some(owner_id));
+    assert_eq!(created[0].metadata["apiKeyName"], "billing backend");
+    assert_eq!(created[0].metadata["apiKeyId"], listed["id"]);
+    assert!(!created[0].metadata.to_string().contains(&key[12..]));
+}
+
+use sea_orm::EntityTrait;
+
+#[tokio::test]
+async fn revoking_a_key_is_audited_and_idempotent() {
+    let app = spawn_app().await;
+    let (owner, owner_id) = owner_token(&app).await;
+    let (_, id) = create_key(&app, &owner, "ci", &["AUDIT_READ"]).await;
+    let body = app.gql(Some(&owner), REVOKE, json!({ "id": id })).await;
+    let revoked = &body["data"]["revokeApiKey"];
+    assert_eq!(revoked["isActive"], false, "{body}");
+    assert_eq!(revoked["revokedBy"]["id"], owner_id.to_string());
+    let at = revoked["revokedAt"].clone();
+    assert!(at.is_string());
+
+    let again = app.gql(Some(&owner), REVOKE, json!({ "id": id })).await;
+    assert_eq!(again["data"]["revokeApiKey"]["revokedAt"], at, "unchanged");
+    assert_eq!(app.events_of_type("api_key.revoked").await.len(), 1);
+
+    let unknown = app
+        .gql(Some(&owner), REVOKE, json!({ "id": uuid::Uuid::new_v4() }))
+        .await;
+    assert_error_code(&unknown, "NOT_FOUND", "an unknown key");
+
+    // The name of a revoked key is free again.
+    create_key(&app, &owner, "ci", &["AUDIT_READ"]).await;
+}
+
+#[tokio::test]
+async fn only_owners_manage_keys_and_refusals_are_audited() {
+    let app = spawn_app().await;
+    let (owner, _) = owner_token(&app).await;
+    let (_, id) = create_key(&app, &owner, "ci", &["AUDIT_READ"]).await;
+    for role in [Role::User, Role::Admin] {
+        let user = app.create_user(role).await;
+        let token = app.sign_in(&user).await;
+        let cases = [
+            (
+                CREATE,
+                json!({ "n": "mine", "s": ["SESSIONS_ISSUE"] }),
+                "createApiKey",
+            ),
+            (LIST, json!({}), "apiKeys"),
+            (REVOKE, json!({ "id": id }), "revokeApiKey"),
+        ];
+        for (query, variables, what) in cases {
+            let body = app.gql(Some(&token), query, variables).await;
+            assert_error_code(&body, "FORBIDDEN", &format!("{what} by {role:?}"));
+        }
+        let refusals: Vec<_> = app
+            .refusals()
+            .await
+            .into_iter()
+            .filter(|e| e.actor_id == Some(user.id))
+            .collect();
+        assert!(
+            refusals
+                .iter()
+                .all(|e| e.metadata["action"] == "api_keys.manage"),
+            "{refusals:?}"
+        );
+        assert!(!refusals.is_empty(), "{role:?}'s refusals are audited");
+    }
+    let anonymous = app.gql(None, LIST, json!({})).await;
+    assert_error_code(&anonymous, "UNAUTHENTICATED", "no session");
+    let list = app.gql(Some(&owner), LIST, json!({})).await;
+    assert_eq!(list["data"]["apiKeys"][0]["isActive"], true, "not revoked");
+    assert_eq!(
+        list["data"]["apiKeys"].as_array().unwrap().len(),
+        1,
+        "none made"
+    );
+}
+
+#[tokio::test]
+async fn bad_names_and_scopes_are_refused_and_change_nothing() {
+    let app = spawn_app().await;
+    let (owner, _) = owner_token(&app).await;
+    create_key(&app, &owner, "taken", &["AUDIT_READ"]).await;
+    let long = "x".repeat(65);
+    let cases = [
+        ("", json!(["AUDIT_READ"]), "name", "an empty name"),
+        ("   ", json!(["AUDIT_READ"]), "name", "a blank name"),
+        (
+            long.as_str(),
+            json!(["AUDIT_READ"]),
+            "name",
+            "a name too long",
+        ),
+        ("a\nb", json!(["AUDIT_READ"]), "name", "a control character"),
+        ("<b>x</b>", json!(["AUDIT_READ"]), "name", "markup"),
+        ("ok", json!([]), "scopes", "no scope"),
+        (
+            "ok",
+            json!(["AUDIT_READ", "AUDIT_READ"]),
+            "scopes",
+            "a scope twice",
+        ),
+        (
+            "taken",
+            json!(["SESSIONS_CHECK"]),
+            "name",
+            "a live key's name",
+        ),
+    ];
+    for (name, scopes, field, why) in cases {
+        let body = app
+            .gql(Some(&owner), CREATE, json!({ "n": name, "s": scopes }))
+            .await;
+        assert_error_code(&body, "BAD_USER_INPUT", why);
+        assert_eq!(
+            body["errors"][0]["extensions"]["field"], field,
+            "{why}: {body}"
+        );
+    }
+    let unknown_scope = app
+        .gql(
+            Some(&owner),
+            CREATE,
+            json!({ "n": "x", "s": ["EVERYTHING"] }),
+        )
+        .await;
+    assert_error_code(&unknown_scope, "BAD_USER_INPUT", "an unknown scope");
+    let list = app.gql(Some(&owner), LIST, json!({})).await;
+    assert_eq!(
+        list["data"]["apiKeys"].as_array().unwrap().len(),
+        1,
+        "{list}"
+    );
+    assert_eq!(app.events_of_type("api_key.created").await.len(), 1);
+}
+
+#[tokio::test]
+async fn live_keys_are_capped() {
+    let app = spawn_app().await;
+    let (owner, _) = owner_token(&app).await;
+    let max = session_manager::service::api_key::MAX_LIVE_KEYS;
+    let mut last = String::new();
+    for i in 0..max {
+        last = create_key(&app, &owner, &format!("key {i}"), &["AUDIT_READ"])
+            .await
+            .1;
+    }
+    let over = app
+        .gql(
+            Some(&owner),
+            CREATE,
+            json!({ "n": "one more", "s": ["AUDIT_READ"] }),
+        )
+        .await;
+    assert_error_code(&over, "BAD_USER_INPUT", "over the cap");
+    assert!(over.to_string().contains("revoke one first"), "{over}");
+    app.gql(Some(&owner), REVOKE, json!({ "id": last })).await;
+    create_key(&app, &owner, "one more", &["AUDIT_READ"]).await;
+}
+
+#[tokio::test]
+async fn the_event_types_list_names_the_key_events() {
+    let app = spawn_app().await;
+    let (owner, _) = owner_token(&app).await;
+    let body = app
+        .gql(Some(&owner), "{ auditEventTypes }", json!({}))
+        .await;
+    let types = body["data"]["auditEventTypes"].to_string();
+    assert!(
+        types.contains("api_key.created") && types.contains("api_key.revoked"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn the_command_line_creates_lists_and_revokes_keys() {
+    use crate::cli::{run, text};
+    let app = spawn_app().await;
+    let out = run(
+        &app,
+        &[
+            "api-key",
+            "create",
+            "--name",
+            "gateway",
+            "--scope",
+            "sessions:issue",
+            "--scope",
+            "Sessions:Check",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let key = text(&out.stdout).trim().to_owned();
+    assert!(
+        key.starts_with("smk_") && key.len() == 47,
+        "only the key on stdout: {key}"
+    );
+    assert!(
+        text(&out.stderr).contains("only this once"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let list = run(&app, &["api-key", "list"], "");
+    assert!(list.status.success(), "{}", text(&list.stderr));
+    let listed = text(&list.stdout);
+    assert!(
+        listed.contains("gateway") && listed.contains("sessions:issue sessions:check"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains(&key[..12]) && !listed.contains(&key[12..]),
+        "{listed}"
+    );
+    let id = listed.split_whitespace().next().unwrap().to_owned();
+
+    let revoke = run(&app, &["api-key", "revoke", &id], "");
+    assert!(revoke.status.success(), "{}", text(&revoke.stderr));
+    assert!(text(&run(&app, &["api-key", "list"], "").stdout).contains("revoked"));
+    let events = app.events_of_type("api_key.created").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].actor_id, None, "no user on the command line");
+    assert_eq!(app.events_of_type("api_key.revoked").await.len(), 1);
+
+    let cases: [(&[&str], &str, &str); 4] = [
+        (
+            &[
+                "api-key",
+                "create",
+                "--name",
+                "x",
+                "--scope",
+                "sessions:all",
+            ],
+            "unknown scope",
+            "a bad scope",
+        ),
+        (&["api-key", "create", "--name", "x"], "--scope", "no scope"),
+        (
+            &["api-key", "create", "--name", "", "--scope", "audit:read"],
+            "name",
+            "an empty name",
+        ),
+        (&["api-key", "revoke", "not-a-uuid"], "invalid", "a bad id"),
+    ];
+    for (args, expected, why) in cases {
+        let out = run(&app, args, "");
+        assert!(!out.status.success(), "{why}: should fail");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(expected),
+            "{why}: stderr lacks {expected:?}: {stderr}"
+        );
+    }
+}
