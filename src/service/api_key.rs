@@ -19,13 +19,13 @@ use crate::{
     service::audit::{self, NewEvent, events},
 };
 
-/// Fixed prefix of every key, so secret scanners can spot a leaked one,
-/// and so a key is never mistaken for a session token (`smt_`).
-pub const KEY_PREFIX: &str = "smk_";
+pub use crate::auth::{
+    API_KEY_LEN as KEY_LEN, API_KEY_PREFIX as KEY_PREFIX, BAD_API_KEY as BAD_KEY,
+    is_well_formed_api_key as is_well_formed_key,
+};
+
 /// Random bytes in a key (from the OS CSPRNG).
 const KEY_BYTES: usize = 32;
-/// Length of a well-formed key: the prefix and 43 base64url characters.
-pub const KEY_LEN: usize = KEY_PREFIX.len() + 43;
 /// How many characters of a key are kept for display: the prefix and 8
 /// random characters, enough to tell a team's keys apart.
 pub const DISPLAY_PREFIX_LEN: usize = 12;
@@ -50,20 +50,6 @@ pub struct NewKey {
 /// hash's first bytes, which say nothing about any key).
 pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
-}
-
-/// Whether `text` has the shape of a key (checked before any database work).
-pub fn is_well_formed_key(text: &str) -> bool {
-    text.len() == KEY_LEN
-        && text.starts_with(KEY_PREFIX)
-        && text[KEY_PREFIX.len()..]
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// Whether `text` is meant as a key (it has the prefix), well formed or not.
-pub fn looks_like_key(text: &str) -> bool {
-    text.starts_with(KEY_PREFIX)
 }
 
 fn generate(name: String, scopes: &[ApiScope], created_by: Option<Uuid>) -> AppResult<NewKey> {
@@ -245,11 +231,10 @@ fn live_keys() -> sea_orm::Select<api_key::Entity> {
     api_key::Entity::find().filter(api_key::Column::RevokedAt.is_null())
 }
 
-/// The key an event is about, in its metadata (see [`key_event`]).
+/// The key an event is about, in its metadata, as for the events a key
+/// causes (see [`NewEvent::by_key`]).
 fn key_event(event: NewEvent, key: &api_key::Model) -> NewEvent {
-    event
-        .meta("apiKeyId", key.id.to_string())
-        .meta("apiKeyName", key.name.clone())
+    event.by_key(key)
 }
 
 /// The live key `text` names, else `UNAUTHENTICATED` (unknown, malformed
@@ -280,9 +265,6 @@ pub async fn authenticate(db: &Db, config: &Config, text: &str) -> AppResult<api
     }
     Ok(key)
 }
-
-/// A missing, malformed, unknown or revoked key.
-pub const BAD_KEY: &str = "invalid or revoked API key";
 
 #[cfg(test)]
 mod tests {

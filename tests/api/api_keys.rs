@@ -333,3 +333,220 @@ async fn the_command_line_creates_lists_and_revokes_keys() {
         );
     }
 }
+
+/// Sends `query` with `Authorization: Bearer <credential>`; the HTTP status
+/// and the body.
+pub async fn call(app: &TestApp, credential: &str, query: &str, variables: Value) -> (u16, Value) {
+    let response = app
+        .client
+        .post(app.graphql_url())
+        .bearer_auth(credential)
+        .header("accept", "application/graphql-response+json")
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_key_is_refused_every_operation_for_users_as_forbidden_and_audited_as_itself() {
+    let app = spawn_app().await;
+    let (owner, owner_id) = owner_token(&app).await;
+    let alice = app.create_user(Role::User).await;
+    let (key, key_id) = create_key(
+        &app,
+        &owner,
+        "all scopes",
+        &[
+            "SESSIONS_ISSUE",
+            "SESSIONS_CHECK",
+            "USERS_PROVISION",
+            "AUDIT_READ",
+        ],
+    )
+    .await;
+    let alice_id = alice.id.to_string();
+    let cases = [
+        ("{ viewer { user { id } } }", json!({}), "viewer"),
+        ("{ sessions { count } }", json!({}), "sessions"),
+        (
+            "query($u: UUID) { sessions(userId: $u) { count } }",
+            json!({ "u": alice_id }),
+            "another user's sessions",
+        ),
+        ("mutation { signOut }", json!({}), "signOut"),
+        (
+            "mutation($u: UUID) { revokeSessions(userId: $u) }",
+            json!({ "u": alice_id }),
+            "revokeSessions",
+        ),
+        (
+            "mutation($u: UUID!) { startImpersonation(userId: $u, reason: \"x\") { token } }",
+            json!({ "u": alice_id }),
+            "impersonation",
+        ),
+        (
+            "mutation($e: String!, $p: String!) { signIn(email: $e, password: $p) { token } }",
+            json!({ "e": alice.email, "p": alice.password }),
+            "signIn",
+        ),
+        ("{ users { pagination { total } } }", json!({}), "users"),
+        ("{ auditChain { intact } }", json!({}), "auditChain"),
+        ("{ apiKeys { id } }", json!({}), "apiKeys"),
+        (
+            CREATE,
+            json!({ "n": "child", "s": ["AUDIT_READ"] }),
+            "a key making keys",
+        ),
+        (REVOKE, json!({ "id": key_id }), "a key revoking itself"),
+        (
+            "mutation { changePassword(currentPassword: \"a\", newPassword: \"b\") }",
+            json!({}),
+            "changePassword",
+        ),
+    ];
+    for (query, variables, why) in cases {
+        let (status, body) = call(&app, &key, query, variables).await;
+        assert_eq!(status, 200, "{why}: authenticated: {body}");
+        assert_error_code(&body, "FORBIDDEN", why);
+    }
+    assert!(
+        app.sessions().await.iter().all(|s| s.user_id != alice.id),
+        "no session for alice"
+    );
+    let list = app.gql(Some(&owner), LIST, json!({})).await;
+    assert_eq!(
+        list["data"]["apiKeys"].as_array().unwrap().len(),
+        1,
+        "no key made"
+    );
+    assert_eq!(list["data"]["apiKeys"][0]["isActive"], true, "not revoked");
+
+    let refusals: Vec<_> = app
+        .audit_events()
+        .await
+        .into_iter()
+        .filter(|e| {
+            e.metadata["apiKeyId"] == key_id.as_str()
+                && e.status == entity::audit_event::AuditStatus::Failed
+        })
+        .collect();
+    assert!(refusals.len() >= 3, "{refusals:?}");
+    for event in &refusals {
+        assert_eq!(event.actor_id, None, "a key is no account: {event:?}");
+        assert_ne!(event.actor_id, Some(owner_id), "never its creator");
+        assert_eq!(event.metadata["apiKeyName"], "all scopes");
+        assert_eq!(event.metadata["callerRole"], "api_key");
+    }
+}
+
+#[tokio::test]
+async fn unknown_revoked_and_malformed_keys_are_unauthenticated() {
+    let app = spawn_app().await;
+    let (owner, _) = owner_token(&app).await;
+    let (key, id) = create_key(&app, &owner, "soon revoked", &["AUDIT_READ"]).await;
+    let query = "{ sessionAudit { pagination { total } } }";
+    let (status, body) = call(&app, &key, query, json!({})).await;
+    assert_eq!(status, 200, "live: {body}");
+    app.gql(Some(&owner), REVOKE, json!({ "id": id })).await;
+
+    let unknown = format!("smk_{}", "A".repeat(43));
+    let cases = [
+        (key.clone(), "revoked"),
+        (unknown, "unknown"),
+        (key[..key.len() - 1].to_owned(), "truncated"),
+        (format!("{key}x"), "too long"),
+        (format!("{}=", &key[..key.len() - 1]), "a bad character"),
+        ("smk_".to_owned(), "the prefix alone"),
+    ];
+    for (credential, why) in cases {
+        let (status, body) = call(&app, &credential, query, json!({})).await;
+        assert_eq!(status, 401, "{why}: {body}");
+        assert_error_code(&body, "UNAUTHENTICATED", why);
+        assert!(body.to_string().contains("API key"), "{why}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn audit_read_reads_every_event_and_other_keys_are_refused() {
+    let app = spawn_app().await;
+    let (owner, owner_id) = owner_token(&app).await;
+    let alice = app.create_user(Role::User).await;
+    app.sign_in(&alice).await;
+    let (reader, _) = create_key(&app, &owner, "siem", &["AUDIT_READ"]).await;
+    let (issuer, issuer_id) = create_key(&app, &owner, "issuer", &["SESSIONS_ISSUE"]).await;
+    let query = "{ sessionAudit(limit: 500) { logs { eventType userId ipAddress actor { id } } pagination { total } } auditEventTypes }";
+    let (_, body) = call(&app, &reader, query, json!({})).await;
+    let logs = body["data"]["sessionAudit"]["logs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"));
+    let stored = app.audit_events().await.len();
+    assert_eq!(logs.len(), stored, "every event: {body}");
+    assert!(logs.iter().any(|e| e["userId"] == alice.id.to_string()));
+    assert!(
+        logs.iter()
+            .any(|e| e["actor"]["id"] == owner_id.to_string()),
+        "people resolved"
+    );
+    assert!(body["data"]["auditEventTypes"].is_array());
+
+    let (_, refused) = call(&app, &issuer, query, json!({})).await;
+    assert_error_code(&refused, "FORBIDDEN", "a key without AUDIT_READ");
+    let events = app.audit_events().await;
+    assert!(
+        events.iter().any(
+            |e| e.metadata["apiKeyId"] == issuer_id.as_str() && e.event_type == "access.denied"
+        ),
+        "audited"
+    );
+}
+
+#[tokio::test]
+async fn a_key_records_its_last_use_at_most_once_per_interval() {
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.activity_write_interval = std::time::Duration::from_secs(3600);
+    })
+    .await;
+    let (owner, _) = owner_token(&app).await;
+    let (key, _) = create_key(&app, &owner, "busy", &["AUDIT_READ"]).await;
+    let query = "{ auditEventTypes }";
+    call(&app, &key, query, json!({})).await;
+    let first = entity::api_key::Entity::find().all(app.db()).await.unwrap()[0].last_used_at;
+    assert!(first.is_some(), "the first use is recorded");
+    let ((), statements) = app
+        .count_queries(async {
+            for _ in 0..5 {
+                call(&app, &key, query, json!({})).await;
+            }
+        })
+        .await;
+    assert_eq!(statements, 5, "one read per request, no write");
+    let later = entity::api_key::Entity::find().all(app.db()).await.unwrap()[0].last_used_at;
+    assert_eq!(first, later);
+    let list = app.gql(Some(&owner), LIST, json!({})).await;
+    assert!(
+        list["data"]["apiKeys"][0]["lastUsedAt"].is_string(),
+        "{list}"
+    );
+}
+
+#[tokio::test]
+async fn a_key_cannot_open_a_subscription() {
+    use crate::subscriptions::{open, receive, send};
+    let app = spawn_app().await;
+    let (owner, _) = owner_token(&app).await;
+    let (key, _) = create_key(&app, &owner, "socket", &["AUDIT_READ"]).await;
+    let mut socket = open(&app).await;
+    send(&mut socket, json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {key}") } })).await;
+    let message = receive(&mut socket).await;
+    assert_eq!(message["close"], 4403, "{message}");
+    assert!(
+        message["reason"]
+            .as_str()
+            .unwrap()
+            .contains("API keys are accepted over HTTP only"),
+        "{message}"
+    );
+}
