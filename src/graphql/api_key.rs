@@ -1,17 +1,27 @@
 //! API keys as the schema shows them (never the key's hash), and the
 //! owners' operations on them.
 
-use async_graphql::{ComplexObject, Context, Enum, Object, Result, SimpleObject};
+use async_graphql::{ComplexObject, Context, Enum, Object, OneofObject, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::api_key::{self, ApiScope as Scope};
 use uuid::Uuid;
 
-use super::{caller, guards::RoleGuard, request_meta, state, user::User, users};
+use super::{
+    caller,
+    guards::{RoleGuard, Scoped},
+    key_caller, request_meta,
+    session::AuthPayload,
+    state,
+    user::User,
+    users,
+};
 use crate::{
+    auth::RequestMeta,
     error::AppError,
+    metrics::Metrics,
     service::{
         access::{self, Action},
-        api_key as api_keys,
+        api_key as api_keys, session as sessions, user as users_service,
     },
 };
 
@@ -190,5 +200,147 @@ impl ApiKeyMutation {
             .await
             .map(ApiKey::from)
             .map_err(AppError::extend)
+    }
+}
+
+/// The account a trusted backend names: exactly one of its id, its email
+/// or its id in the application (`externalId`).
+#[derive(OneofObject)]
+pub enum UserRef {
+    /// The account's id here.
+    Id(Uuid),
+    /// The account's email (any case).
+    Email(String),
+    /// The account's id in the application (`upsertUser`).
+    ExternalId(String),
+}
+
+/// The account `user` names, else `NOT_FOUND`.
+async fn find_user(db: &crate::db::Db, user: UserRef) -> Result<entity::user::Model, AppError> {
+    let found = match user {
+        UserRef::Id(id) => return users_service::get(db, id).await,
+        UserRef::Email(email) => {
+            let email = email.trim().to_lowercase();
+            if email.is_empty() || email.len() > users_service::MAX_EMAIL_LEN {
+                None
+            } else {
+                users_service::find_by_email(db, &email).await?
+            }
+        }
+        UserRef::ExternalId(external_id) => {
+            let external_id = users_service::validate_external_id(&external_id)?;
+            users_service::find_by_external_id(db, &external_id).await?
+        }
+    };
+    found.ok_or_else(|| AppError::NotFound(users_service::USER_NOT_FOUND.into()))
+}
+
+/// The end user's address given to `issueSession`: an IP address.
+fn client_meta(
+    ip_address: Option<String>,
+    user_agent: Option<String>,
+) -> Result<RequestMeta, AppError> {
+    if let Some(ip) = ip_address.as_deref().map(str::trim)
+        && ip.parse::<std::net::IpAddr>().is_err()
+    {
+        return Err(AppError::bad_input(
+            "ipAddress",
+            "ipAddress must be an IPv4 or IPv6 address",
+        ));
+    }
+    Ok(RequestMeta::new(
+        ip_address.as_deref(),
+        user_agent.as_deref(),
+    ))
+}
+
+#[derive(Default)]
+pub struct BackendMutation;
+
+/// The operations trusted backends call with an API key
+/// (`Authorization: Bearer smk_…`), each needing one scope.
+#[Object]
+impl BackendMutation {
+    /// API keys with `SESSIONS_ISSUE`: opens a session for a user the
+    /// application authenticated itself (its own sign-in, SSO, passkeys…)
+    /// and answers its token, as `signIn` does. Every policy of sign-in
+    /// holds: `MAX_SESSIONS_PER_USER` (the oldest session ends), at most
+    /// `SESSION_TTL`, the idle timeout. Only users get sessions this way;
+    /// admins and owners sign in themselves (`FORBIDDEN`). Audited as
+    /// `auth.session_issued`, naming the key.
+    #[graphql(guard = "Scoped(Scope::SessionsIssue)")]
+    async fn issue_session(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Whom the session is for.")] user: UserRef,
+        #[graphql(desc = "The user's IP address, as the application saw it.")] ip_address: Option<
+            String,
+        >,
+        #[graphql(desc = "The user's User-Agent, as the application saw it.")] user_agent: Option<
+            String,
+        >,
+        #[graphql(
+            desc = "The session's lifetime, e.g. `8h` or `7d`: at most `SESSION_TTL`, \
+            its default."
+        )]
+        ttl: Option<String>,
+    ) -> Result<AuthPayload> {
+        let app = state(ctx)?;
+        let Some(key) = key_caller(ctx) else {
+            return Err(AppError::Unauthenticated(crate::error::SIGN_IN_REQUIRED).extend());
+        };
+        let ttl = ttl
+            .as_deref()
+            .map(crate::config::parse_duration)
+            .transpose()
+            .map_err(|e| AppError::bad_input("ttl", e).extend())?;
+        let client = client_meta(ip_address, user_agent).map_err(AppError::extend)?;
+        let user = find_user(&app.db, user).await.map_err(AppError::extend)?;
+        let opened = sessions::issue(
+            &app.db,
+            &app.config,
+            &key.key,
+            &user,
+            ttl,
+            &client,
+            &request_meta(ctx),
+        )
+        .await
+        .map_err(AppError::extend)?;
+        Metrics::add(&app.metrics.sessions_revoked, opened.ended.len() as u64);
+        Ok(AuthPayload {
+            token: opened.token,
+            session: opened.session.into(),
+        })
+    }
+
+    /// API keys with `USERS_PROVISION`: creates or updates the account
+    /// the application knows as `externalId`, with this email and name
+    /// (a new account is a user without a password: it gets sessions
+    /// through `issueSession`). An email another account holds is
+    /// `BAD_USER_INPUT`. Audited as `user.created` or `user.updated`.
+    #[graphql(guard = "Scoped(Scope::UsersProvision)")]
+    async fn upsert_user(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The account's id in the application.")] external_id: String,
+        #[graphql(desc = "The account's email.")] email: String,
+        #[graphql(desc = "The name shown for the account.")] name: String,
+    ) -> Result<User> {
+        let app = state(ctx)?;
+        let Some(key) = key_caller(ctx) else {
+            return Err(AppError::Unauthenticated(crate::error::SIGN_IN_REQUIRED).extend());
+        };
+        let (user, _) = users_service::upsert(
+            &app.db,
+            &key.key,
+            &external_id,
+            &email,
+            &name,
+            &request_meta(ctx),
+        )
+        .await
+        .map_err(AppError::extend)?;
+        Ok(user.into())
     }
 }

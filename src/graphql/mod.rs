@@ -37,6 +37,7 @@ pub struct MutationRoot(
     impersonation::ImpersonationMutation,
     user::UserMutation,
     api_key::ApiKeyMutation,
+    api_key::BackendMutation,
 );
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, audit::AuditSubscription>;

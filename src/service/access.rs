@@ -634,6 +634,7 @@ mod tests {
             role,
             password_hash: String::new(),
             created_at: chrono::Utc::now(),
+            external_id: None,
         }
     }
 

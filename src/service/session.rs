@@ -149,7 +149,15 @@ pub async fn sign_in(
     let attempt = throttle.reserve(db, &email_hash, meta, throttled).await?;
     // From here on, leaving early keeps the reservation: a failure.
     let verified = hasher
-        .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
+        // An account without a password (provisioned by a trusted
+        // backend) never signs in: checked against the dummy hash, so it
+        // takes as long as any failure.
+        .verify(
+            password,
+            user.as_ref()
+                .map(|u| u.password_hash.clone())
+                .filter(|hash| !hash.is_empty()),
+        )
         .await?;
 
     let user = match user {
@@ -176,27 +184,7 @@ pub async fn sign_in(
     };
 
     let token = auth::generate_token()?;
-    let now = db::now();
-    let absolute = now + Config::chrono(config.session_ttl);
-    let session = session::Model {
-        id: Uuid::new_v4(),
-        token_hash: token.hash,
-        token_prefix: token.display_prefix,
-        user_id: user.id,
-        impersonator_id: None,
-        impersonation_reason: None,
-        impersonator_session_id: None,
-        ip_address: meta.ip_address.clone(),
-        user_agent: meta.user_agent.clone(),
-        created_at: now,
-        last_active_at: now,
-        expires_at: absolute.min(now + Config::chrono(config.session_idle_timeout)),
-        absolute_expires_at: absolute,
-        revoked_at: None,
-        revoked_by: None,
-        revoke_reason: None,
-        end_reason: None,
-    };
+    let session = fresh_session(&token, user.id, config, config.session_ttl, meta);
     let txn = db.transaction().await?;
     attempt.release(&txn).await?;
     let ended = if config.max_sessions_per_user > 0 {
@@ -223,6 +211,140 @@ pub async fn sign_in(
         token: token.plaintext,
         session,
         user,
+        ended,
+    })
+}
+
+/// A session for `user_id`, starting now, with the token `token`: it
+/// ends `lifetime` from now at the latest, and after `SESSION_IDLE_TIMEOUT`
+/// without use. (`signIn` and `issueSession` open the same kind.)
+fn fresh_session(
+    token: &auth::NewToken,
+    user_id: Uuid,
+    config: &Config,
+    lifetime: std::time::Duration,
+    meta: &RequestMeta,
+) -> session::Model {
+    let now = db::now();
+    let absolute = now + Config::chrono(lifetime);
+    session::Model {
+        id: Uuid::new_v4(),
+        token_hash: token.hash.clone(),
+        token_prefix: token.display_prefix.clone(),
+        user_id,
+        impersonator_id: None,
+        impersonation_reason: None,
+        impersonator_session_id: None,
+        ip_address: meta.ip_address.clone(),
+        user_agent: meta.user_agent.clone(),
+        created_at: now,
+        last_active_at: now,
+        expires_at: absolute.min(now + Config::chrono(config.session_idle_timeout)),
+        absolute_expires_at: absolute,
+        revoked_at: None,
+        revoked_by: None,
+        revoke_reason: None,
+        end_reason: None,
+    }
+}
+
+/// Whom a trusted backend may open sessions for: plain users. A session
+/// of an admin or owner would hand the key those rights, and a key holds
+/// its scopes and nothing more; admins and owners sign in themselves.
+pub fn may_be_issued_a_session(user: &user::Model) -> Result<(), &'static str> {
+    match user.role {
+        user::Role::User => Ok(()),
+        user::Role::Admin | user::Role::Owner => {
+            Err("sessions can be issued only for users; admins and owners sign in themselves")
+        }
+    }
+}
+
+/// Opens a session for `user`, whom the application behind the API key
+/// `key` has authenticated itself (`issueSession`): every policy of
+/// sign-in holds (the session cap, at most `SESSION_TTL`, the idle
+/// timeout), and only users get one (see [`may_be_issued_a_session`]).
+/// `ttl` shortens the lifetime; longer than `SESSION_TTL` is
+/// `BAD_USER_INPUT`. Audited as `auth.session_issued`, the key named as
+/// the actor; a refusal too, as a failed one.
+#[tracing::instrument(skip_all, fields(user_id = %user.id))]
+pub async fn issue(
+    db: &Db,
+    config: &Config,
+    key: &entity::api_key::Model,
+    user: &user::Model,
+    ttl: Option<std::time::Duration>,
+    client: &RequestMeta,
+    backend: &RequestMeta,
+) -> AppResult<OpenedSession> {
+    // The session and its events say where the user is (as for a sign-in);
+    // the backend's own address is kept beside it.
+    let meta = client;
+    let lifetime = match ttl {
+        None => config.session_ttl,
+        Some(ttl) if ttl > config.session_ttl => {
+            return Err(AppError::bad_input(
+                "ttl",
+                format!(
+                    "ttl must be at most SESSION_TTL ({})",
+                    crate::config::format_duration(config.session_ttl)
+                ),
+            ));
+        }
+        Some(ttl) if ttl < std::time::Duration::from_secs(1) => {
+            return Err(AppError::bad_input("ttl", "ttl must be at least 1s"));
+        }
+        Some(ttl) => ttl,
+    };
+    if let Err(reason) = may_be_issued_a_session(user) {
+        let event = NewEvent::failed(
+            events::SESSION_ISSUED,
+            format!("session for {} refused: {reason}", user.email),
+        )
+        .from_request(meta)
+        .by_key(key)
+        .meta("backendIp", backend.ip_address.clone())
+        .subject(user.id)
+        .meta("reason", "role")
+        .meta("role", user.role.as_str());
+        audit::record_alone(db, event).await?;
+        return Err(AppError::Forbidden(reason.into()));
+    }
+    let token = auth::generate_token()?;
+    let session = fresh_session(&token, user.id, config, lifetime, meta);
+    let txn = db.transaction().await?;
+    let ended = if config.max_sessions_per_user > 0 {
+        enforce_session_cap(&txn, config.max_sessions_per_user, user, meta).await?
+    } else {
+        Vec::new()
+    };
+    session::Entity::insert(session::ActiveModel::from(session.clone()))
+        .exec_without_returning(&txn)
+        .await?;
+    audit::record(
+        &txn,
+        NewEvent::success(
+            events::SESSION_ISSUED,
+            format!("session issued for {} by API key {}", user.email, key.name),
+        )
+        .from_request(meta)
+        .by_key(key)
+        .meta("backendIp", backend.ip_address.clone())
+        .subject(user.id)
+        .session(session.id)
+        .meta("email", user.email.clone())
+        .meta("expiresAt", session.expires_at.to_rfc3339())
+        .meta(
+            "absoluteExpiresAt",
+            session.absolute_expires_at.to_rfc3339(),
+        ),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(OpenedSession {
+        token: token.plaintext,
+        session,
+        user: user.clone(),
         ended,
     })
 }

@@ -550,3 +550,345 @@ async fn a_key_cannot_open_a_subscription() {
         "{message}"
     );
 }
+
+const ISSUE: &str = "mutation($u: UserRef!, $ip: String, $ua: String, $ttl: String) { issueSession(user: $u, ipAddress: $ip, userAgent: $ua, ttl: $ttl) { token session { id userId expires ipAddress userAgent } } }";
+const UPSERT: &str = "mutation($x: String!, $e: String!, $n: String!) { upsertUser(externalId: $x, email: $e, name: $n) { id email name role externalId } }";
+
+#[tokio::test]
+async fn a_backend_issues_a_session_by_id_email_or_external_id_and_it_works() {
+    let app = spawn_app().await;
+    let (owner, _) = owner_token(&app).await;
+    let (key, key_id) = create_key(
+        &app,
+        &owner,
+        "app backend",
+        &["SESSIONS_ISSUE", "USERS_PROVISION"],
+    )
+    .await;
+    let alice = app.create_user(Role::User).await;
+    let (_, provisioned) = call(
+        &app,
+        &key,
+        UPSERT,
+        json!({ "x": "ext-42", "e": "Pat@Example.com", "n": "Pat" }),
+    )
+    .await;
+    let pat_id = provisioned["data"]["upsertUser"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{provisioned}"))
+        .to_owned();
+    let refs = [
+        (json!({ "id": alice.id }), alice.id.to_string(), "by id"),
+        (
+            json!({ "email": alice.email.to_uppercase() }),
+            alice.id.to_string(),
+            "by email",
+        ),
+        (
+            json!({ "externalId": "ext-42" }),
+            pat_id.clone(),
+            "by external id",
+        ),
+    ];
+    for (user, expected, why) in refs {
+        let (_, body) = call(
+            &app,
+            &key,
+            ISSUE,
+            json!({ "u": user, "ip": "203.0.113.9", "ua": "Firefox/131", "ttl": "1h" }),
+        )
+        .await;
+        let payload = &body["data"]["issueSession"];
+        assert_eq!(payload["session"]["userId"], expected, "{why}: {body}");
+        assert_eq!(payload["session"]["ipAddress"], "203.0.113.9", "{why}");
+        let token = payload["token"].as_str().unwrap();
+        let viewer = app
+            .gql(Some(token), "{ viewer { user { id } } }", json!({}))
+            .await;
+        assert_eq!(
+            viewer["data"]["viewer"]["user"]["id"], expected,
+            "{why}: the token works: {viewer}"
+        );
+        let expires: chrono::DateTime<chrono::Utc> = payload["session"]["expires"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            expires <= chrono::Utc::now() + chrono::Duration::hours(1),
+            "{why}: ttl honoured"
+        );
+    }
+    let issued = app.events_of_type("auth.session_issued").await;
+    assert_eq!(issued.len(), 3);
+    for event in &issued {
+        assert_eq!(event.actor_id, None);
+        assert_eq!(event.metadata["apiKeyId"], key_id.as_str());
+        assert_eq!(event.metadata["apiKeyName"], "app backend");
+        assert!(event.session_id.is_some() && event.user_id.is_some());
+    }
+}
+
+#[tokio::test]
+async fn issue_session_refuses_bad_references_ttls_roles_and_scopes() {
+    let app = spawn_app().await;
+    let (owner, owner_id) = owner_token(&app).await;
+    let (key, _) = create_key(&app, &owner, "issuer", &["SESSIONS_ISSUE"]).await;
+    let (checker, _) = create_key(&app, &owner, "checker", &["SESSIONS_CHECK"]).await;
+    let alice = app.create_user(Role::User).await;
+    let admin = app.create_user(Role::Admin).await;
+    let id = json!({ "id": alice.id });
+    let cases = [
+        (json!({ "u": {} }), "BAD_USER_INPUT", "no field of UserRef"),
+        (
+            json!({ "u": { "id": alice.id, "email": alice.email } }),
+            "BAD_USER_INPUT",
+            "two fields of UserRef",
+        ),
+        (
+            json!({ "u": { "email": alice.email, "externalId": "x" } }),
+            "BAD_USER_INPUT",
+            "email and externalId",
+        ),
+        (
+            json!({ "u": { "id": uuid::Uuid::new_v4() } }),
+            "NOT_FOUND",
+            "an unknown id",
+        ),
+        (
+            json!({ "u": { "email": "nobody@example.com" } }),
+            "NOT_FOUND",
+            "an unknown email",
+        ),
+        (
+            json!({ "u": { "externalId": "nope" } }),
+            "NOT_FOUND",
+            "an unknown external id",
+        ),
+        (
+            json!({ "u": id, "ttl": "31d" }),
+            "BAD_USER_INPUT",
+            "a ttl over SESSION_TTL",
+        ),
+        (
+            json!({ "u": id, "ttl": "soon" }),
+            "BAD_USER_INPUT",
+            "an unreadable ttl",
+        ),
+        (
+            json!({ "u": id, "ip": "not an ip" }),
+            "BAD_USER_INPUT",
+            "a bad ipAddress",
+        ),
+        (json!({ "u": { "id": admin.id } }), "FORBIDDEN", "an admin"),
+        (json!({ "u": { "id": owner_id } }), "FORBIDDEN", "an owner"),
+    ];
+    for (variables, code, why) in cases {
+        let (_, body) = call(&app, &key, ISSUE, variables).await;
+        assert_error_code(&body, code, why);
+    }
+    let (_, wrong_scope) = call(&app, &checker, ISSUE, json!({ "u": id })).await;
+    assert_error_code(&wrong_scope, "FORBIDDEN", "a key without SESSIONS_ISSUE");
+    let alice_token = app.sign_in(&alice).await;
+    let as_user = app.gql(Some(&alice_token), ISSUE, json!({ "u": id })).await;
+    assert_error_code(&as_user, "FORBIDDEN", "a user's session");
+    let owners = app.gql(Some(&owner), ISSUE, json!({ "u": id })).await;
+    assert_error_code(&owners, "FORBIDDEN", "even an owner's session");
+    let anonymous = app.gql(None, ISSUE, json!({ "u": id })).await;
+    assert_error_code(&anonymous, "UNAUTHENTICATED", "no credential");
+
+    let sessions = app.sessions().await;
+    assert!(
+        sessions.iter().all(|s| s.user_id != admin.id),
+        "no session for the admin"
+    );
+    assert_eq!(
+        sessions.iter().filter(|s| s.user_id == alice.id).count(),
+        1,
+        "only alice's own sign-in"
+    );
+    let refused = app.events_of_type("auth.session_issued").await;
+    assert_eq!(refused.len(), 2, "the refused roles: {refused:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|e| e.status == entity::audit_event::AuditStatus::Failed)
+    );
+    assert!(
+        app.refusals()
+            .await
+            .iter()
+            .any(|e| e.metadata["apiKeyName"] == "checker"
+                && e.metadata["action"] == "api_key.operation"),
+        "the wrong scope is audited"
+    );
+}
+
+#[tokio::test]
+async fn issued_sessions_obey_the_session_cap_even_when_issued_at_once() {
+    let app = crate::helpers::spawn_app_with(|c| c.max_sessions_per_user = 2).await;
+    let (owner, _) = owner_token(&app).await;
+    let (key, _) = create_key(&app, &owner, "issuer", &["SESSIONS_ISSUE"]).await;
+    let alice = app.create_user(Role::User).await;
+    let first = app.sign_in(&alice).await;
+    let issues = (0..6).map(|_| call(&app, &key, ISSUE, json!({ "u": { "id": alice.id } })));
+    let results = futures_util::future::join_all(issues).await;
+    for (_, body) in &results {
+        assert!(body["data"]["issueSession"]["token"].is_string(), "{body}");
+    }
+    let now = chrono::Utc::now();
+    let live = app
+        .sessions()
+        .await
+        .into_iter()
+        .filter(|s| s.user_id == alice.id && s.is_active(now))
+        .count();
+    assert_eq!(live, 2, "the cap holds");
+    let old = app
+        .gql(Some(&first), "{ viewer { user { id } } }", json!({}))
+        .await;
+    assert_error_code(&old, "UNAUTHENTICATED", "the oldest session ended");
+}
+
+#[tokio::test]
+async fn upsert_user_creates_then_updates_by_external_id_and_refuses_conflicts() {
+    let app = spawn_app().await;
+    let (owner, _) = owner_token(&app).await;
+    let (key, key_id) = create_key(&app, &owner, "directory sync", &["USERS_PROVISION"]).await;
+    let (issuer, _) = create_key(&app, &owner, "issuer", &["SESSIONS_ISSUE"]).await;
+    let taken = app.create_user(Role::User).await;
+
+    let (_, created) = call(
+        &app,
+        &key,
+        UPSERT,
+        json!({ "x": "u-1", "e": "Sam@Example.com", "n": "Sam" }),
+    )
+    .await;
+    let sam = &created["data"]["upsertUser"];
+    assert_eq!(sam["email"], "sam@example.com", "{created}");
+    assert_eq!(sam["role"], "USER");
+    assert_eq!(sam["externalId"], "u-1");
+    let (_, same) = call(
+        &app,
+        &key,
+        UPSERT,
+        json!({ "x": "u-1", "e": "sam@example.com", "n": "Sam" }),
+    )
+    .await;
+    assert_eq!(
+        same["data"]["upsertUser"]["id"], sam["id"],
+        "the same account"
+    );
+    let (_, renamed) = call(
+        &app,
+        &key,
+        UPSERT,
+        json!({ "x": "u-1", "e": "samuel@example.com", "n": "Samuel" }),
+    )
+    .await;
+    assert_eq!(renamed["data"]["upsertUser"]["name"], "Samuel", "{renamed}");
+    assert_eq!(renamed["data"]["upsertUser"]["id"], sam["id"]);
+
+    let created_events = app.events_of_type("user.created").await;
+    let by_key: Vec<_> = created_events
+        .iter()
+        .filter(|e| e.metadata["apiKeyId"] == key_id.as_str())
+        .collect();
+    assert_eq!(by_key.len(), 1);
+    let updated = app.events_of_type("user.updated").await;
+    assert_eq!(updated.len(), 1, "nothing written when nothing changed");
+    assert_eq!(updated[0].metadata["changed"], json!(["email", "name"]));
+
+    let signin = app
+        .gql(None, "mutation { signIn(email: \"samuel@example.com\", password: \"whatever-password\") { token } }", json!({}))
+        .await;
+    assert_error_code(&signin, "UNAUTHENTICATED", "no password: no sign-in");
+
+    let cases = [
+        (
+            json!({ "x": "u-2", "e": taken.email, "n": "X" }),
+            "BAD_USER_INPUT",
+            "email",
+            "a new account with a taken email",
+        ),
+        (
+            json!({ "x": "u-1", "e": taken.email, "n": "X" }),
+            "BAD_USER_INPUT",
+            "email",
+            "moving to a taken email",
+        ),
+        (
+            json!({ "x": "", "e": "a@example.com", "n": "X" }),
+            "BAD_USER_INPUT",
+            "externalId",
+            "an empty external id",
+        ),
+        (
+            json!({ "x": "u-3", "e": "nope", "n": "X" }),
+            "BAD_USER_INPUT",
+            "email",
+            "a malformed email",
+        ),
+        (
+            json!({ "x": "u-3", "e": "a@example.com", "n": "" }),
+            "BAD_USER_INPUT",
+            "name",
+            "an empty name",
+        ),
+    ];
+    for (variables, code, field, why) in cases {
+        let (_, body) = call(&app, &key, UPSERT, variables).await;
+        assert_error_code(&body, code, why);
+        assert_eq!(
+            body["errors"][0]["extensions"]["field"], field,
+            "{why}: {body}"
+        );
+        assert!(
+            !body.to_string().contains("UNIQUE") && !body.to_string().contains("duplicate key"),
+            "{why}: no SQL: {body}"
+        );
+    }
+    let (_, wrong) = call(
+        &app,
+        &issuer,
+        UPSERT,
+        json!({ "x": "u-9", "e": "z@example.com", "n": "Z" }),
+    )
+    .await;
+    assert_error_code(&wrong, "FORBIDDEN", "a key without USERS_PROVISION");
+    let owners = app
+        .gql(
+            Some(&owner),
+            UPSERT,
+            json!({ "x": "u-9", "e": "z@example.com", "n": "Z" }),
+        )
+        .await;
+    assert_error_code(&owners, "FORBIDDEN", "a user's session");
+}
+
+#[tokio::test]
+async fn concurrent_upserts_of_one_external_id_make_one_account() {
+    let app = spawn_app().await;
+    let (owner, _) = owner_token(&app).await;
+    let (key, _) = create_key(&app, &owner, "sync", &["USERS_PROVISION"]).await;
+    let upserts = (0..6).map(|i| {
+        call(
+            &app,
+            &key,
+            UPSERT,
+            json!({ "x": "same", "e": "same@example.com", "n": format!("N{i}") }),
+        )
+    });
+    let results = futures_util::future::join_all(upserts).await;
+    let ids: std::collections::HashSet<_> = results
+        .iter()
+        .map(|(_, body)| {
+            body["data"]["upsertUser"]["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{body}"))
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "{results:?}");
+}
