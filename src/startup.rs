@@ -101,6 +101,10 @@ pub fn router(state: AppState) -> Router {
         .merge(graphql_routes)
         .merge(crate::dashboard::routes())
         .route("/graphql/ws", get(transport::ws::upgrade))
+        .route(
+            "/oauth/introspect",
+            axum::routing::post(transport::introspect::introspect),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));

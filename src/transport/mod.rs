@@ -18,6 +18,7 @@ use crate::{
 };
 
 pub mod http;
+pub mod introspect;
 pub mod ws;
 
 /// What the HTTP handlers share.

@@ -15,6 +15,7 @@ mod helpers;
 mod hostile;
 mod http;
 mod impersonation;
+mod introspect;
 mod logs;
 mod metrics;
 mod policies;
