@@ -5,6 +5,7 @@
 #   bench/run.sh                      # SQLite, 10 s per workload
 #   bench/run.sh --db postgres        # PostgreSQL (a fresh database, dropped afterwards)
 #   bench/run.sh --duration 60        # longer runs
+#   bench/run.sh --baseline           # also the raw axum + sqlx baseline, with ratios
 #   bench/run.sh --help               # every option
 #
 # Traffic goes to 127.0.0.1 only; every wrk run is bounded in time.
@@ -31,6 +32,8 @@ PORT=18080
 KEEP=0
 VACUUM=1
 OUT=""
+BASELINE=0
+BASELINE_DIR="${BASELINE_DIR:-$ROOT/../shared/baseline/raw-axum}"
 
 usage() {
   cat <<EOF
@@ -48,6 +51,10 @@ usage: bench/run.sh [options]
   --out DIR                keep results here (default: a new directory under bench/results/)
   --keep                   keep the databases afterwards
   --no-vacuum              PostgreSQL: skip VACUUM (ANALYZE) after seeding
+  --baseline               also build and run the baseline server (\$BASELINE_DIR, default
+                           ../shared/baseline/raw-axum) with the same wrk settings, seeded
+                           with the same sizes, and print each comparable workload's ratio
+                           to it (W1: /sessions, W2: DELETE /sessions/{id}, W4 and W6: /whoami)
 EOF
 }
 
@@ -65,6 +72,7 @@ while [ $# -gt 0 ]; do
     --out) OUT="$2"; shift 2 ;;
     --keep) KEEP=1; shift ;;
     --no-vacuum) VACUUM=0; shift ;;
+    --baseline) BASELINE=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -96,6 +104,15 @@ log "== building (release)"
 cargo build --release --locked --quiet
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/session-manager"
 [ -x "$BIN" ] || die "no binary at $BIN"
+if [ "$BASELINE" -eq 1 ]; then
+  # shared/ may be read-only: the baseline builds into our (ignored) target/.
+  [ -f "$BASELINE_DIR/Cargo.toml" ] || die "no baseline at $BASELINE_DIR (set BASELINE_DIR)"
+  log "== building the baseline (release): $BASELINE_DIR"
+  cargo build --release --locked --quiet --manifest-path "$BASELINE_DIR/Cargo.toml" \
+    --target-dir "$ROOT/target/baseline"
+  RAW="$ROOT/target/baseline/release/raw-axum"
+  [ -x "$RAW" ] || die "no baseline binary at $RAW"
+fi
 
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 OUT="${OUT:-$ROOT/bench/results/$DB-$STAMP}"
@@ -207,14 +224,22 @@ wrk.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/201
 $auth
 wrk.body = [==[$body]==]
 LUA
-  [ "$check" = 1 ] && cat >>"$file" <<'LUA'
+  [ "$check" = 1 ] && lua_check "status == 200 and not string.find(body, '\"errors\"', 1, true)" >>"$file"
+  return 0
+}
+
+# The response check of a warm-up script: counts the responses for which
+# the Lua expression OK (over status, headers, body) is false, and prints
+# the count and a sample.
+lua_check() {
+  cat <<LUA
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
 function init(args) bad = 0; sample = "" end
 function response(status, headers, body)
-  if status ~= 200 or string.find(body, '"errors"', 1, true) then
+  if not ($1) then
     bad = bad + 1
-    if sample == "" then sample = string.sub(body, 1, 300) end
+    if sample == "" then sample = status .. " " .. string.sub(body or "", 1, 300) end
   end
 end
 function done(summary, latency, requests)
@@ -227,6 +252,19 @@ function done(summary, latency, requests)
   io.write("BAD_RESPONSES " .. total .. "\n")
 end
 LUA
+}
+
+# A wrk script for a request without a body (W6 and the baseline's
+# GETs), with a token; with CHECK=1 it checks each response with the Lua
+# expression OK (see lua_check).
+write_plain_script() {
+  local file="$1" method="$2" token="$3" check="${4:-0}" ok="${5:-status == 200}"
+  cat >"$file" <<LUA
+wrk.method = "$method"
+wrk.headers["Authorization"] = "Bearer $token"
+wrk.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0"
+LUA
+  [ "$check" = 1 ] && lua_check "$ok" >>"$file"
   return 0
 }
 
@@ -264,7 +302,8 @@ LUA
 # usage: run_wrk NAME SECONDS CONNECTIONS SCRIPT [THREADS]
 run_wrk() {
   local name="$1" secs="$2" conns="$3" script="$4" threads="${5:-$THREADS}"
-  wrk -t "$threads" -c "$conns" -d "${secs}s" --timeout 10s --latency -s "$script" "$GRAPHQL" \
+  # WRK_URL: another endpoint than /graphql (W6, the baseline).
+  wrk -t "$threads" -c "$conns" -d "${secs}s" --timeout 10s --latency -s "$script" "${WRK_URL:-$GRAPHQL}" \
     >"$OUT/$name.wrk" 2>&1 || die "wrk failed: $(cat "$OUT/$name.wrk")"
 }
 
@@ -298,6 +337,25 @@ workload() {
   reset_peak
   cpu_begin
   run_wrk "$name" "$DURATION" "$CONNECTIONS" "$WORK/$name.lua"
+  cpu_end "$(wrk_requests "$OUT/$name.wrk")"
+  [ -z "${POST_HOOK:-}" ] || "$POST_HOOK" "$name"
+  record "$name" "$OUT/$name.wrk" "$note"
+}
+
+# The same for a request without a body, to URL.
+# usage: plain_workload NAME METHOD URL TOKEN OK [NOTE]
+plain_workload() {
+  local name="$1" method="$2" url="$3" token="$4" ok="$5" note="${6:-}"
+  write_plain_script "$WORK/$name-check.lua" "$method" "$token" 1 "$ok"
+  write_plain_script "$WORK/$name.lua" "$method" "$token" 0
+  WRK_URL="$url" run_wrk "$name-warmup" "$WARMUP" "$CONNECTIONS" "$WORK/$name-check.lua"
+  local bad
+  bad="$(awk '/^BAD_RESPONSES/ { print $2 }' "$OUT/$name-warmup.wrk")"
+  [ "${bad:-1}" = 0 ] || die "$name: $bad bad responses in warm-up: $(grep SAMPLE "$OUT/$name-warmup.wrk" | head -1)"
+  [ -z "${PRE_HOOK:-}" ] || "$PRE_HOOK" "$name"
+  reset_peak
+  cpu_begin
+  WRK_URL="$url" run_wrk "$name" "$DURATION" "$CONNECTIONS" "$WORK/$name.lua"
   cpu_end "$(wrk_requests "$OUT/$name.wrk")"
   [ -z "${POST_HOOK:-}" ] || "$POST_HOOK" "$name"
   record "$name" "$OUT/$name.wrk" "$note"
@@ -473,6 +531,17 @@ W4_BODY="$(gql_body "$Q_W4")"
 PRE_HOOK=writes_before POST_HOOK=writes_after \
   workload W4_viewer "$W4_BODY" "$BENCH_TOKEN" "token check"
 
+# W6: the gateway's check, with the write check. Checked first: 200 and
+# the caller's headers.
+AUTH_CHECK="http://127.0.0.1:$PORT/auth/check"
+W6_HEADERS="$(curl -fsS -o /dev/null -D - "$AUTH_CHECK" -H "authorization: Bearer $BENCH_TOKEN" | tr -d '\r')" \
+  || die "W6: /auth/check does not answer 200"
+grep -qix "x-auth-user-id: $BENCH_ID" <<<"$W6_HEADERS" || die "W6: /auth/check does not name the bench user: $W6_HEADERS"
+PRE_HOOK=writes_before POST_HOOK=writes_after \
+  plain_workload W6_auth_check GET "$AUTH_CHECK" "$BENCH_TOKEN" \
+  'status == 200 and headers["x-auth-user-id"] ~= nil and headers["x-auth-role"] ~= nil' \
+  "GET /auth/check, bearer token"
+
 # W5: W1 while sign-ins run alongside.
 SIGNIN_BODY="$(gql_body "$Q_SIGNIN" "$(jq -cn --arg e "$SIGNIN_EMAIL" --arg p "$PASSWORD" '{e: $e, p: $p}')")"
 write_script "$WORK/signin.lua" "" "$SIGNIN_BODY" 1
@@ -494,6 +563,65 @@ record W5_signins "$OUT/W5_signins.wrk" "$SIGNIN_CONNECTIONS connections, alongs
 PEAK_TOTAL="$(peak_rss_mb)"
 stop_server
 log "   server peak RSS over all workloads: see per-workload column (VmHWM reset before each)"
+
+# ================================================================ baseline
+# The raw axum + sqlx server (SQLite, no GraphQL, no ORM, no audit) seeded
+# with the same sizes, driven with the same wrk settings, in this run.
+if [ "$BASELINE" -eq 1 ]; then
+  SCALE="baseline"
+  BASELINE_PORT=$(( PORT + 1 ))
+  RAW_DIR="$WORK/baseline"
+  mkdir -p "$RAW_DIR"
+  log "== baseline: raw-axum seeded with $USERS users x $SESSIONS_PER_USER sessions, $REVOCABLE revocable"
+  (cd "$RAW_DIR" && DB_PATH=raw.db N_USERS="$USERS" SESSIONS_PER_USER="$SESSIONS_PER_USER" "$RAW" seed \
+    && DB_PATH=raw.db "$RAW" add-pool "$REVOCABLE") >"$OUT/seed-baseline.log" 2>&1 \
+    || die "baseline seed failed: $(tail -5 "$OUT/seed-baseline.log")"
+  RAW_TOKEN="$(cat "$RAW_DIR/bench.token")"
+  RAW_REVOKER="$(cat "$RAW_DIR/revoker.token")"
+  sync
+  (cd "$RAW_DIR" && DB_PATH=raw.db PORT="$BASELINE_PORT" exec "$RAW" serve) >"$OUT/server-baseline.log" 2>&1 &
+  SERVER_PID=$!
+  RAW_URL="http://127.0.0.1:$BASELINE_PORT"
+  for _ in $(seq 1 100); do
+    curl -fsS "$RAW_URL/whoami" -H "authorization: Bearer $RAW_TOKEN" >/dev/null 2>&1 && break
+    kill -0 "$SERVER_PID" 2>/dev/null || die "the baseline exited; see $OUT/server-baseline.log"
+    sleep 0.1
+  done
+  [ "$(curl -fsS "$RAW_URL/sessions" -H "authorization: Bearer $RAW_TOKEN" | jq 'length')" = 10 ] \
+    || die "baseline: the bench user does not list 10 sessions"
+  log "== baseline workloads (pid $SERVER_PID)"
+  plain_workload B_sessions GET "$RAW_URL/sessions" "$RAW_TOKEN" 'status == 200' "raw-axum GET /sessions (vs W1)"
+  # DELETE: a different session per request, disjoint for warm-up and run,
+  # as in W2.
+  write_raw_delete() { # FILE FIRST: thread i of n takes FIRST+i, FIRST+i+n, …
+    cat >"$1" <<LUA
+local counter = 0
+function setup(thread)
+  thread:set("index", counter)
+  counter = counter + 1
+end
+function init(args) n = 0 end
+wrk.method = "DELETE"
+wrk.headers["Authorization"] = "Bearer $RAW_REVOKER"
+function request()
+  local i = $2 + index + n * $THREADS
+  n = n + 1
+  return wrk.format(nil, string.format("/sessions/rv%030d", i % $REVOCABLE))
+end
+LUA
+  }
+  first_run=$(( REVOCABLE * WARMUP / (WARMUP + DURATION + 5) + 1 ))
+  write_raw_delete "$WORK/b-delete-warmup.lua" 0
+  write_raw_delete "$WORK/b-delete.lua" "$first_run"
+  WRK_URL="$RAW_URL" run_wrk B_delete-warmup "$WARMUP" "$CONNECTIONS" "$WORK/b-delete-warmup.lua"
+  reset_peak
+  cpu_begin
+  WRK_URL="$RAW_URL" run_wrk B_delete "$DURATION" "$CONNECTIONS" "$WORK/b-delete.lua"
+  cpu_end "$(wrk_requests "$OUT/B_delete.wrk")"
+  record B_delete "$OUT/B_delete.wrk" "raw-axum DELETE /sessions/{id}, each a different session (vs W2)"
+  plain_workload B_whoami GET "$RAW_URL/whoami" "$RAW_TOKEN" 'status == 200' "raw-axum GET /whoami (vs W4, W6)"
+  stop_server
+fi
 
 # ================================================================ scaling check
 if [ "$SCALING" -eq 1 ]; then
@@ -527,8 +655,18 @@ if [ "$SCALING" -eq 1 ]; then
         w, rs, rf, rf / rs, ps, pf, pf / ps, cs, cf, cf / cs }' "$RESULTS" >&2
   done
 fi
+if [ "$BASELINE" -eq 1 ]; then
+  log ""
+  log "== ratio to the baseline (req/s of session-manager on $DB / raw-axum on SQLite, same run and wrk settings; 1.0 = as fast)"
+  for pair in W1_list_sessions:B_sessions W2_revoke_session:B_delete W4_viewer:B_whoami W6_auth_check:B_whoami; do
+    awk -F'\t' -v w="${pair%%:*}" -v b="${pair##*:}" '
+      $2 == "full" && $3 == w { rw = $4; pw = $5 }
+      $2 == "baseline" && $3 == b { rb = $4; pb = $5 }
+      END { printf "  %-20s / %-11s x%.2f  (%s / %s req/s; p50 %s / %s ms)\n", w, b, (rb > 0 ? rw / rb : 0), rw, rb, pw, pb }' "$RESULTS"
+  done | tee "$OUT/ratios.txt" >&2
+fi
 log ""
-log "== writes during W1 and W4 (before -> after)"
+log "== writes during W1, W4 and W6 (before -> after)"
 if [ "$DB" = postgres ]; then
   log "   pg_stat_user_tables: inserted updated deleted tuples"
 else

@@ -7,7 +7,7 @@ use axum::{
     extract::State,
     http::{HeaderName, HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{any, get, post},
 };
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -101,10 +101,11 @@ pub fn router(state: AppState) -> Router {
         .merge(graphql_routes)
         .merge(crate::dashboard::routes())
         .route("/graphql/ws", get(transport::ws::upgrade))
-        .route(
-            "/oauth/introspect",
-            axum::routing::post(transport::introspect::introspect),
-        )
+        // Outside the GraphQL routes' timeout: one indexed read, and the
+        // fastest path of the server (see `transport::gateway`).
+        .route("/auth/check", any(transport::gateway::check))
+        .route("/oauth/revoke", post(transport::oauth::revoke))
+        .route("/oauth/introspect", post(transport::introspect::introspect))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));

@@ -21,7 +21,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub events: EventBus,
     /// Refused attempts per caller, for the denial rate limit (per process).
-    pub denials: Arc<service::access::DenialLimiter>,
+    pub denials: Arc<service::denials::DenialLimiter>,
 }
 
 impl AppState {

@@ -1,8 +1,8 @@
 //! The command line's grammar: the subcommands, around the library's
 //! settings (`session_manager::config`).
 
-use clap::{Parser, Subcommand, ValueEnum};
-use session_manager::config::{GlobalArgs, SeedArgs, ServeArgs};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use session_manager::config::{GlobalArgs, ServeArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -113,4 +113,27 @@ pub fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String
     chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .map(|date| date.and_time(chrono::NaiveTime::MIN).and_utc())
         .map_err(|_| format!("`{text}` is neither an RFC 3339 instant nor a YYYY-MM-DD date"))
+}
+
+/// Sizes for `seed`; see [`super::seed`].
+#[derive(Debug, Clone, Args)]
+pub struct SeedArgs {
+    /// Seeded users, besides the three benchmark accounts.
+    #[arg(long, default_value_t = 10_000)]
+    pub users: usize,
+    /// Active sessions of each seeded user.
+    #[arg(long, default_value_t = 5)]
+    pub sessions_per_user: usize,
+    /// Audit events appended to the chain.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub audit_events: usize,
+    /// Sessions of bench-revoke@example.com, to revoke one per request.
+    #[arg(long, default_value_t = 0)]
+    pub revocable_sessions: usize,
+    /// Audit events about bench@example.com (at most half of all).
+    #[arg(long, default_value_t = 5_000)]
+    pub bench_user_events: usize,
+    /// Rows per write transaction (the audit chain head moves once per batch).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub batch: u64,
 }

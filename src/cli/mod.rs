@@ -1,10 +1,10 @@
 //! The command line: serving, and the subcommands other than serving. It
 //! lives in the binary because it prints; the library only returns what
-//! there is to print. (One exception until it moves here too: the
-//! benchmark seeder, `service::seed`, still prints its report itself.)
+//! there is to print.
 
 mod args;
 mod export;
+mod seed;
 
 use std::io::Read;
 
@@ -80,7 +80,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Seed(args) => {
             let config = Config::new(global.database_url, serve)?;
-            session_manager::service::seed::run(&config, &args).await?;
+            seed::run(&config, &args).await?;
         }
         Command::ApiKey(command) => {
             let db = connect(global, serve).await?;

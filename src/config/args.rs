@@ -29,31 +29,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// Sizes for `seed`; see `service::seed`. Here rather than beside the
-/// other subcommands' arguments in the binary while the seeder itself is
-/// still in the library.
-#[derive(Debug, Clone, Args)]
-pub struct SeedArgs {
-    /// Seeded users, besides the three benchmark accounts.
-    #[arg(long, default_value_t = 10_000)]
-    pub users: usize,
-    /// Active sessions of each seeded user.
-    #[arg(long, default_value_t = 5)]
-    pub sessions_per_user: usize,
-    /// Audit events appended to the chain.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub audit_events: usize,
-    /// Sessions of bench-revoke@example.com, to revoke one per request.
-    #[arg(long, default_value_t = 0)]
-    pub revocable_sessions: usize,
-    /// Audit events about bench@example.com (at most half of all).
-    #[arg(long, default_value_t = 5_000)]
-    pub bench_user_events: usize,
-    /// Rows per write transaction (the audit chain head moves once per batch).
-    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub batch: u64,
-}
-
 /// The server's settings as given; [`Config`](super::Config) embeds them,
 /// validated.
 #[derive(Debug, Clone, Args)]
@@ -140,6 +115,15 @@ pub struct ServeArgs {
     /// Take the client IP from the last X-Forwarded-For entry (only behind a proxy that sets it).
     #[arg(long, env = "TRUST_FORWARDED_FOR", value_parser = BoolishValueParser::new(), default_value = "false", global = true)]
     pub trust_forwarded_for: bool,
+    /// The cookie `GET /auth/check` reads the session token from when no
+    /// `Authorization` header is sent (browser apps behind a gateway).
+    #[arg(
+        long,
+        env = "SESSION_COOKIE",
+        default_value = "sm_session",
+        global = true
+    )]
+    pub session_cookie: String,
     /// A WebSocket must send `connection_init` within this time.
     #[arg(long, env = "WS_INIT_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
     pub ws_init_timeout: Duration,

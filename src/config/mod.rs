@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-pub use args::{DEFAULT_DATABASE_URL, GlobalArgs, LogFormat, SeedArgs, ServeArgs};
+pub use args::{DEFAULT_DATABASE_URL, GlobalArgs, LogFormat, ServeArgs};
 pub use duration::{DURATION_BOUNDS, MAX_CHRONO, format_duration, parse_duration};
 
 /// Everything the server needs, validated.
@@ -144,6 +144,11 @@ impl Config {
             );
         }
         anyhow::ensure!(
+            is_cookie_name(&self.session_cookie),
+            "SESSION_COOKIE `{}` must be a cookie name: 1 to 64 letters, digits or !#$%&'*+-.^_`|~",
+            self.session_cookie
+        );
+        anyhow::ensure!(
             self.signin_max_failures_per_account >= 1 && self.signin_max_failures_per_ip >= 1,
             "SIGNIN_MAX_FAILURES_PER_ACCOUNT and SIGNIN_MAX_FAILURES_PER_IP must be at least 1"
         );
@@ -211,6 +216,16 @@ impl Config {
         }
         PathBuf::from(path).parent().map(PathBuf::from)
     }
+}
+
+/// A cookie name as RFC 6265 §4.1.1 allows it (an RFC 9110 token), and
+/// short: the gateway check compares it against every cookie a browser
+/// sends.
+fn is_cookie_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 const MIN_METRICS_TOKEN_LEN: usize = 16;
@@ -301,6 +316,22 @@ mod tests {
             config.metrics_token = Some(Secret::new(bad));
             let error = config.validate().unwrap_err().to_string();
             assert!(error.contains("METRICS_TOKEN"), "{bad:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_session_cookie_must_be_a_cookie_name() {
+        let mut config = Config::with_database("sqlite::memory:");
+        assert_eq!(config.session_cookie, "sm_session");
+        for good in ["sm_session", "__Host-sm", "a", "x.y~z"] {
+            config.session_cookie = good.to_owned();
+            assert!(config.validate().is_ok(), "{good:?} is a cookie name");
+        }
+        let long = "c".repeat(65);
+        for bad in ["", "a b", "a=b", "a;b", "é", "a\tb", "\"q\"", long.as_str()] {
+            config.session_cookie = bad.to_owned();
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains("SESSION_COOKIE"), "{bad:?}: {error}");
         }
     }
 

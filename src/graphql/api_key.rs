@@ -7,13 +7,10 @@ use entity::api_key::{self, ApiScope as Scope};
 use uuid::Uuid;
 
 use super::{
-    caller,
+    context::{caller, key_caller, request_meta, state, users},
     guards::{RoleGuard, Scoped},
-    key_caller, request_meta,
     session::AuthPayload,
-    state,
     user::User,
-    users,
 };
 use crate::{
     auth::RequestMeta,
@@ -96,7 +93,7 @@ impl ApiKey {
     /// The owner who made it; null when made on the command line.
     async fn created_by(&self, ctx: &Context<'_>) -> Result<Option<User>> {
         match self.created_by_id {
-            Some(id) => users(ctx)?.load_one(id).await,
+            Some(id) => Ok(users(ctx)?.load_one(id).await?.map(User::from)),
             None => Ok(None),
         }
     }
@@ -105,7 +102,7 @@ impl ApiKey {
     /// on the command line.
     async fn revoked_by(&self, ctx: &Context<'_>) -> Result<Option<User>> {
         match self.revoked_by_id {
-            Some(id) => users(ctx)?.load_one(id).await,
+            Some(id) => Ok(users(ctx)?.load_one(id).await?.map(User::from)),
             None => Ok(None),
         }
     }

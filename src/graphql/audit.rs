@@ -13,11 +13,10 @@ use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 use uuid::Uuid;
 
 use super::{
-    caller,
+    context::{caller, key_caller, state, users},
     guards::{AuditAccess, RoleGuard},
-    key_caller, state,
+    paging::Pagination,
     user::User,
-    users,
 };
 use crate::{
     error::AppError,
@@ -113,11 +112,13 @@ async fn person(ctx: &Context<'_>, id: Option<Uuid>) -> Result<Option<User>> {
     // A key reading the audit log (`AUDIT_READ`) sees every account, as
     // those who read all events do.
     if key_caller(ctx).is_some_and(|key| key.has(ApiScope::AuditRead)) {
-        return users(ctx)?.load_one(id).await;
+        return Ok(users(ctx)?.load_one(id).await?.map(User::from));
     }
     let caller = caller(ctx)?;
     let found = users(ctx)?.load_one(id).await?;
-    Ok(found.filter(|account| access::may_see_account(caller, account.id, account.role.into())))
+    Ok(found
+        .filter(|account| access::may_see_account(caller, account.id, account.role))
+        .map(User::from))
 }
 
 impl From<audit_event::Model> for AuditLog {
@@ -159,52 +160,18 @@ pub struct AuditFilter {
     pub until: Option<DateTime<Utc>>,
 }
 
-impl AuditFilter {
-    fn validate(self) -> Result<audits::AuditFilter, AppError> {
-        if let Some(event_type) = &self.event_type
-            && (event_type.is_empty()
-                || event_type.len() > 64
-                || event_type.chars().any(char::is_control))
-        {
-            return Err(AppError::bad_input(
-                "eventType",
-                "eventType must be 1 to 64 printable characters",
-            ));
+impl From<AuditFilter> for audits::AuditFilter {
+    fn from(filter: AuditFilter) -> Self {
+        Self {
+            user_id: filter.user_id,
+            actor_id: filter.actor_id,
+            session_id: filter.session_id,
+            event_type: filter.event_type,
+            status: filter.status.map(Into::into),
+            since: filter.since,
+            until: filter.until,
         }
-        if let (Some(since), Some(until)) = (self.since, self.until)
-            && since > until
-        {
-            return Err(AppError::bad_input(
-                "since",
-                "since must not be after until",
-            ));
-        }
-        Ok(audits::AuditFilter {
-            user_id: self.user_id,
-            actor_id: self.actor_id,
-            session_id: self.session_id,
-            event_type: self.event_type,
-            status: self.status.map(Into::into),
-            since: self.since,
-            until: self.until,
-        })
     }
-}
-
-/// Where a page sits in the whole result.
-#[derive(SimpleObject)]
-pub struct Pagination {
-    /// How many items (events, users) match the filters.
-    pub total: i32,
-    /// The page size asked for.
-    pub limit: i32,
-    /// Items skipped before this page.
-    pub offset: i32,
-    /// Whether more items follow this page.
-    pub has_more: bool,
-    /// Pass as `after` for the next page (keyset paging of audit events);
-    /// null on the last page, and always null for users.
-    pub next_cursor: Option<String>,
 }
 
 /// A page of audit events, newest first.
@@ -229,29 +196,6 @@ pub struct AuditChainReport {
     pub first_broken_seq: Option<i64>,
     /// What is wrong, in words.
     pub problem: Option<String>,
-}
-
-/// A cursor is the chain position of the last event of a page.
-fn parse_cursor(cursor: &str) -> Result<i64, AppError> {
-    cursor
-        .parse::<i64>()
-        .ok()
-        .filter(|seq| *seq > 0)
-        .ok_or_else(|| {
-            AppError::bad_input(
-                "after",
-                "after must be a cursor returned in pagination.nextCursor",
-            )
-        })
-}
-
-fn bounded(field: &'static str, value: i32, min: u64, max: u64) -> Result<u64, AppError> {
-    u64::try_from(value)
-        .ok()
-        .filter(|v| (min..=max).contains(v))
-        .ok_or_else(|| {
-            AppError::bad_input(field, format!("{field} must be between {min} and {max}"))
-        })
 }
 
 /// Whether `caller` may see `event` on a subscription: as for
@@ -352,30 +296,13 @@ impl AuditQuery {
         after: Option<String>,
     ) -> Result<AuditPage> {
         let app = state(ctx)?;
-        // None for a key: the guard let it through with `AUDIT_READ`, which
-        // reads every event as it is stored.
+        // None for a key: the guard let it through with `AUDIT_READ`.
         let caller = match key_caller(ctx) {
             Some(_) => None,
             None => Some(caller(ctx)?),
         };
-        let limit_n = bounded("limit", limit, 1, audits::MAX_PAGE).map_err(AppError::extend)?;
-        let offset_n =
-            bounded("offset", offset, 0, audits::MAX_OFFSET).map_err(AppError::extend)?;
-        let mut filter = filter
-            .unwrap_or_default()
-            .validate()
-            .map_err(AppError::extend)?;
-        if let Some(caller) = caller
-            && !access::may_read_all_audit(caller)
-        {
-            filter.user_id = Some(caller.user.id);
-        }
-        let before_seq = after
-            .as_deref()
-            .map(parse_cursor)
-            .transpose()
-            .map_err(AppError::extend)?;
-        let page = audits::page(&app.db, &filter, limit_n, offset_n, before_seq)
+        let filter = filter.unwrap_or_default().into();
+        let page = audits::page_for(&app.db, caller, filter, limit, offset, after.as_deref())
             .await
             .map_err(AppError::extend)?;
         // The people the page names, in one query before the rows resolve
@@ -391,21 +318,9 @@ impl AuditQuery {
                 .collect();
             users(ctx)?.load_many(ids).await?;
         }
-        let next_cursor = page
-            .has_more
-            .then(|| page.logs.last().map(|e| e.seq.to_string()))
-            .flatten();
+        let next_cursor = page.next_cursor();
         Ok(AuditPage {
-            logs: page
-                .logs
-                .into_iter()
-                .map(|event| {
-                    AuditLog::from(match caller {
-                        Some(caller) => audits::as_seen_by(caller, event),
-                        None => event,
-                    })
-                })
-                .collect(),
+            logs: page.logs.into_iter().map(AuditLog::from).collect(),
             pagination: Pagination {
                 total: i32::try_from(page.total).unwrap_or(i32::MAX),
                 limit,

@@ -1,13 +1,14 @@
 //! Guards: where the rights matrix ([`crate::service::access`]) meets the
 //! schema. Each refusal is answered with a coded error and audited (once
-//! per action and target in a request; see `graphql::deny`).
+//! per action and target in a request; see `graphql::context::deny`).
 
 use async_graphql::{Context, Guard, Result};
-use entity::user::{self, Role};
-use sea_orm::EntityTrait;
+use entity::user::Role;
 use uuid::Uuid;
 
-use super::{CheckedSessions, caller, deny, key_caller, refuse_key, session_ended, state};
+use super::context::{
+    CheckedSessions, SESSION_ENDED, caller, deny, key_caller, refuse_key, session_ended, state,
+};
 use crate::{
     error::AppError,
     service::{
@@ -137,10 +138,9 @@ impl Guard for SessionAccess {
                     Some(admin_id)
                         if revoking && owner.id != caller.user.id && admin_id != caller.user.id =>
                     {
-                        let admin = user::Entity::find_by_id(admin_id)
-                            .one(&app.db)
+                        let admin = users::find(&app.db, admin_id)
                             .await
-                            .map_err(|e| AppError::from(e).extend())?;
+                            .map_err(AppError::extend)?;
                         access::may_revoke(
                             caller,
                             session.id,
@@ -291,7 +291,7 @@ impl Guard for NotImpersonating {
         };
         // Signed in with a session this request has ended: not anonymous.
         if session_ended(ctx) {
-            return Err(AppError::Unauthenticated(super::SESSION_ENDED).extend());
+            return Err(AppError::Unauthenticated(SESSION_ENDED).extend());
         }
         let Err(reason) = access::not_impersonating(caller) else {
             return Ok(());

@@ -4,13 +4,11 @@ use async_graphql::{Context, Object, Result};
 use uuid::Uuid;
 
 use super::{
-    caller,
+    context::{caller, end_session, request_meta, state},
     guards::{Impersonation, SignedIn},
-    request_meta,
     session::AuthPayload,
-    state,
 };
-use crate::{error::AppError, metrics::Metrics, service::impersonation};
+use crate::{error::AppError, service::impersonation};
 
 #[derive(Default)]
 pub struct ImpersonationMutation;
@@ -32,17 +30,13 @@ impl ImpersonationMutation {
     ) -> Result<AuthPayload> {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
-        let reason = impersonation::validate_reason(&reason).map_err(AppError::extend)?;
-        let target = crate::service::user::get(&app.db, user_id)
-            .await
-            .map_err(AppError::extend)?;
         let opened = impersonation::start(
             &app.db,
             &app.config,
             caller,
             &request_meta(ctx),
-            target,
-            reason,
+            user_id,
+            &reason,
         )
         .await
         .map_err(AppError::extend)?;
@@ -58,13 +52,12 @@ impl ImpersonationMutation {
     async fn stop_impersonation(&self, ctx: &Context<'_>) -> Result<bool> {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
-        let out = impersonation::stop(&app.db, caller, &request_meta(ctx)).await;
+        let out = impersonation::stop(&app.db, &app.metrics, caller, &request_meta(ctx)).await;
         // Ended, by this or (UNAUTHENTICATED) by a concurrent revocation.
         if matches!(out, Ok(()) | Err(AppError::Unauthenticated(_))) {
-            super::end_session(ctx);
+            end_session(ctx);
         }
         out.map_err(AppError::extend)?;
-        Metrics::inc(&app.metrics.sessions_revoked);
         Ok(true)
     }
 }

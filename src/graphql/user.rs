@@ -1,27 +1,21 @@
 //! Users as the schema shows them (never the password hash).
 
-use std::collections::HashMap;
-
-use async_graphql::{
-    ComplexObject, Context, Enum, Object, Result, SimpleObject, dataloader::Loader,
-};
+use async_graphql::{ComplexObject, Context, Enum, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::user;
 use uuid::Uuid;
 
 use super::{
-    audit::Pagination,
-    caller,
+    context::{caller, request_meta, session_ended, state},
     guards::{NotImpersonating, RoleGuard, SignedIn},
-    request_meta, session_ended, state,
+    paging::Pagination,
 };
 use crate::{
     auth::Caller,
     error::AppError,
-    metrics::Metrics,
     service::{
         access::{self, Action},
-        user as users,
+        password, user as users,
     },
 };
 
@@ -108,30 +102,6 @@ impl From<user::Model> for User {
     }
 }
 
-/// Loads users by id in one query per batch, so lists that show each
-/// row's user do not cost a query per row.
-pub struct UserLoader {
-    db: crate::db::Db,
-}
-
-impl UserLoader {
-    pub fn new(db: crate::db::Db) -> Self {
-        Self { db }
-    }
-}
-
-impl Loader<Uuid> for UserLoader {
-    type Value = User;
-    type Error = async_graphql::Error;
-
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, User>, Self::Error> {
-        let users = users::get_many(&self.db, keys.iter().copied())
-            .await
-            .map_err(AppError::extend)?;
-        Ok(users.into_iter().map(|u| (u.id, User::from(u))).collect())
-    }
-}
-
 /// A page of accounts, ordered by email (paged by offset: `nextCursor` is
 /// always null).
 #[derive(SimpleObject)]
@@ -160,17 +130,16 @@ impl UserQuery {
         #[graphql(default = 0, desc = "Accounts to skip.")] offset: i32,
     ) -> Result<UserPage> {
         let app = state(ctx)?;
-        let (found, total) = users::search(&app.db, search.as_deref(), limit, offset)
+        let page = users::search(&app.db, search.as_deref(), limit, offset)
             .await
             .map_err(AppError::extend)?;
-        let has_more = u64::try_from(offset).unwrap_or(0) + (found.len() as u64) < total;
         Ok(UserPage {
-            users: found.into_iter().map(User::from).collect(),
+            users: page.users.into_iter().map(User::from).collect(),
             pagination: Pagination {
-                total: i32::try_from(total).unwrap_or(i32::MAX),
+                total: i32::try_from(page.total).unwrap_or(i32::MAX),
                 limit,
                 offset,
-                has_more,
+                has_more: page.has_more,
                 // Users are paged by offset only.
                 next_cursor: None,
             },
@@ -201,8 +170,9 @@ impl UserMutation {
     ) -> Result<bool> {
         let app = state(ctx)?;
         let caller = caller(ctx)?;
-        users::change_password(
+        password::change(
             &app.db,
+            &app.metrics,
             &app.hasher,
             &app.throttle,
             caller,
@@ -212,8 +182,7 @@ impl UserMutation {
             revoke_other_sessions,
         )
         .await
-        .map_err(AppError::extend)
-        .map(|ended| Metrics::add(&app.metrics.sessions_revoked, ended))?;
+        .map_err(AppError::extend)?;
         Ok(true)
     }
 }

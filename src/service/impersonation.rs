@@ -1,7 +1,7 @@
 //! Impersonation: an admin opens a short-lived session as a user, with a
 //! reason, visible to that user and audited with both of them.
 
-use entity::{session, user};
+use entity::session;
 use sea_orm::EntityTrait;
 use uuid::Uuid;
 
@@ -10,9 +10,11 @@ use crate::{
     config::Config,
     db::{self, Db},
     error::{AppError, AppResult},
+    metrics::Metrics,
     service::{
         audit::{self, NewEvent, events},
-        session::{OpenedSession, end_session, reasons},
+        session::{OpenedSession, end_session, new_session, reasons},
+        user as users,
     },
 };
 
@@ -51,17 +53,20 @@ fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
-/// Opens a session as `target` for `caller` (already authorised). It lives
+/// Opens a session as the user `target_id` for `caller` (already
+/// authorised), for `reason` (checked by [`validate_reason`]). It lives
 /// `IMPERSONATION_TTL` at most and never longer than the caller's session.
-#[tracing::instrument(skip_all, fields(target = %target.id, admin = %caller.user.id))]
+#[tracing::instrument(skip_all, fields(target = %target_id, admin = %caller.user.id))]
 pub async fn start(
     db: &Db,
     config: &Config,
     caller: &Caller,
     meta: &RequestMeta,
-    target: user::Model,
-    reason: String,
+    target_id: Uuid,
+    reason: &str,
 ) -> AppResult<OpenedSession> {
+    let reason = validate_reason(reason)?;
+    let target = users::get(db, target_id).await?;
     let token = auth::generate_token()?;
     let now = db::now();
     // Never longer than the admin's own session, idle expiry included.
@@ -71,23 +76,17 @@ pub async fn start(
         .min(now + Config::chrono(config.session_idle_timeout))
         .min(caller.session.expires_at);
     let session = session::Model {
-        id: Uuid::new_v4(),
-        token_hash: token.hash,
-        token_prefix: token.display_prefix,
-        user_id: target.id,
         impersonator_id: Some(caller.user.id),
         impersonation_reason: Some(reason.clone()),
         impersonator_session_id: Some(caller.session.id),
-        ip_address: meta.ip_address.clone(),
-        user_agent: meta.user_agent.clone(),
-        created_at: now,
-        last_active_at: now,
-        expires_at,
-        absolute_expires_at,
-        revoked_at: None,
-        revoked_by: None,
-        revoke_reason: None,
-        end_reason: None,
+        ..new_session(
+            &token,
+            target.id,
+            meta,
+            now,
+            expires_at,
+            absolute_expires_at,
+        )
     };
     let txn = db.transaction().await?;
     session::Entity::insert(session::ActiveModel::from(session.clone()))
@@ -123,10 +122,15 @@ pub async fn start(
     })
 }
 
-/// Ends the impersonation session making this request. The admin's own
-/// session is untouched.
+/// Ends the impersonation session making this request (counted as revoked
+/// in `metrics`). The admin's own session is untouched.
 #[tracing::instrument(skip_all, fields(session_id = %caller.session.id))]
-pub async fn stop(db: &Db, caller: &Caller, meta: &RequestMeta) -> AppResult<()> {
+pub async fn stop(
+    db: &Db,
+    metrics: &Metrics,
+    caller: &Caller,
+    meta: &RequestMeta,
+) -> AppResult<()> {
     let Some(admin_id) = caller.session.impersonator_id else {
         return Err(AppError::bad_input(
             "session",
@@ -134,7 +138,7 @@ pub async fn stop(db: &Db, caller: &Caller, meta: &RequestMeta) -> AppResult<()>
         ));
     };
     // Who it was and why, for the impersonated user's log.
-    let admin = user::Entity::find_by_id(admin_id).one(db).await?;
+    let admin = users::find(db, admin_id).await?;
     let txn = db.transaction().await?;
     let ended = end_session(
         &txn,
@@ -168,6 +172,7 @@ pub async fn stop(db: &Db, caller: &Caller, meta: &RequestMeta) -> AppResult<()>
     }
     audit::record(&txn, event).await?;
     txn.commit().await?;
+    Metrics::inc(&metrics.sessions_revoked);
     Ok(())
 }
 

@@ -22,9 +22,11 @@
 pub mod access;
 pub mod api_key;
 pub mod audit;
+pub mod denials;
 pub mod device;
 pub mod impersonation;
-pub mod seed;
+pub mod paging;
+pub mod password;
 pub mod session;
 pub mod throttle;
 pub mod user;

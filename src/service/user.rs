@@ -1,4 +1,5 @@
-//! Accounts: creation (command line and demo), look-ups.
+//! Accounts: creation (command line and demo), look-ups, search. (A
+//! password change, which ends sessions, is [`super::password`]'s.)
 
 use entity::user::{self, Role};
 use sea_orm::{
@@ -9,16 +10,14 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    auth::{Caller, MAX_PASSWORD_LEN, PasswordHasherPool, RequestMeta, validate_new_password},
+    auth::{Caller, PasswordHasherPool, RequestMeta, validate_new_password},
     db::{self, Db},
     error::{AppError, AppResult},
     service::{
         audit::{self, NewEvent, events},
-        session as sessions,
-        throttle::{Limit, Throttle},
+        paging,
     },
 };
-use entity::audit_event::AuditStatus;
 use sea_orm::sea_query::Expr;
 
 pub const MAX_EMAIL_LEN: usize = 320;
@@ -121,10 +120,29 @@ pub const USER_NOT_FOUND: &str = "user not found";
 
 /// The user with this id, else `NOT_FOUND`.
 pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> AppResult<user::Model> {
-    user::Entity::find_by_id(id)
-        .one(conn)
+    find(conn, id)
         .await?
         .ok_or_else(|| AppError::NotFound(USER_NOT_FOUND.into()))
+}
+
+/// The user with this id, if the account exists (where a missing one is
+/// no error, e.g. an impersonator since deleted).
+pub async fn find(conn: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<user::Model>> {
+    Ok(user::Entity::find_by_id(id).one(conn).await?)
+}
+
+/// The owner of the sessions a user-scoped operation targets: the caller
+/// (`None`, or their own id), or the named user, else `NOT_FOUND`. The
+/// caller's right to name them is the guard's to check.
+pub async fn target(
+    conn: &impl ConnectionTrait,
+    caller: &Caller,
+    id: Option<Uuid>,
+) -> AppResult<user::Model> {
+    match id {
+        Some(id) if id != caller.user.id => get(conn, id).await,
+        _ => Ok(caller.user.clone()),
+    }
 }
 
 /// The users with these ids, in one query; ids that name no account are
@@ -321,14 +339,25 @@ fn email_conflict(err: sea_orm::DbErr, email: &str) -> AppError {
 }
 
 /// Largest page of `users`.
-pub const MAX_USERS_PAGE: i32 = 100;
+pub const MAX_USERS_PAGE: u64 = 100;
 /// Deepest offset of `users`; past it, narrow the search instead.
-pub const MAX_USERS_OFFSET: i32 = 1_000_000;
+pub const MAX_USERS_OFFSET: u64 = 1_000_000;
 /// Longest search text (an email's maximum length).
 pub const MAX_SEARCH_LEN: usize = MAX_EMAIL_LEN;
 
-/// A page of accounts whose email or name contains `search` (any case;
-/// all accounts without it), ordered by email, with the number of matches.
+/// A page of accounts, with where it sits in the whole.
+#[derive(Debug)]
+pub struct UserPage {
+    /// The accounts of the page, by email.
+    pub users: Vec<user::Model>,
+    /// How many accounts match.
+    pub total: u64,
+    /// Whether more matches follow the page.
+    pub has_more: bool,
+}
+
+/// The accounts whose email or name contains `search` (any case; all
+/// accounts without it), ordered by email, with the number of matches.
 /// `limit` is 1 to [`MAX_USERS_PAGE`], `offset` 0 to [`MAX_USERS_OFFSET`].
 /// The caller's right to list accounts is checked by the resolver's guard.
 #[tracing::instrument(skip(conn))]
@@ -337,9 +366,9 @@ pub async fn search(
     search: Option<&str>,
     limit: i32,
     offset: i32,
-) -> AppResult<(Vec<user::Model>, u64)> {
-    let limit = bounded("limit", limit, 1, MAX_USERS_PAGE)?;
-    let offset = bounded("offset", offset, 0, MAX_USERS_OFFSET)?;
+) -> AppResult<UserPage> {
+    let limit = paging::bounded("limit", limit, 1, MAX_USERS_PAGE)?;
+    let offset = paging::bounded("offset", offset, 0, MAX_USERS_OFFSET)?;
     let mut query = user::Entity::find();
     if let Some(text) = search.map(str::trim).filter(|t| !t.is_empty()) {
         if text.chars().count() > MAX_SEARCH_LEN || text.chars().any(char::is_control) {
@@ -374,126 +403,12 @@ pub async fn search(
             .all(conn)
             .await?
     };
-    Ok((users, total))
-}
-
-fn bounded(field: &'static str, value: i32, min: i32, max: i32) -> AppResult<u64> {
-    if (min..=max).contains(&value) {
-        Ok(u64::try_from(value).unwrap_or(0))
-    } else {
-        Err(AppError::bad_input(
-            field,
-            format!("{field} must be between {min} and {max}"),
-        ))
-    }
-}
-
-/// Changes the caller's password after checking the current one, and ends
-/// their other sessions unless `revoke_others` is false. Returns how many
-/// sessions were ended. The check of the current password goes through the
-/// sign-in throttle like a sign-in (the caller's account and address):
-/// reserved before it is verified, refused with `RATE_LIMITED` at the
-/// limit, and a wrong one is audited and stays counted as a failure.
-#[tracing::instrument(skip_all, fields(user_id = %caller.user.id))]
-#[allow(clippy::too_many_arguments)]
-pub async fn change_password(
-    db: &Db,
-    hasher: &PasswordHasherPool,
-    throttle: &Throttle,
-    caller: &Caller,
-    meta: &RequestMeta,
-    current: String,
-    new: String,
-    revoke_others: bool,
-) -> AppResult<u64> {
-    validate_new_password("newPassword", &new)?;
-    let event = |status| {
-        NewEvent::new(events::PASSWORD_CHANGED, status, "")
-            .from_request(meta)
-            .by(caller)
-            .subject(caller.user.id)
-            .session(caller.session.id)
-    };
-    let throttled = {
-        let (refused, email) = (event(AuditStatus::Failed), caller.user.email.clone());
-        move |limit: Limit, retry_after: u64| {
-            let mut event = refused
-                .clone()
-                .meta("reason", "throttled")
-                .meta("limit", limit.as_str())
-                .meta("retryAfter", retry_after);
-            event.message = format!(
-                "password change for {email} refused: too many failed credential checks for this {}",
-                limit.as_str()
-            );
-            event
-        }
-    };
-    // The same key as signing in to this account: one budget for both.
-    let email_hash = throttle.email_hash(&caller.user.email);
-    let attempt = throttle.reserve(db, &email_hash, meta, throttled).await?;
-    let same = current == new;
-    let verified = current.chars().count() <= MAX_PASSWORD_LEN
-        && hasher
-            .verify(current, Some(caller.user.password_hash.clone()))
-            .await?;
-    if !verified {
-        let mut failed = event(AuditStatus::Failed).meta("reason", "wrong_current_password");
-        failed.message = format!(
-            "password change for {} refused: wrong current password",
-            caller.user.email
-        );
-        // The reservation stays: a failed credential check, like a failed
-        // sign-in, counts toward the account's throttle.
-        audit::record_alone(db, failed).await?;
-        return Err(AppError::bad_input(
-            "currentPassword",
-            "the current password is incorrect",
-        ));
-    }
-    if same {
-        throttle.release_alone(db, attempt).await?;
-        return Err(AppError::bad_input(
-            "newPassword",
-            "the new password must differ from the current one",
-        ));
-    }
-    let password_hash = hasher.hash(new).await?;
-
-    let txn = db.transaction().await?;
-    attempt.release(&txn).await?;
-    user::Entity::update_many()
-        .col_expr(user::Column::PasswordHash, Expr::value(password_hash))
-        .filter(user::Column::Id.eq(caller.user.id))
-        .exec(&txn)
-        .await?;
-    let mut ended = 0;
-    if revoke_others {
-        for other in sessions::sessions_of(&txn, caller.user.id, false).await? {
-            if other.id == caller.session.id {
-                continue;
-            }
-            let actor = caller.actor();
-            if sessions::end_session(
-                &txn,
-                &other,
-                &caller.user,
-                actor,
-                meta,
-                sessions::reasons::PASSWORD_CHANGED,
-            )
-            .await?
-            .is_some()
-            {
-                ended += 1;
-            }
-        }
-    }
-    let mut done = event(AuditStatus::Success).meta("endedSessions", ended);
-    done.message = format!("{} changed their password", caller.user.email);
-    audit::record(&txn, done).await?;
-    txn.commit().await?;
-    Ok(ended)
+    let has_more = offset + (users.len() as u64) < total;
+    Ok(UserPage {
+        users,
+        total,
+        has_more,
+    })
 }
 
 /// The demo accounts: an owner, an admin and two users.

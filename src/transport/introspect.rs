@@ -27,7 +27,7 @@ use super::{HttpState, request_meta};
 use crate::{
     auth::{self, Credential, KeyCaller},
     error::AppError,
-    service::{self, access},
+    service::{self, access, denials},
 };
 
 /// `POST /oauth/introspect`.
@@ -61,11 +61,11 @@ pub async fn introspect(
         Err(_) => return server_error(),
     };
     if !key.has(ApiScope::SessionsCheck) {
-        let denials = access::Denials::default();
-        let error = access::deny_as(
+        let denials = denials::Denials::default();
+        let error = denials::deny_as(
             &app.denials,
             &denials,
-            access::Refused::Key(&key),
+            denials::Refused::Key(&key),
             &request_meta(&http, peer, &headers),
             access::Action::KeyOperation,
             None,
@@ -74,7 +74,7 @@ pub async fn introspect(
                 "introspection needs an API key with the scope sessions:check".into(),
             ),
         );
-        access::write_denials(&app.db, denials.take()).await;
+        denials::write_denials(&app.db, denials.take()).await;
         if let AppError::RateLimited { retry_after_secs } = error {
             let mut response = oauth_error(
                 StatusCode::TOO_MANY_REQUESTS,

@@ -1,10 +1,12 @@
-//! The two ways requests arrive: GraphQL over HTTP ([`http`]) and
-//! subscriptions over WebSocket ([`ws`]). What both need lives here, in
-//! the module both import from and neither imports back: the state their
-//! handlers share ([`HttpState`]) and the few rules they must apply alike
-//! (the client's address, which errors carry a code, what counts as a
-//! request that could not run). [`crate::startup`] builds the state and
-//! mounts the handlers; nothing here imports it.
+//! The ways requests arrive: GraphQL over HTTP ([`http`]), subscriptions
+//! over WebSocket ([`ws`]), and, without GraphQL, the gateway's token
+//! check ([`gateway`]) and the OAuth token endpoints ([`oauth`]). What
+//! they share lives here, in the module they import from and that imports
+//! none of them back: the state their handlers share ([`HttpState`]) and
+//! the few rules they must apply alike (the client's address, which errors
+//! carry a code, what counts as a request that could not run).
+//! [`crate::startup`] builds the state and mounts the handlers; nothing
+//! here imports it.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -17,8 +19,10 @@ use crate::{
     state::AppState,
 };
 
+pub mod gateway;
 pub mod http;
 pub mod introspect;
+pub mod oauth;
 pub mod ws;
 
 /// What the HTTP handlers share.

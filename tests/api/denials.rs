@@ -5,7 +5,7 @@
 
 use entity::{audit_event::AuditStatus, user::Role};
 use serde_json::{Value, json};
-use session_manager::service::access::{DENIAL_WINDOW, DENIALS_PER_WINDOW};
+use session_manager::service::denials::{DENIAL_WINDOW, DENIALS_PER_WINDOW};
 use uuid::Uuid;
 
 use crate::helpers::{TestApp, assert_error_code, spawn_app, spawn_app_with};

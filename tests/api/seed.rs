@@ -214,7 +214,7 @@ fn keys(event: &audit_event::Model) -> Vec<String> {
 
 #[tokio::test]
 async fn seeded_events_have_the_types_reasons_and_shapes_the_server_writes() {
-    use session_manager::service::{access::denial_reasons, audit::events, session::reasons};
+    use session_manager::service::{audit::events, denials::denial_reasons, session::reasons};
     let app = spawn_app().await;
     seed(&app);
     let seeded = app.audit_events().await;

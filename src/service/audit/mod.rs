@@ -1,0 +1,55 @@
+//! The append-only, hash-chained audit log.
+//!
+//! `hash = SHA-256(prev_hash ‖ canonical event)`, where the canonical event
+//! is JSON with sorted keys and RFC 3339 timestamps in microseconds. Events
+//! are appended under a lock on the chain-head row, in the same transaction
+//! as the change they record.
+//!
+//! Split by what the code does; every item is re-exported here, so
+//! `service::audit::X` names it whatever file holds it.
+
+mod chain;
+mod query;
+mod record;
+
+pub use chain::{ChainReport, for_each_event, lock_head, purge_before, verify_chain};
+pub use query::{AuditFilter, MAX_OFFSET, MAX_PAGE, Page, as_seen_by, page, page_for};
+pub use record::{
+    GroupHead, NewEvent, canonical_event, event_hash, record, record_alone, record_batch,
+};
+
+/// Event types written by the server.
+pub mod events {
+    pub const SIGN_IN: &str = "auth.sign_in";
+    /// A session opened by a trusted backend's API key (`issueSession`).
+    pub const SESSION_ISSUED: &str = "auth.session_issued";
+    pub const SESSION_REVOKED: &str = "session.revoked";
+    /// A session ended by idle timeout or absolute expiry (recorded once).
+    pub const SESSION_EXPIRED: &str = "session.expired";
+    pub const ACCESS_DENIED: &str = "access.denied";
+    pub const SESSIONS_VIEWED: &str = "sessions.viewed";
+    pub const IMPERSONATION_STARTED: &str = "impersonation.started";
+    pub const IMPERSONATION_STOPPED: &str = "impersonation.stopped";
+    pub const USER_CREATED: &str = "user.created";
+    pub const USER_UPDATED: &str = "user.updated";
+    pub const PASSWORD_CHANGED: &str = "password.changed";
+    pub const API_KEY_CREATED: &str = "api_key.created";
+    pub const API_KEY_REVOKED: &str = "api_key.revoked";
+
+    /// Every type above, as the schema's `auditEventTypes` lists them.
+    pub const ALL: &[&str] = &[
+        SIGN_IN,
+        SESSION_REVOKED,
+        SESSIONS_VIEWED,
+        IMPERSONATION_STARTED,
+        IMPERSONATION_STOPPED,
+        SESSION_EXPIRED,
+        ACCESS_DENIED,
+        PASSWORD_CHANGED,
+        USER_CREATED,
+        API_KEY_CREATED,
+        API_KEY_REVOKED,
+        SESSION_ISSUED,
+        USER_UPDATED,
+    ];
+}

@@ -1,0 +1,440 @@
+//! Appending to the chain: the event, its hash over the canonical form,
+//! and the chain head kept in memory across a writer's group.
+
+use entity::{
+    audit_chain::{self, CHAIN_ID},
+    audit_event::{self, AuditStatus},
+};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryTrait};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::lock_head;
+use crate::{
+    auth::{Actor, Caller, RequestMeta},
+    db::{self, Db},
+    error::AppResult,
+};
+
+/// An event about to be appended.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_type: &'static str,
+    pub status: AuditStatus,
+    pub message: String,
+    pub actor_id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
+    pub session_id: Option<Uuid>,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+    pub metadata: Value,
+}
+
+impl NewEvent {
+    pub fn new(event_type: &'static str, status: AuditStatus, message: impl Into<String>) -> Self {
+        Self {
+            event_type,
+            status,
+            message: message.into(),
+            actor_id: None,
+            user_id: None,
+            session_id: None,
+            ip_address: None,
+            user_agent: None,
+            metadata: json!({}),
+        }
+    }
+
+    pub fn success(event_type: &'static str, message: impl Into<String>) -> Self {
+        Self::new(event_type, AuditStatus::Success, message)
+    }
+
+    pub fn failed(event_type: &'static str, message: impl Into<String>) -> Self {
+        Self::new(event_type, AuditStatus::Failed, message)
+    }
+
+    /// Where the request came from.
+    pub fn from_request(mut self, meta: &RequestMeta) -> Self {
+        self.ip_address = meta.ip_address.clone();
+        self.user_agent = meta.user_agent.clone();
+        self
+    }
+
+    /// Done by `caller`: the actor is the impersonator when there is one,
+    /// and the metadata says so.
+    pub fn by(self, caller: &Caller) -> Self {
+        self.by_actor(caller.actor())
+    }
+
+    pub fn by_actor(mut self, actor: Actor) -> Self {
+        self.actor_id = Some(actor.id);
+        if let Some(admin) = actor.impersonated_by {
+            self = self.meta("impersonatedBy", admin.to_string());
+        }
+        self
+    }
+
+    /// Done by the API key `key`: a key is no account, so the event has no
+    /// actor and names the key in its metadata (`apiKeyId`, `apiKeyName`).
+    pub fn by_key(self, key: &entity::api_key::Model) -> Self {
+        self.meta("apiKeyId", key.id.to_string())
+            .meta("apiKeyName", key.name.clone())
+    }
+
+    pub fn actor(mut self, actor_id: Uuid) -> Self {
+        self.actor_id = Some(actor_id);
+        self
+    }
+
+    /// Whose account or session the event concerns.
+    pub fn subject(mut self, user_id: Uuid) -> Self {
+        self.user_id = Some(user_id);
+        self
+    }
+
+    pub fn session(mut self, session_id: Uuid) -> Self {
+        self.session_id = Some(session_id);
+        self
+    }
+
+    /// The stored event at chain position `seq`, after the event whose hash
+    /// is `prev_hash`, with its own hash.
+    pub fn chained(
+        self,
+        id: Uuid,
+        seq: i64,
+        created_at: chrono::DateTime<chrono::Utc>,
+        prev_hash: String,
+    ) -> audit_event::Model {
+        let mut model = audit_event::Model {
+            id,
+            seq,
+            created_at,
+            event_type: self.event_type.to_owned(),
+            status: self.status,
+            message: self.message,
+            actor_id: self.actor_id,
+            user_id: self.user_id,
+            session_id: self.session_id,
+            ip_address: self.ip_address,
+            user_agent: self.user_agent,
+            metadata: self.metadata,
+            prev_hash,
+            hash: String::new(),
+        };
+        model.hash = event_hash(&model);
+        model
+    }
+
+    pub fn meta(mut self, key: &str, value: impl Into<Value>) -> Self {
+        if let Value::Object(map) = &mut self.metadata {
+            map.insert(key.to_owned(), value.into());
+        }
+        self
+    }
+}
+
+/// Appends `event` to the chain. Call it inside a write transaction
+/// ([`Db::write`] or [`Db::transaction`]) together with the change it
+/// records. On PostgreSQL the transaction also notifies [`crate::events::CHANNEL`]
+/// so every replica's event tail wakes when it commits.
+pub async fn record(conn: &impl ConnectionTrait, event: NewEvent) -> AppResult<audit_event::Model> {
+    let grouped = group::head();
+    let (prev_seq, prev_hash) = match grouped.clone().flatten() {
+        Some(head) => head,
+        None => {
+            let head = lock_head(conn).await?;
+            (head.head_seq, head.head_hash)
+        }
+    };
+
+    let model = event.chained(Uuid::now_v7(), prev_seq + 1, db::now(), prev_hash);
+
+    let active: audit_event::ActiveModel = model.clone().into();
+    audit_event::Entity::insert(active)
+        .exec_without_returning(conn)
+        .await?;
+    if grouped.is_some() {
+        group::advance(model.seq, &model.hash);
+    } else {
+        store_head(conn, model.seq, model.hash.clone()).await?;
+    }
+    if conn.get_database_backend() == DatabaseBackend::Postgres {
+        conn.execute_raw(crate::events::notify_statement()).await?;
+    }
+    tracing::info!(
+        event_type = model.event_type,
+        status = model.status.as_str(),
+        actor_id = ?model.actor_id,
+        user_id = ?model.user_id,
+        session_id = ?model.session_id,
+        "audit: {}",
+        model.message
+    );
+    Ok(model)
+}
+
+/// Rows per insert statement in [`record_batch`]: 14 columns each stay
+/// well under both databases' limits on bound parameters.
+const ROWS_PER_STATEMENT: usize = 1_000;
+
+/// Appends `events`, each with the time it was made, to the chain in
+/// order, `seq` by `seq` and hash by hash exactly as [`record`] appends
+/// one, in multi-row inserts; the head is read (locked) once and moved
+/// once for the whole batch. Ids are UUIDv7 of each event's time, so they
+/// stay time-ordered like the server's. For bulk appends (the benchmark
+/// seeder); call it inside a write transaction, as [`record`]. Returns the
+/// new head's `seq`.
+pub async fn record_batch(
+    conn: &impl ConnectionTrait,
+    events: Vec<(NewEvent, chrono::DateTime<chrono::Utc>)>,
+) -> AppResult<i64> {
+    let grouped = group::head();
+    let (mut seq, mut hash) = match grouped.clone().flatten() {
+        Some(head) => head,
+        None => {
+            let head = lock_head(conn).await?;
+            (head.head_seq, head.head_hash)
+        }
+    };
+    if events.is_empty() {
+        return Ok(seq);
+    }
+    let mut rows = Vec::with_capacity(events.len());
+    for (event, at) in events {
+        seq += 1;
+        let model = event.chained(uuid_v7_at(at), seq, at, std::mem::take(&mut hash));
+        hash.clone_from(&model.hash);
+        rows.push(audit_event::ActiveModel::from(model));
+    }
+    let backend = conn.get_database_backend();
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let part: Vec<_> = rows.by_ref().take(ROWS_PER_STATEMENT).collect();
+        conn.execute_raw(audit_event::Entity::insert_many(part).build(backend))
+            .await?;
+    }
+    if grouped.is_some() {
+        group::advance(seq, &hash);
+    } else {
+        store_head(conn, seq, hash).await?;
+    }
+    if backend == DatabaseBackend::Postgres {
+        conn.execute_raw(crate::events::notify_statement()).await?;
+    }
+    Ok(seq)
+}
+
+/// A UUIDv7 for an event made at `at`.
+fn uuid_v7_at(at: chrono::DateTime<chrono::Utc>) -> Uuid {
+    Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        at.timestamp() as u64,
+        at.timestamp_subsec_nanos(),
+    ))
+}
+
+async fn store_head(conn: &impl ConnectionTrait, seq: i64, hash: String) -> Result<(), DbErr> {
+    audit_chain::Entity::update(audit_chain::ActiveModel {
+        id: Set(CHAIN_ID),
+        head_seq: Set(seq),
+        head_hash: Set(hash),
+        ..Default::default()
+    })
+    .exec(conn)
+    .await?;
+    Ok(())
+}
+
+/// The chain head while the grouped writer ([`Db::write`]) runs a group
+/// of writes in one SQLite transaction: the [`db::GroupHook`] wired into
+/// the writer (see [`crate::state`]). The group holds the database's write
+/// lock from its first statement to its commit, so no one else can append
+/// meanwhile: the head is read once, advanced in memory by each append,
+/// and written back once before the commit, instead of a read and an
+/// update per event.
+pub struct GroupHead;
+
+impl db::GroupHook for GroupHead {
+    fn scope<'a>(
+        &'a self,
+        group: futures_util::future::BoxFuture<'a, db::GroupDone>,
+    ) -> futures_util::future::BoxFuture<'a, db::GroupDone> {
+        // A group rolled back takes its head with it.
+        Box::pin(group::scope(group))
+    }
+
+    fn before_commit<'t>(
+        &'t self,
+        txn: &'t sea_orm::DatabaseTransaction,
+    ) -> futures_util::future::BoxFuture<'t, Result<(), DbErr>> {
+        Box::pin(group::store(txn))
+    }
+}
+
+mod group {
+    use std::cell::RefCell;
+
+    use sea_orm::{ConnectionTrait, DbErr};
+
+    /// (seq, hash) of the newest event; `None` until the group first reads it.
+    type Head = Option<(i64, String)>;
+
+    tokio::task_local! {
+        static HEAD: RefCell<Head>;
+    }
+
+    /// Runs `group` (one transaction's writes) with a group head of its
+    /// own.
+    pub(super) async fn scope<F: std::future::Future>(group: F) -> F::Output {
+        HEAD.scope(RefCell::new(None), group).await
+    }
+
+    /// `Some` inside a group (holding the head once known), `None` outside.
+    pub(super) fn head() -> Option<Head> {
+        HEAD.try_with(|head| head.borrow().clone()).ok()
+    }
+
+    pub(super) fn advance(seq: i64, hash: &str) {
+        let _ = HEAD.try_with(|head| *head.borrow_mut() = Some((seq, hash.to_owned())));
+    }
+
+    /// Writes the group's head back to the chain-head row, if the group
+    /// appended anything. Call it before the commit.
+    pub(super) async fn store(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
+        match head().flatten() {
+            Some((seq, hash)) => super::store_head(conn, seq, hash).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Appends `event` in a transaction of its own: for outcomes that change
+/// nothing else, such as a denied or failed attempt.
+pub async fn record_alone(db: &Db, event: NewEvent) -> AppResult<audit_event::Model> {
+    let txn = db.transaction().await?;
+    let model = record(&txn, event).await?;
+    txn.commit().await?;
+    Ok(model)
+}
+
+/// `SHA-256(prev_hash ‖ canonical event)`, hex.
+pub fn event_hash(event: &audit_event::Model) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(event.prev_hash.as_bytes());
+    hasher.update(canonical_event(event).as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+/// The canonical encoding of everything in an event but its hashes.
+pub fn canonical_event(event: &audit_event::Model) -> String {
+    let value = json!({
+        "seq": event.seq,
+        "id": event.id.to_string(),
+        "createdAt": event.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "eventType": event.event_type,
+        "status": event.status.as_str(),
+        "message": event.message,
+        "actorId": event.actor_id.map(|id| id.to_string()),
+        "userId": event.user_id.map(|id| id.to_string()),
+        "sessionId": event.session_id.map(|id| id.to_string()),
+        "ipAddress": event.ip_address,
+        "userAgent": event.user_agent,
+        "metadata": event.metadata,
+    });
+    let mut out = String::new();
+    write_canonical(&value, &mut out);
+    out
+}
+
+/// JSON with object keys sorted at every level, whatever map type
+/// serde_json was built with, so the encoding never depends on features
+/// or on how a database stored the document.
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::audit::events;
+
+    fn sample() -> audit_event::Model {
+        audit_event::Model {
+            id: Uuid::nil(),
+            seq: 1,
+            created_at: chrono::DateTime::from_timestamp(1_700_000_000, 123_456_000).unwrap(),
+            event_type: events::SIGN_IN.into(),
+            status: AuditStatus::Success,
+            message: "signed in".into(),
+            actor_id: None,
+            user_id: None,
+            session_id: None,
+            ip_address: Some("127.0.0.1".into()),
+            user_agent: None,
+            metadata: json!({"b": 1, "a": {"d": [1, 2], "c": "x"}}),
+            prev_hash: entity::audit_chain::GENESIS_HASH.into(),
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn canonical_encoding_sorts_keys_at_every_level() {
+        let text = canonical_event(&sample());
+        assert!(
+            text.contains(r#""metadata":{"a":{"c":"x","d":[1,2]},"b":1}"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""createdAt":"2023-11-14T22:13:20.123456Z""#),
+            "{text}"
+        );
+        assert!(text.starts_with(r#"{"actorId":null,"createdAt""#), "{text}");
+    }
+
+    #[test]
+    fn any_change_to_an_event_changes_its_hash() {
+        let base = sample();
+        let hash = event_hash(&base);
+        assert_eq!(hash.len(), 64);
+        let mut changed = base.clone();
+        changed.message.push('!');
+        assert_ne!(event_hash(&changed), hash, "message");
+        let mut changed = base.clone();
+        changed.prev_hash = "1".repeat(64);
+        assert_ne!(event_hash(&changed), hash, "prev_hash");
+        let mut changed = base.clone();
+        changed.metadata = json!({"b": 2, "a": {"d": [1, 2], "c": "x"}});
+        assert_ne!(event_hash(&changed), hash, "metadata");
+        let mut changed = base;
+        changed.status = AuditStatus::Failed;
+        assert_ne!(event_hash(&changed), hash, "status");
+    }
+}
