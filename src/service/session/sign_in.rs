@@ -1,7 +1,7 @@
 //! Sign-in: credentials checked, a session opened within the per-user cap.
 
 use entity::{session, user};
-use sea_orm::{ConnectionTrait, EntityTrait};
+use sea_orm::{ConnectionTrait, EntityTrait, QuerySelect};
 use uuid::Uuid;
 
 use super::{BAD_CREDENTIALS, end_session, reasons, sessions_of};
@@ -227,6 +227,17 @@ pub(super) async fn enforce_session_cap(
     user: &user::Model,
     meta: &RequestMeta,
 ) -> AppResult<Vec<Uuid>> {
+    // Concurrent openings for one user must count each other's sessions.
+    // SQLite runs one write transaction at a time; on PostgreSQL (read
+    // committed) each would miss the others' uncommitted rows and the cap
+    // would not hold (seen with concurrent `issueSession` calls), so the
+    // user's row is locked until the transaction ends.
+    if conn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        user::Entity::find_by_id(user.id)
+            .lock_exclusive()
+            .one(conn)
+            .await?;
+    }
     let mut own: Vec<session::Model> = sessions_of(conn, user.id, false)
         .await?
         .into_iter()
