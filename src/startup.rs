@@ -105,6 +105,7 @@ pub fn router(state: AppState) -> Router {
         // fastest path of the server (see `transport::gateway`).
         .route("/auth/check", any(transport::gateway::check))
         .route("/oauth/revoke", post(transport::oauth::revoke))
+        .route("/oauth/introspect", post(transport::introspect::introspect))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));

@@ -2,6 +2,7 @@
 //! server maps these models to its own GraphQL types, so internals such as
 //! `token_hash` cannot reach the schema by accident.
 
+pub mod api_key;
 pub mod audit_chain;
 pub mod audit_event;
 pub mod installation_secret;

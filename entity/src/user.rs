@@ -51,9 +51,15 @@ pub struct Model {
     pub email: String,
     pub name: String,
     pub role: Role,
-    /// argon2id PHC string.
+    /// argon2id PHC string; empty for an account without a password
+    /// (provisioned by a trusted backend: it gets sessions only through
+    /// `issueSession`).
     pub password_hash: String,
     pub created_at: DateTimeUtc,
+    /// The account's id in the application that provisioned it
+    /// (`upsertUser`); unique, null for accounts made here.
+    #[sea_orm(unique)]
+    pub external_id: Option<String>,
 }
 
 impl Model {
@@ -68,6 +74,7 @@ impl Model {
             role: row.try_get_by_index_nullable(column())?,
             password_hash: row.try_get_by_index_nullable(column())?,
             created_at: row.try_get_by_index_nullable(column())?,
+            external_id: row.try_get_by_index_nullable(column())?,
         })
     }
 }

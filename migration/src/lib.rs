@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261128_000001_initial;
 mod m20261201_000001_throttle;
 mod m20261201_000002_session_expiry;
+mod m20261202_000001_api_keys;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_initial::Migration),
             Box::new(m20261201_000001_throttle::Migration),
             Box::new(m20261201_000002_session_expiry::Migration),
+            Box::new(m20261202_000001_api_keys::Migration),
         ]
     }
 }

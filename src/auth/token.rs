@@ -68,6 +68,52 @@ pub fn bearer_token(header: &[u8]) -> AppResult<&str> {
     Ok(token)
 }
 
+/// Fixed prefix of every API key (see `service::api_key`): secret
+/// scanners spot a leaked key, and it is never taken for a session token.
+pub const API_KEY_PREFIX: &str = "smk_";
+/// Length of a well-formed API key: the prefix and 43 base64url characters
+/// (32 random bytes).
+pub const API_KEY_LEN: usize = API_KEY_PREFIX.len() + 43;
+
+/// Checks the shape of an API key before any database work.
+pub fn is_well_formed_api_key(key: &str) -> bool {
+    key.len() == API_KEY_LEN
+        && key.starts_with(API_KEY_PREFIX)
+        && key[API_KEY_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// What an `Authorization: Bearer` header carries: a session token or an
+/// API key, told apart by their prefixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential<'a> {
+    Session(&'a str),
+    ApiKey(&'a str),
+}
+
+/// A missing, malformed, unknown or revoked API key.
+pub const BAD_API_KEY: &str = "invalid or revoked API key";
+
+/// Extracts the token or API key from an `Authorization` header value.
+/// Like [`bearer_token`], anything not well formed is refused; a value
+/// with the key prefix is judged as a key (and refused as one).
+pub fn bearer_credential(header: &[u8]) -> AppResult<Credential<'_>> {
+    let value = std::str::from_utf8(header).map_err(|_| AppError::Unauthenticated(BAD_TOKEN))?;
+    if let Some((scheme, credential)) = value.trim().split_once(' ')
+        && scheme.eq_ignore_ascii_case("bearer")
+        && credential.trim().starts_with(API_KEY_PREFIX)
+    {
+        let key = credential.trim();
+        return if is_well_formed_api_key(key) {
+            Ok(Credential::ApiKey(key))
+        } else {
+            Err(AppError::Unauthenticated(BAD_API_KEY))
+        };
+    }
+    bearer_token(header).map(Credential::Session)
+}
+
 /// The display form of a token: its first characters and an ellipsis.
 pub fn mask_token(display_prefix: &str) -> String {
     format!("{display_prefix}…")
@@ -124,5 +170,23 @@ mod tests {
             );
         }
         assert!(bearer_token(b"Bearer \xff\xfe").is_err(), "non-UTF-8");
+    }
+
+    #[test]
+    fn bearer_credential_tells_keys_from_tokens() {
+        let token = generate_token().unwrap().plaintext;
+        let key = format!("{API_KEY_PREFIX}{}", "a".repeat(43));
+        assert_eq!(
+            bearer_credential(format!("Bearer {token}").as_bytes()).unwrap(),
+            Credential::Session(&token)
+        );
+        assert_eq!(
+            bearer_credential(format!("bearer {key}").as_bytes()).unwrap(),
+            Credential::ApiKey(&key)
+        );
+        let short = bearer_credential(format!("Bearer {}", &key[..20]).as_bytes()).unwrap_err();
+        assert_eq!(short.to_string(), BAD_API_KEY, "judged as a key");
+        assert!(bearer_credential(format!("Basic {key}").as_bytes()).is_err());
+        assert!(bearer_credential(b"Bearer nonsense").is_err());
     }
 }

@@ -37,6 +37,34 @@ pub enum Command {
     Audit(AuditCommand),
     /// Fill the database with benchmark data and print its tokens as JSON.
     Seed(SeedArgs),
+    /// Manage the API keys trusted backends call with.
+    #[command(subcommand, name = "api-key")]
+    ApiKey(ApiKeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Make a key and print it, this once.
+    Create {
+        /// What the key is for, e.g. the backend using it.
+        #[arg(long)]
+        name: String,
+        /// A scope the key holds (repeat for more): sessions:issue,
+        /// sessions:check, users:provision, audit:read.
+        #[arg(long = "scope", required = true, value_parser = parse_scope)]
+        scopes: Vec<entity::api_key::ApiScope>,
+    },
+    /// List every key, revoked ones too, newest first.
+    List,
+    /// Revoke a key by id.
+    Revoke {
+        /// The key's id, as `api-key list` shows it.
+        id: uuid::Uuid,
+    },
+}
+
+fn parse_scope(text: &str) -> Result<entity::api_key::ApiScope, String> {
+    text.parse()
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,17 +11,18 @@ use std::io::Read;
 use anyhow::Context;
 use session_manager::{
     auth::PasswordHasherPool,
+    auth::RequestMeta,
     config::{Config, GlobalArgs, ServeArgs},
     db, graphql,
     service::{
-        audit,
+        api_key as api_keys, audit,
         user::{self as users, NewUser},
     },
     startup::Application,
 };
 
 pub use args::Cli;
-use args::{AuditCommand, Command, UserCommand};
+use args::{ApiKeyCommand, AuditCommand, Command, UserCommand};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let Cli {
@@ -81,6 +82,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config::new(global.database_url, serve)?;
             seed::run(&config, &args).await?;
         }
+        Command::ApiKey(command) => {
+            let db = connect(global, serve).await?;
+            db::migrate(&db).await?;
+            let db = session_manager::state::database(db).await?;
+            api_key(&db, command).await?;
+        }
         Command::User(UserCommand::Add {
             email,
             name,
@@ -111,6 +118,61 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 user.id,
                 user.role.as_str()
             );
+        }
+    }
+    Ok(())
+}
+
+/// `api-key …`: done with no actor (the audit log records no user), as
+/// `user add` is: whoever holds the shell and the database holds the rights.
+async fn api_key(db: &db::Db, command: ApiKeyCommand) -> anyhow::Result<()> {
+    let failed = |e: session_manager::error::AppError| anyhow::anyhow!("{e}");
+    let meta = RequestMeta::default();
+    match command {
+        ApiKeyCommand::Create { name, scopes } => {
+            let new = api_keys::create(db, None, &name, &scopes, &meta)
+                .await
+                .map_err(failed)?;
+            eprintln!(
+                "created API key {} ({}) with scopes {}; it is shown only this once:",
+                new.key.name,
+                new.key.id,
+                new.key
+                    .scopes()
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            println!("{}", new.plaintext);
+        }
+        ApiKeyCommand::List => {
+            for key in api_keys::list(db).await.map_err(failed)? {
+                let scopes: Vec<_> = key.scopes().iter().map(|s| s.as_str()).collect();
+                let state = match key.revoked_at {
+                    Some(at) => format!("revoked {}", at.to_rfc3339()),
+                    None => "live".to_owned(),
+                };
+                let used = key.last_used_at.map_or_else(
+                    || "never used".to_owned(),
+                    |at| format!("last used {}", at.to_rfc3339()),
+                );
+                println!(
+                    "{}  {}…  {}  [{}]  {}  {}",
+                    key.id,
+                    key.key_prefix,
+                    key.name,
+                    scopes.join(" "),
+                    used,
+                    state
+                );
+            }
+        }
+        ApiKeyCommand::Revoke { id } => {
+            let key = api_keys::revoke(db, id, None, &meta)
+                .await
+                .map_err(failed)?;
+            println!("revoked API key {} ({})", key.name, key.id);
         }
     }
     Ok(())

@@ -12,7 +12,7 @@ use async_graphql::{
 use uuid::Uuid;
 
 use crate::{
-    auth::{Caller, RequestMeta},
+    auth::{Caller, KeyCaller, RequestMeta},
     error::{AppError, SIGN_IN_REQUIRED},
     service::{access, denials, user as accounts},
     state::AppState,
@@ -147,8 +147,18 @@ pub(crate) fn state<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a AppState
 pub const SESSION_ENDED: &str = "the session of this request has ended";
 
 /// The signed-in caller, or `UNAUTHENTICATED`: also once a mutation of this
-/// request has ended the caller's own session.
+/// request has ended the caller's own session. A request made with an API
+/// key is authenticated but is no user: it is answered `FORBIDDEN`, and the
+/// refusal audited (see [`refuse_key`]).
 pub(crate) fn caller<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Caller> {
+    if let Some(key) = key_caller(ctx) {
+        return Err(refuse_key(
+            ctx,
+            key,
+            access::Action::UserOperation,
+            AppError::Forbidden(format!("`{}`: {KEY_NOT_A_USER}", ctx.item.node.name.node)),
+        ));
+    }
     let caller = ctx
         .data_opt::<Caller>()
         .ok_or_else(|| AppError::Unauthenticated(SIGN_IN_REQUIRED).extend())?;
@@ -156,6 +166,45 @@ pub(crate) fn caller<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Caller>
         return Err(AppError::Unauthenticated(SESSION_ENDED).extend());
     }
     Ok(caller)
+}
+
+/// Why an API key is refused an operation for signed-in users.
+pub const KEY_NOT_A_USER: &str =
+    "an API key acts only through the operations of its scopes, not as a user";
+
+/// The API key the request was made with, if it was.
+pub(crate) fn key_caller<'a>(ctx: &Context<'a>) -> Option<&'a KeyCaller> {
+    ctx.data_opt::<KeyCaller>()
+}
+
+/// Refuses an attempt of the API key `key` (see [`denials::deny_as`]):
+/// noted in the request's scope, to be audited when the request ends, with
+/// the key named in the event.
+pub(crate) fn refuse_key(
+    ctx: &Context<'_>,
+    key: &KeyCaller,
+    action: access::Action,
+    error: AppError,
+) -> async_graphql::Error {
+    let app = match state(ctx) {
+        Ok(app) => app,
+        Err(err) => return err,
+    };
+    let Ok(scope) = ctx.data::<RequestScope>() else {
+        return AppError::internal(anyhow::anyhow!("RequestScope missing from the request"))
+            .extend();
+    };
+    denials::deny_as(
+        &app.denials,
+        scope.denials(),
+        denials::Refused::Key(key),
+        &request_meta(ctx),
+        action,
+        None,
+        None,
+        error,
+    )
+    .extend()
 }
 
 /// A mutation of this request has ended the caller's own session.

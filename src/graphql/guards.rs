@@ -6,7 +6,9 @@ use async_graphql::{Context, Guard, Result};
 use entity::user::Role;
 use uuid::Uuid;
 
-use super::context::{CheckedSessions, SESSION_ENDED, caller, deny, session_ended, state};
+use super::context::{
+    CheckedSessions, SESSION_ENDED, caller, deny, key_caller, refuse_key, session_ended, state,
+};
 use crate::{
     error::AppError,
     service::{
@@ -21,6 +23,37 @@ pub struct SignedIn;
 impl Guard for SignedIn {
     async fn check(&self, ctx: &Context<'_>) -> Result<()> {
         caller(ctx).map(|_| ())
+    }
+}
+
+/// An operation for API keys holding `scope` (`issueSession`,
+/// `upsertUser`): a key without the scope, and any user's session, are
+/// answered `FORBIDDEN` and audited; no credential is `UNAUTHENTICATED`.
+pub struct Scoped(pub entity::api_key::ApiScope);
+
+impl Guard for Scoped {
+    async fn check(&self, ctx: &Context<'_>) -> Result<()> {
+        let needs = || format!("this needs an API key with the scope {}", self.0.as_str());
+        match key_caller(ctx) {
+            Some(key) if key.has(self.0) => Ok(()),
+            Some(key) => Err(refuse_key(
+                ctx,
+                key,
+                Action::KeyOperation,
+                AppError::Forbidden(needs()),
+            )),
+            None => {
+                let caller = caller(ctx)?;
+                Err(deny(
+                    ctx,
+                    caller,
+                    Action::KeyOperation,
+                    None,
+                    None,
+                    AppError::Forbidden(needs()),
+                ))
+            }
+        }
     }
 }
 
@@ -179,6 +212,13 @@ impl AuditAccess {
 
 impl Guard for AuditAccess {
     async fn check(&self, ctx: &Context<'_>) -> Result<()> {
+        // A key with `AUDIT_READ` reads every event; any other key is
+        // refused as from any operation for users.
+        if let Some(key) = key_caller(ctx)
+            && key.has(entity::api_key::ApiScope::AuditRead)
+        {
+            return Ok(());
+        }
         let caller = caller(ctx)?;
         match self.user_id {
             Some(id) if id != caller.user.id && !access::may_read_all_audit(caller) => {
@@ -242,7 +282,12 @@ impl NotImpersonating {
 impl Guard for NotImpersonating {
     async fn check(&self, ctx: &Context<'_>) -> Result<()> {
         let Some(caller) = ctx.data_opt::<crate::auth::Caller>() else {
-            return Ok(());
+            // Signing in (the one operation here open to anonymous
+            // requests) is no API key's business either.
+            return match key_caller(ctx) {
+                Some(_) => caller(ctx).map(|_| ()),
+                None => Ok(()),
+            };
         };
         // Signed in with a session this request has ended: not anonymous.
         if session_ended(ctx) {

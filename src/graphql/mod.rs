@@ -1,5 +1,6 @@
 //! The GraphQL schema: thin resolvers over [`crate::service`].
 
+pub mod api_key;
 pub mod audit;
 pub mod context;
 pub mod documents;
@@ -18,7 +19,12 @@ use crate::state::AppState;
 
 /// Reads: the viewer, sessions, the audit log and accounts.
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(session::SessionQuery, audit::AuditQuery, user::UserQuery);
+pub struct QueryRoot(
+    session::SessionQuery,
+    audit::AuditQuery,
+    user::UserQuery,
+    api_key::ApiKeyQuery,
+);
 
 /// Changes: signing in and out, revocation, impersonation, passwords.
 #[derive(MergedObject, Default)]
@@ -26,6 +32,8 @@ pub struct MutationRoot(
     session::SessionMutation,
     impersonation::ImpersonationMutation,
     user::UserMutation,
+    api_key::ApiKeyMutation,
+    api_key::BackendMutation,
 );
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, audit::AuditSubscription>;

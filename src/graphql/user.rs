@@ -65,6 +65,9 @@ pub struct User {
     pub role: Role,
     /// When the account was created.
     pub created_at: DateTime<Utc>,
+    /// The account's id in the application that provisioned it
+    /// (`upsertUser`); null for accounts made here.
+    pub external_id: Option<String>,
 }
 
 #[ComplexObject]
@@ -94,6 +97,7 @@ impl From<user::Model> for User {
             name: model.name,
             role: model.role.into(),
             created_at: model.created_at,
+            external_id: model.external_id,
         }
     }
 }

@@ -21,6 +21,12 @@ pub enum Action {
     ListUsers,
     /// Account-wide actions an impersonation session may not take.
     Sensitive,
+    /// Making, listing and revoking API keys.
+    ManageApiKeys,
+    /// An operation for signed-in users, attempted with an API key.
+    UserOperation,
+    /// An operation for API keys, attempted without the scope it needs.
+    KeyOperation,
 }
 
 impl Action {
@@ -33,6 +39,9 @@ impl Action {
             Action::Impersonate => "impersonation.start",
             Action::ListUsers => "users.list",
             Action::Sensitive => "account.sensitive",
+            Action::ManageApiKeys => "api_keys.manage",
+            Action::UserOperation => "user.operation",
+            Action::KeyOperation => "api_key.operation",
         }
     }
 }
@@ -96,6 +105,10 @@ pub fn may_see_account(caller: &Caller, id: Uuid, role: Role) -> bool {
 pub const LIST_USERS_ROLE: Role = Role::Admin;
 /// The role walking the audit hash chain (`auditChain`) needs.
 pub const VERIFY_AUDIT_ROLE: Role = Role::Owner;
+
+/// The role making, listing and revoking API keys needs: a key acts for
+/// the whole installation, so only owners hand them out.
+pub const MANAGE_API_KEYS_ROLE: Role = Role::Owner;
 
 /// May `caller` find accounts by email or name (`users`)?
 pub fn may_list_users(caller: &Caller) -> bool {
@@ -249,6 +262,7 @@ pub(crate) mod fixtures {
             role,
             password_hash: String::new(),
             created_at: chrono::Utc::now(),
+            external_id: None,
         }
     }
 

@@ -10,7 +10,7 @@ use entity::user::Role;
 use uuid::Uuid;
 
 use crate::{
-    auth::{Actor, Caller, RequestMeta},
+    auth::{Actor, Caller, KeyCaller, RequestMeta},
     db::Db,
     error::AppError,
     service::{
@@ -250,6 +250,66 @@ pub fn deny(
     session_id: Option<Uuid>,
     error: AppError,
 ) -> AppError {
+    deny_as(
+        limiter,
+        denials,
+        Refused::User(caller),
+        meta,
+        action,
+        subject,
+        session_id,
+        error,
+    )
+}
+
+/// Who was refused: a user's session, or an API key.
+#[derive(Clone, Copy)]
+pub enum Refused<'a> {
+    User(&'a Caller),
+    Key(&'a KeyCaller),
+}
+
+/// The `callerRole` of a refusal by an API key.
+pub const API_KEY_ROLE: &str = "api_key";
+
+impl Refused<'_> {
+    /// Whom the denial limiter counts: the acting account, or the key.
+    fn limiter_id(self) -> Uuid {
+        match self {
+            Refused::User(caller) => caller.actor_id(),
+            Refused::Key(key) => key.key.id,
+        }
+    }
+
+    fn role(self) -> &'static str {
+        match self {
+            Refused::User(caller) => caller.user.role.as_str(),
+            Refused::Key(_) => API_KEY_ROLE,
+        }
+    }
+
+    /// `event` as done by this caller: a user is its actor; a key has no
+    /// account, so the event names it in its metadata and has no actor.
+    fn stamp(self, event: NewEvent) -> NewEvent {
+        match self {
+            Refused::User(caller) => event.by(caller),
+            Refused::Key(key) => event.by_key(&key.key),
+        }
+    }
+}
+
+/// [`deny`] for any caller, a user or an API key (see [`Refused`]).
+#[allow(clippy::too_many_arguments)]
+pub fn deny_as(
+    limiter: &DenialLimiter,
+    denials: &Denials,
+    who: Refused<'_>,
+    meta: &RequestMeta,
+    action: Action,
+    subject: Option<Uuid>,
+    session_id: Option<Uuid>,
+    error: AppError,
+) -> AppError {
     let reason = denial_reason(&error);
     let event_type = denial_type(action);
     let key = DenialKey {
@@ -266,7 +326,7 @@ pub fn deny(
         seen.count += 1;
         return error;
     }
-    match limiter.admit(caller.actor_id()) {
+    match limiter.admit(who.limiter_id()) {
         Admission::Record => {}
         Admission::Throttle { retry_after_secs } => {
             let event = NewEvent::failed(
@@ -277,14 +337,15 @@ pub fn deny(
                     DENIAL_WINDOW.as_secs()
                 ),
             )
-            .from_request(meta)
-            .by(caller)
-            .meta("action", action.as_str())
-            .meta("reason", "throttled")
-            .meta("callerRole", caller.user.role.as_str())
-            .meta("limit", DENIALS_PER_WINDOW)
-            .meta("windowSecs", DENIAL_WINDOW.as_secs())
-            .meta("retryAfter", retry_after_secs);
+            .from_request(meta);
+            let event = who
+                .stamp(event)
+                .meta("action", action.as_str())
+                .meta("reason", "throttled")
+                .meta("callerRole", who.role())
+                .meta("limit", DENIALS_PER_WINDOW)
+                .meta("windowSecs", DENIAL_WINDOW.as_secs())
+                .meta("retryAfter", retry_after_secs);
             pending.push(PendingDenial {
                 key: None,
                 event,
@@ -296,8 +357,18 @@ pub fn deny(
             return AppError::RateLimited { retry_after_secs };
         }
     }
-    let mut event =
-        denial_event(caller.actor(), caller.user.role, action, &error).from_request(meta);
+    let mut event = match who {
+        Refused::User(caller) => denial_event(caller.actor(), caller.user.role, action, &error),
+        Refused::Key(key) => NewEvent::failed(
+            denial_type(action),
+            format!("{} denied: {error}", action.as_str()),
+        )
+        .by_key(&key.key)
+        .meta("action", action.as_str())
+        .meta("reason", denial_reason(&error))
+        .meta("callerRole", API_KEY_ROLE),
+    }
+    .from_request(meta);
     if let Some(subject) = subject {
         event = event.subject(subject);
     }

@@ -10,7 +10,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    auth::{Caller, PasswordHasherPool, validate_new_password},
+    auth::{Caller, PasswordHasherPool, RequestMeta, validate_new_password},
     db::{self, Db},
     error::{AppError, AppResult},
     service::{
@@ -85,6 +85,7 @@ pub async fn create_user(
         role: new.role,
         password_hash,
         created_at: db::now(),
+        external_id: None,
     };
     let txn = db.transaction().await?;
     let inserted = user::Entity::insert(user::ActiveModel::from(model.clone()))
@@ -164,6 +165,177 @@ pub async fn find_by_email(
         .filter(user::Column::Email.eq(email))
         .one(conn)
         .await?)
+}
+
+/// The account with this external id (`upsertUser`), if any.
+pub async fn find_by_external_id(
+    conn: &impl ConnectionTrait,
+    external_id: &str,
+) -> AppResult<Option<user::Model>> {
+    Ok(user::Entity::find()
+        .filter(user::Column::ExternalId.eq(external_id))
+        .one(conn)
+        .await?)
+}
+
+/// Longest external id (the column's length).
+pub const MAX_EXTERNAL_ID_LEN: usize = 255;
+
+/// An application's id for an account: 1 to [`MAX_EXTERNAL_ID_LEN`]
+/// characters, no control characters or surrounding spaces (taken as
+/// given otherwise: it is the application's to choose).
+pub fn validate_external_id(external_id: &str) -> AppResult<String> {
+    let trimmed = external_id.trim();
+    if trimmed.is_empty() || trimmed.len() > MAX_EXTERNAL_ID_LEN {
+        return Err(AppError::bad_input(
+            "externalId",
+            format!("externalId must be 1 to {MAX_EXTERNAL_ID_LEN} bytes"),
+        ));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(AppError::bad_input(
+            "externalId",
+            "externalId must not contain control characters",
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// What [`upsert`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upserted {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// Provisioning from an application's user store (`upsertUser`, by the
+/// API key `key`): the account with `external_id` gets this email and
+/// name, or is created (role user, no password: it gets sessions only
+/// through `issueSession`). Audited as `user.created` or `user.updated`
+/// (with the fields changed), the key named as the actor; nothing is
+/// written when nothing changes. An email another account holds is
+/// `BAD_USER_INPUT`; an admin's or owner's account is not the key's to
+/// change (`FORBIDDEN`). Two concurrent upserts of a new id: the second
+/// insert meets the unique index and updates the account the first made.
+#[tracing::instrument(skip(db, key, meta))]
+pub async fn upsert(
+    db: &Db,
+    key: &entity::api_key::Model,
+    external_id: &str,
+    email: &str,
+    name: &str,
+    meta: &RequestMeta,
+) -> AppResult<(user::Model, Upserted)> {
+    let external_id = validate_external_id(external_id)?;
+    let email = normalize_email(email)?;
+    let name = validate_name(name)?;
+    for attempt in 0..2 {
+        let txn = db.transaction().await?;
+        let existing = find_by_external_id(&txn, &external_id).await?;
+        let result = match existing {
+            Some(mut account) => {
+                if account.role != Role::User {
+                    return Err(AppError::Forbidden(
+                        "only users' accounts can be provisioned; this one is an admin's or owner's"
+                            .into(),
+                    ));
+                }
+                let mut changed = Vec::new();
+                if account.email != email {
+                    changed.push("email");
+                }
+                if account.name != name {
+                    changed.push("name");
+                }
+                if changed.is_empty() {
+                    return Ok((account, Upserted::Unchanged));
+                }
+                let updated = user::Entity::update_many()
+                    .col_expr(user::Column::Email, Expr::value(email.clone()))
+                    .col_expr(user::Column::Name, Expr::value(name.clone()))
+                    .filter(user::Column::Id.eq(account.id))
+                    .exec(&txn)
+                    .await;
+                if let Err(err) = updated {
+                    return Err(email_conflict(err, &email));
+                }
+                account.email = email.clone();
+                account.name = name.clone();
+                let event = NewEvent::success(
+                    events::USER_UPDATED,
+                    format!("user {} updated by API key {}", account.email, key.name),
+                )
+                .from_request(meta)
+                .by_key(key)
+                .subject(account.id)
+                .meta("email", account.email.clone())
+                .meta("externalId", external_id.clone())
+                .meta("changed", changed);
+                Ok((account, Upserted::Updated, event))
+            }
+            None => {
+                let account = user::Model {
+                    id: Uuid::new_v4(),
+                    email: email.clone(),
+                    name: name.clone(),
+                    role: Role::User,
+                    password_hash: String::new(),
+                    created_at: db::now(),
+                    external_id: Some(external_id.clone()),
+                };
+                let inserted = user::Entity::insert(user::ActiveModel::from(account.clone()))
+                    .exec_without_returning(&txn)
+                    .await;
+                match inserted {
+                    Ok(_) => {
+                        let event = NewEvent::success(
+                            events::USER_CREATED,
+                            format!("user {} created by API key {}", account.email, key.name),
+                        )
+                        .from_request(meta)
+                        .by_key(key)
+                        .subject(account.id)
+                        .meta("email", account.email.clone())
+                        .meta("role", account.role.as_str())
+                        .meta("externalId", external_id.clone());
+                        Ok((account, Upserted::Created, event))
+                    }
+                    Err(err) => Err(err),
+                }
+            }
+        };
+        match result {
+            Ok((account, what, event)) => {
+                audit::record(&txn, event).await?;
+                txn.commit().await?;
+                return Ok((account, what));
+            }
+            Err(err) => {
+                drop(txn);
+                let unique = matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)));
+                // Taken meanwhile by the same external id: update it.
+                if unique && attempt == 0 && find_by_external_id(db, &external_id).await?.is_some()
+                {
+                    continue;
+                }
+                return Err(email_conflict(err, &email));
+            }
+        }
+    }
+    Err(AppError::internal(anyhow::anyhow!(
+        "upsert by external id did not settle"
+    )))
+}
+
+/// A unique violation writing `email` is another account holding it.
+fn email_conflict(err: sea_orm::DbErr, email: &str) -> AppError {
+    match err.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => {
+            AppError::bad_input("email", format!("another account has the email {email}"))
+        }
+        _ => AppError::from(err),
+    }
 }
 
 /// Largest page of `users`.

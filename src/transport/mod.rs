@@ -21,6 +21,7 @@ use crate::{
 
 pub mod gateway;
 pub mod http;
+pub mod introspect;
 pub mod oauth;
 pub mod ws;
 

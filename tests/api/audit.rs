@@ -734,6 +734,7 @@ async fn account(app: &TestApp, n: usize) -> entity::user::Model {
         role: Role::User,
         password_hash: "!".into(),
         created_at: chrono::Utc::now(),
+        external_id: None,
     };
     entity::user::ActiveModel::from(model.clone())
         .insert(app.db())
@@ -910,6 +911,10 @@ async fn audit_event_types_lists_every_type_the_server_records_to_anyone_signed_
         "access.denied",
         "password.changed",
         "user.created",
+        "api_key.created",
+        "api_key.revoked",
+        "auth.session_issued",
+        "user.updated",
     ]);
     let owner = app.create_user(Role::Owner).await;
     let owner_token = app.sign_in(&owner).await;

@@ -12,7 +12,7 @@ use crate::helpers::{TestApp, spawn_app};
 
 const BIN: &str = env!("CARGO_BIN_EXE_session-manager");
 
-fn run(app: &TestApp, args: &[&str], stdin: &str) -> Output {
+pub(crate) fn run(app: &TestApp, args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(BIN)
         .args(args)
         .env("DATABASE_URL", &app.database_url)
@@ -31,7 +31,7 @@ fn run(app: &TestApp, args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 

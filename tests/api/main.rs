@@ -1,6 +1,7 @@
 //! Integration tests: the real server on 127.0.0.1:0, a fresh database per
 //! test (SQLite by default; PostgreSQL when `TEST_DATABASE_URL` is set).
 
+mod api_keys;
 mod audit;
 mod auth;
 mod cli;
@@ -15,6 +16,7 @@ mod helpers;
 mod hostile;
 mod http;
 mod impersonation;
+mod introspect;
 mod logs;
 mod metrics;
 mod nginx;

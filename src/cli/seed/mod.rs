@@ -166,6 +166,7 @@ pub async fn seed(db: &Db, config: &Config, plan: &SeedPlan) -> AppResult<SeedRe
         role,
         password_hash: password_hash.clone(),
         created_at: now - age,
+        external_id: None,
     };
     let year = Duration::days(365);
     users.push(account(

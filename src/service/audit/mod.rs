@@ -21,6 +21,8 @@ pub use record::{
 /// Event types written by the server.
 pub mod events {
     pub const SIGN_IN: &str = "auth.sign_in";
+    /// A session opened by a trusted backend's API key (`issueSession`).
+    pub const SESSION_ISSUED: &str = "auth.session_issued";
     pub const SESSION_REVOKED: &str = "session.revoked";
     /// A session ended by idle timeout or absolute expiry (recorded once).
     pub const SESSION_EXPIRED: &str = "session.expired";
@@ -29,7 +31,10 @@ pub mod events {
     pub const IMPERSONATION_STARTED: &str = "impersonation.started";
     pub const IMPERSONATION_STOPPED: &str = "impersonation.stopped";
     pub const USER_CREATED: &str = "user.created";
+    pub const USER_UPDATED: &str = "user.updated";
     pub const PASSWORD_CHANGED: &str = "password.changed";
+    pub const API_KEY_CREATED: &str = "api_key.created";
+    pub const API_KEY_REVOKED: &str = "api_key.revoked";
 
     /// Every type above, as the schema's `auditEventTypes` lists them.
     pub const ALL: &[&str] = &[
@@ -42,5 +47,9 @@ pub mod events {
         ACCESS_DENIED,
         PASSWORD_CHANGED,
         USER_CREATED,
+        API_KEY_CREATED,
+        API_KEY_REVOKED,
+        SESSION_ISSUED,
+        USER_UPDATED,
     ];
 }

@@ -75,6 +75,13 @@ impl NewEvent {
         self
     }
 
+    /// Done by the API key `key`: a key is no account, so the event has no
+    /// actor and names the key in its metadata (`apiKeyId`, `apiKeyName`).
+    pub fn by_key(self, key: &entity::api_key::Model) -> Self {
+        self.meta("apiKeyId", key.id.to_string())
+            .meta("apiKeyName", key.name.clone())
+    }
+
     pub fn actor(mut self, actor_id: Uuid) -> Self {
         self.actor_id = Some(actor_id);
         self

@@ -8,6 +8,7 @@ use crate::auth::RequestMeta;
 mod check;
 mod end;
 mod expiry;
+mod issue;
 mod list;
 mod sign_in;
 
@@ -16,6 +17,7 @@ pub use end::{end_session, revoke, revoke_all, revoked_event, sign_out};
 pub use expiry::{
     delete_ended_before, expiry_reason, record_expired, record_expiry, unrecorded_expired_query,
 };
+pub use issue::{issue, may_be_issued_a_session};
 pub use list::{as_seen_by, audit_viewed, count_active, find_with_owner, list, sessions_of, view};
 pub use sign_in::{OpenedSession, new_session, sign_in};
 

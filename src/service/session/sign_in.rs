@@ -1,7 +1,7 @@
 //! Sign-in: credentials checked, a session opened within the per-user cap.
 
 use entity::{session, user};
-use sea_orm::{ConnectionTrait, EntityTrait};
+use sea_orm::{ConnectionTrait, EntityTrait, QuerySelect};
 use uuid::Uuid;
 
 use super::{BAD_CREDENTIALS, end_session, reasons, sessions_of};
@@ -109,7 +109,15 @@ async fn verify_and_open(
     let attempt = throttle.reserve(db, &email_hash, meta, throttled).await?;
     // From here on, leaving early keeps the reservation: a failure.
     let verified = hasher
-        .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
+        // An account without a password (provisioned by a trusted
+        // backend) never signs in: checked against the dummy hash, so it
+        // takes as long as any failure.
+        .verify(
+            password,
+            user.as_ref()
+                .map(|u| u.password_hash.clone())
+                .filter(|hash| !hash.is_empty()),
+        )
         .await?;
 
     let user = match user {
@@ -213,12 +221,23 @@ pub fn new_session(
 /// Makes room for one more session under `MAX_SESSIONS_PER_USER`: ends the
 /// user's oldest active sessions (their own, not impersonations of them),
 /// each audited with reason `session_limit`.
-async fn enforce_session_cap(
+pub(super) async fn enforce_session_cap(
     conn: &impl ConnectionTrait,
     cap: u32,
     user: &user::Model,
     meta: &RequestMeta,
 ) -> AppResult<Vec<Uuid>> {
+    // Concurrent openings for one user must count each other's sessions.
+    // SQLite runs one write transaction at a time; on PostgreSQL (read
+    // committed) each would miss the others' uncommitted rows and the cap
+    // would not hold (seen with concurrent `issueSession` calls), so the
+    // user's row is locked until the transaction ends.
+    if conn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        user::Entity::find_by_id(user.id)
+            .lock_exclusive()
+            .one(conn)
+            .await?;
+    }
     let mut own: Vec<session::Model> = sessions_of(conn, user.id, false)
         .await?
         .into_iter()

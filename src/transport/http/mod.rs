@@ -19,7 +19,7 @@ use axum::{
 };
 
 use crate::{
-    auth::{self, Caller},
+    auth::{self, Credential, KeyCaller, Principal},
     error::{AppError, AppResult},
     graphiql, graphql,
     graphql::{
@@ -273,8 +273,16 @@ async fn execute_many(
         let started = Instant::now();
         let operation = request.operation_name.clone();
         let validated = parsed.as_ref().is_some_and(|p| p.validated(&request));
-        let request =
-            graphql::request_data(request, &http.app, caller.clone(), meta.clone(), &scope).await;
+        let (user, key) = match caller.clone() {
+            Some(Principal::User(user)) => (Some(user), None),
+            Some(Principal::Key(key)) => (None, Some(key)),
+            None => (None, None),
+        };
+        let mut request =
+            graphql::request_data(request, &http.app, user, meta.clone(), &scope).await;
+        if let Some(key) = key {
+            request = request.data(key);
+        }
         let mut response = if validated {
             http.validated_schema.execute(request).await
         } else {
@@ -313,14 +321,20 @@ async fn execute_many(
     send_response(status, media, response)
 }
 
-/// The caller from `Authorization: Bearer`, once per request. No header is
-/// anonymous; a header that does not name a live session is an error.
-async fn resolve_caller(http: &HttpState, headers: &HeaderMap) -> AppResult<Option<Caller>> {
+/// The caller from `Authorization: Bearer`, once per request: a session
+/// or an API key (`smk_…`). No header is anonymous; a header that does not
+/// name a live session or key is an error.
+async fn resolve_caller(http: &HttpState, headers: &HeaderMap) -> AppResult<Option<Principal>> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let token = auth::bearer_token(value.as_bytes())?;
-    service::session::authenticate(&http.app.db, &http.app.config, token)
-        .await
-        .map(Some)
+    let (db, config) = (&http.app.db, &http.app.config);
+    match auth::bearer_credential(value.as_bytes())? {
+        Credential::Session(token) => service::session::authenticate(db, config, token)
+            .await
+            .map(|user| Some(Principal::User(user))),
+        Credential::ApiKey(key) => service::api_key::authenticate(db, config, key)
+            .await
+            .map(|key| Some(Principal::Key(KeyCaller { key }))),
+    }
 }

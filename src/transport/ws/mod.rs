@@ -287,11 +287,21 @@ async fn serve(
     close
 }
 
+/// Why a socket authenticating with an API key is closed.
+pub const KEYS_OVER_HTTP_ONLY: &str =
+    "API keys are accepted over HTTP only; subscriptions need a session token";
+
 async fn authenticate(http: &HttpState, payload: Option<&Value>) -> Result<Caller, &'static str> {
     let header = payload
         .and_then(|p| p.get("authorization").or_else(|| p.get("Authorization")))
         .and_then(Value::as_str)
         .ok_or("connection_init must carry {\"authorization\": \"Bearer <token>\"}")?;
+    // A socket lives as long as a user's session (it closes when the session
+    // ends, and counts against the user's sockets); a key has neither, and
+    // the operations of its scopes are all HTTP ones.
+    if let Ok(auth::Credential::ApiKey(_)) = auth::bearer_credential(header.as_bytes()) {
+        return Err(KEYS_OVER_HTTP_ONLY);
+    }
     let token = auth::bearer_token(header.as_bytes()).map_err(|_| crate::error::BAD_TOKEN)?;
     sessions::authenticate(&http.app.db, &http.app.config, token)
         .await
