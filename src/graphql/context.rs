@@ -177,6 +177,19 @@ pub(crate) fn key_caller<'a>(ctx: &Context<'a>) -> Option<&'a KeyCaller> {
     ctx.data_opt::<KeyCaller>()
 }
 
+/// What recording a refusal needs from the request: the state (for the
+/// per-caller limit) and the request's scope (where the refusal waits to
+/// be audited).
+fn refusal_context<'c>(
+    ctx: &'c Context<'_>,
+) -> Result<(&'c AppState, &'c RequestScope), async_graphql::Error> {
+    let app = state(ctx)?;
+    let scope = ctx.data::<RequestScope>().map_err(|_| {
+        AppError::internal(anyhow::anyhow!("RequestScope missing from the request")).extend()
+    })?;
+    Ok((app, scope))
+}
+
 /// Refuses an attempt of the API key `key` (see [`denials::deny_as`]):
 /// noted in the request's scope, to be audited when the request ends, with
 /// the key named in the event.
@@ -186,13 +199,9 @@ pub(crate) fn refuse_key(
     action: access::Action,
     error: AppError,
 ) -> async_graphql::Error {
-    let app = match state(ctx) {
-        Ok(app) => app,
+    let (app, scope) = match refusal_context(ctx) {
+        Ok(found) => found,
         Err(err) => return err,
-    };
-    let Ok(scope) = ctx.data::<RequestScope>() else {
-        return AppError::internal(anyhow::anyhow!("RequestScope missing from the request"))
-            .extend();
     };
     denials::deny_as(
         &app.denials,
@@ -230,13 +239,9 @@ pub(crate) fn deny(
     session_id: Option<uuid::Uuid>,
     error: AppError,
 ) -> async_graphql::Error {
-    let app = match state(ctx) {
-        Ok(app) => app,
+    let (app, scope) = match refusal_context(ctx) {
+        Ok(found) => found,
         Err(err) => return err,
-    };
-    let Ok(scope) = ctx.data::<RequestScope>() else {
-        return AppError::internal(anyhow::anyhow!("RequestScope missing from the request"))
-            .extend();
     };
     denials::deny(
         &app.denials,
