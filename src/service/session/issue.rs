@@ -1,14 +1,13 @@
 //! Sessions a trusted backend opens for its own users (`issueSession`):
 //! the same sessions as sign-in opens, under the same policies.
 
-use entity::{session, user};
-use sea_orm::EntityTrait;
+use entity::user;
 
-use super::{OpenedSession, new_session, sign_in::enforce_session_cap};
+use super::{OpenedSession, open::open_session};
 use crate::{
-    auth::{self, RequestMeta},
+    auth::RequestMeta,
     config::Config,
-    db::{self, Db},
+    db::Db,
     error::{AppError, AppResult},
     service::audit::{self, NewEvent, events},
 };
@@ -75,44 +74,21 @@ pub async fn issue(
         audit::record_alone(db, event).await?;
         return Err(AppError::Forbidden(reason.into()));
     }
-    let token = auth::generate_token()?;
-    let now = db::now();
-    let absolute = now + Config::chrono(lifetime);
-    let idle = now + Config::chrono(config.session_idle_timeout);
-    let session = new_session(&token, user.id, meta, now, absolute.min(idle), absolute);
     let txn = db.transaction().await?;
-    let ended = if config.max_sessions_per_user > 0 {
-        enforce_session_cap(&txn, config.max_sessions_per_user, user, meta).await?
-    } else {
-        Vec::new()
-    };
-    session::Entity::insert(session::ActiveModel::from(session.clone()))
-        .exec_without_returning(&txn)
-        .await?;
-    audit::record(
-        &txn,
+    let opened = open_session(&txn, config, user, meta, lifetime, |session| {
         NewEvent::success(
             events::SESSION_ISSUED,
             format!("session issued for {} by API key {}", user.email, key.name),
         )
-        .from_request(meta)
         .by_key(key)
         .meta("backendIp", backend.ip_address.clone())
-        .subject(user.id)
-        .session(session.id)
-        .meta("email", user.email.clone())
         .meta("expiresAt", session.expires_at.to_rfc3339())
         .meta(
             "absoluteExpiresAt",
             session.absolute_expires_at.to_rfc3339(),
-        ),
-    )
+        )
+    })
     .await?;
     txn.commit().await?;
-    Ok(OpenedSession {
-        token: token.plaintext,
-        session,
-        user: user.clone(),
-        ended,
-    })
+    Ok(opened)
 }

@@ -10,6 +10,7 @@ mod end;
 mod expiry;
 mod issue;
 mod list;
+mod open;
 mod sign_in;
 
 pub use check::{authenticate, live_caller, live_session};
@@ -19,7 +20,8 @@ pub use expiry::{
 };
 pub use issue::{issue, may_be_issued_a_session};
 pub use list::{as_seen_by, audit_viewed, count_active, find_with_owner, list, sessions_of, view};
-pub use sign_in::{OpenedSession, new_session, sign_in};
+pub use open::{OpenedSession, new_session};
+pub use sign_in::sign_in;
 
 /// The one message for an unknown email and a wrong password.
 pub const BAD_CREDENTIALS: &str = "invalid email or password";

@@ -1,14 +1,10 @@
 //! Sign-in: credentials checked, a session opened within the per-user cap.
 
-use entity::{session, user};
-use sea_orm::{ConnectionTrait, EntityTrait, QuerySelect};
-use uuid::Uuid;
-
-use super::{BAD_CREDENTIALS, end_session, reasons, sessions_of};
+use super::{BAD_CREDENTIALS, OpenedSession, open::open_session};
 use crate::{
-    auth::{self, Actor, MAX_PASSWORD_LEN, PasswordHasherPool, RequestMeta},
+    auth::{MAX_PASSWORD_LEN, PasswordHasherPool, RequestMeta},
     config::Config,
-    db::{self, Db},
+    db::Db,
     error::{AppError, AppResult},
     metrics::Metrics,
     service::{
@@ -17,15 +13,6 @@ use crate::{
         user as users,
     },
 };
-
-/// A session just opened: the token is shown to the client this once.
-pub struct OpenedSession {
-    pub token: String,
-    pub session: session::Model,
-    pub user: user::Model,
-    /// Sessions the sign-in ended to stay within `MAX_SESSIONS_PER_USER`.
-    pub ended: Vec<Uuid>,
-}
 
 /// Verifies the credentials (argon2id, off the runtime) and opens a
 /// session; success and failure are both audited as `auth.sign_in`. The
@@ -143,123 +130,14 @@ async fn verify_and_open(
         }
     };
 
-    let token = auth::generate_token()?;
-    let now = db::now();
-    let absolute = now + Config::chrono(config.session_ttl);
-    let session = new_session(
-        &token,
-        user.id,
-        meta,
-        now,
-        absolute.min(now + Config::chrono(config.session_idle_timeout)),
-        absolute,
-    );
     let txn = db.transaction().await?;
     attempt.release(&txn).await?;
-    let ended = if config.max_sessions_per_user > 0 {
-        enforce_session_cap(&txn, config.max_sessions_per_user, &user, meta).await?
-    } else {
-        Vec::new()
-    };
-    session::Entity::insert(session::ActiveModel::from(session.clone()))
-        .exec_without_returning(&txn)
-        .await?;
-    audit::record(
-        &txn,
+    let opened = open_session(&txn, config, &user, meta, config.session_ttl, |session| {
         NewEvent::success(events::SIGN_IN, format!("{} signed in", user.email))
-            .from_request(meta)
             .actor(user.id)
-            .subject(user.id)
-            .session(session.id)
-            .meta("email", user.email.clone())
-            .meta("expiresAt", session.expires_at.to_rfc3339()),
-    )
+            .meta("expiresAt", session.expires_at.to_rfc3339())
+    })
     .await?;
     txn.commit().await?;
-    Ok(OpenedSession {
-        token: token.plaintext,
-        session,
-        user,
-        ended,
-    })
-}
-
-/// The row of a session opened at `created_at` for `user_id` with `token`,
-/// from the request's origin, live (not revoked, its end unrecorded) and
-/// active since it opened: the one constructor sign-in, impersonation and
-/// the benchmark seeder share. An impersonation sets its three
-/// `impersonat*` fields on the row it returns.
-pub fn new_session(
-    token: &auth::NewToken,
-    user_id: Uuid,
-    meta: &RequestMeta,
-    created_at: chrono::DateTime<chrono::Utc>,
-    expires_at: chrono::DateTime<chrono::Utc>,
-    absolute_expires_at: chrono::DateTime<chrono::Utc>,
-) -> session::Model {
-    session::Model {
-        id: Uuid::new_v4(),
-        token_hash: token.hash.clone(),
-        token_prefix: token.display_prefix.clone(),
-        user_id,
-        impersonator_id: None,
-        impersonation_reason: None,
-        impersonator_session_id: None,
-        ip_address: meta.ip_address.clone(),
-        user_agent: meta.user_agent.clone(),
-        created_at,
-        last_active_at: created_at,
-        expires_at,
-        absolute_expires_at,
-        revoked_at: None,
-        revoked_by: None,
-        revoke_reason: None,
-        end_reason: None,
-    }
-}
-
-/// Makes room for one more session under `MAX_SESSIONS_PER_USER`: ends the
-/// user's oldest active sessions (their own, not impersonations of them),
-/// each audited with reason `session_limit`.
-pub(super) async fn enforce_session_cap(
-    conn: &impl ConnectionTrait,
-    cap: u32,
-    user: &user::Model,
-    meta: &RequestMeta,
-) -> AppResult<Vec<Uuid>> {
-    // Concurrent openings for one user must count each other's sessions.
-    // SQLite runs one write transaction at a time; on PostgreSQL (read
-    // committed) each would miss the others' uncommitted rows and the cap
-    // would not hold (seen with concurrent `issueSession` calls), so the
-    // user's row is locked until the transaction ends.
-    if conn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
-        user::Entity::find_by_id(user.id)
-            .lock_exclusive()
-            .one(conn)
-            .await?;
-    }
-    let mut own: Vec<session::Model> = sessions_of(conn, user.id, false)
-        .await?
-        .into_iter()
-        .filter(|s| s.impersonator_id.is_none())
-        .collect();
-    let keep = cap as usize - 1;
-    if own.len() <= keep {
-        return Ok(Vec::new());
-    }
-    let mut ended = Vec::new();
-    // `sessions_of` lists newest first: the oldest are at the end.
-    for oldest in own.split_off(keep) {
-        ended.push(oldest.id);
-        end_session(
-            conn,
-            &oldest,
-            user,
-            Actor::user(user.id),
-            meta,
-            reasons::SESSION_LIMIT,
-        )
-        .await?;
-    }
-    Ok(ended)
+    Ok(opened)
 }
