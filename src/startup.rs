@@ -65,6 +65,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         tracing::info!(address = %self.local_addr(), "listening; GraphiQL at http://{}/graphql", self.local_addr());
         let maintenance = crate::tasks::spawn(self.state.clone());
+        let checkpoints = crate::tasks::spawn_checkpoints(self.state.clone());
         let events = crate::events::spawn(
             self.state.db.pool().clone(),
             self.state.config.database_url.clone(),
@@ -78,6 +79,7 @@ impl Application {
         .with_graceful_shutdown(shutdown_signal())
         .await?;
         maintenance.abort();
+        checkpoints.abort();
         events.abort();
         self.state.db.close().await.ok();
         tracing::info!("stopped");

@@ -22,6 +22,10 @@ pub struct AppState {
     pub events: EventBus,
     /// Refused attempts per caller, for the denial rate limit (per process).
     pub denials: Arc<service::denials::DenialLimiter>,
+    /// Signs audit checkpoints and purge records (`AUDIT_SIGNING_KEY`).
+    pub signer: Arc<service::audit::Signer>,
+    /// The keys `auditChain` accepts: the signer's and `AUDIT_PUBLIC_KEYS`.
+    pub keyring: Arc<service::audit::Keyring>,
 }
 
 impl AppState {
@@ -30,6 +34,7 @@ impl AppState {
         let db = db::connect(&config.database_url).await?;
         db::migrate(&db).await?;
         let db = database(db).await?;
+        let (signer, keyring) = audit_keys(&config)?;
         let throttle = service::throttle::Throttle::new(&db, &config).await?;
         Ok(Self {
             throttle,
@@ -38,6 +43,8 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             events: EventBus::new(config.subscriber_buffer),
             denials: Arc::default(),
+            signer: Arc::new(signer),
+            keyring: Arc::new(keyring),
             config: Arc::new(config),
         })
     }
@@ -48,4 +55,18 @@ impl AppState {
 /// group (see [`service::audit::GroupHead`]).
 pub async fn database(pool: sea_orm::DatabaseConnection) -> anyhow::Result<db::Db> {
     db::Db::new(pool, Some(Arc::new(service::audit::GroupHead))).await
+}
+
+/// The audit signing key (created if missing) and the keys that verify
+/// checkpoints: its own and those of `AUDIT_PUBLIC_KEYS`.
+pub fn audit_keys(
+    config: &Config,
+) -> anyhow::Result<(service::audit::Signer, service::audit::Keyring)> {
+    let signer = service::audit::Signer::load_or_create(&config.audit_signing_key_path())?;
+    let mut keyring = service::audit::Keyring::default();
+    keyring.add(signer.public_key().clone());
+    for path in &config.audit_public_keys {
+        keyring.extend(service::audit::Keyring::load(path)?);
+    }
+    Ok((signer, keyring))
 }

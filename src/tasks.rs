@@ -36,6 +36,62 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// Signs audit checkpoints as `AUDIT_CHECKPOINT_EVERY` and
+/// `AUDIT_CHECKPOINT_INTERVAL` say, until aborted: once that many events
+/// were committed since the last checkpoint, or that long after the
+/// first of them. It learns of events from the event tail (see
+/// [`crate::events`]), so an idle server reads nothing. Every replica
+/// runs it, and every replica's tail sees every event: the chain-head
+/// lock makes them take turns, and one that finds a checkpoint covering
+/// everything new signs nothing.
+pub fn spawn_checkpoints(state: AppState) -> tokio::task::JoinHandle<()> {
+    use tokio::sync::broadcast::error::RecvError;
+    tokio::spawn(async move {
+        let policy = audit::CheckpointPolicy {
+            every: state.config.audit_checkpoint_every,
+            interval: state.config.audit_checkpoint_interval,
+        };
+        let mut events = state.events.subscribe();
+        let mut pending = 0u64;
+        // Events appended before this process started are signed, if no
+        // checkpoint covers them, one interval after the start.
+        let mut deadline = Some(tokio::time::Instant::now() + policy.interval);
+        loop {
+            let due = tokio::select! {
+                received = events.recv() => {
+                    match received {
+                        Ok(event) if event.event_type == audit::events::CHECKPOINT => {}
+                        Ok(_) => pending += 1,
+                        Err(RecvError::Lagged(missed)) => pending += missed,
+                        Err(RecvError::Closed) => return,
+                    }
+                    if pending > 0 {
+                        deadline.get_or_insert_with(|| tokio::time::Instant::now() + policy.interval);
+                    }
+                    pending >= policy.every
+                }
+                () = sleep_until(deadline) => true,
+            };
+            if due {
+                pending = 0;
+                deadline = None;
+                if let Err(err) = audit::checkpoint(&state.db, &state.signer, false).await {
+                    tracing::warn!(error = %err, "audit checkpoint failed; retrying in a while");
+                    deadline = Some(tokio::time::Instant::now() + policy.interval);
+                }
+            }
+        }
+    })
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// What one maintenance pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Report {
@@ -82,7 +138,7 @@ pub async fn run_once(state: &AppState) -> Report {
         }
     }
     let audit_cutoff = now - Config::chrono(state.config.audit_retention);
-    match audit::purge_before(&state.db, audit_cutoff, BATCH).await {
+    match audit::purge_before(&state.db, &state.signer, audit_cutoff, BATCH).await {
         Ok(n) => report.audit_events_purged = n,
         Err(err) => {
             report.failed = true;

@@ -4,6 +4,7 @@
 
 pub mod api_key;
 pub mod audit_chain;
+pub mod audit_checkpoint;
 pub mod audit_event;
 pub mod installation_secret;
 pub mod session;

@@ -69,8 +69,21 @@ fn parse_scope(text: &str) -> Result<entity::api_key::ApiScope, String> {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Walk the hash chain; exit 0 when intact, 1 naming the first bad event.
-    Verify,
+    /// Walk the hash chain and hold it to the signed checkpoints; exit 0
+    /// when intact, 1 naming the first bad event.
+    Verify {
+        /// A file of public keys (`audit public-key` output, one a line;
+        /// repeat for more) that checkpoints must be signed by. Default:
+        /// the key of AUDIT_SIGNING_KEY, if that file exists, and
+        /// AUDIT_PUBLIC_KEYS.
+        #[arg(long = "public-key")]
+        public_keys: Vec<std::path::PathBuf>,
+        /// A checkpoint kept outside the database (`audit checkpoint`
+        /// output; a file may hold several, one a line; repeat for more):
+        /// the chain must still hold what it vouches for.
+        #[arg(long = "checkpoint")]
+        checkpoints: Vec<std::path::PathBuf>,
+    },
     /// Write events (with their hashes) to standard output, oldest first.
     Export {
         /// Only events from this instant on (RFC 3339, or a date YYYY-MM-DD).
@@ -78,7 +91,18 @@ pub enum AuditCommand {
         since: Option<chrono::DateTime<chrono::Utc>>,
         #[arg(long, value_enum, default_value_t = ExportFormat::Ndjson)]
         format: ExportFormat,
+        /// Write the signed checkpoints and purge records instead, one
+        /// JSON object a line, oldest first (as `audit verify --checkpoint`
+        /// reads them).
+        #[arg(long, conflicts_with_all = ["since", "format"])]
+        checkpoints: bool,
     },
+    /// Sign a checkpoint of the chain's head now (with AUDIT_SIGNING_KEY)
+    /// and print it as one line of JSON, for storage outside.
+    Checkpoint,
+    /// Print the public key of AUDIT_SIGNING_KEY, for `audit verify --public-key`.
+    #[command(name = "public-key")]
+    PublicKey,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

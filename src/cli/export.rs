@@ -85,6 +85,25 @@ pub async fn export(
     Ok(())
 }
 
+/// Writes the stored checkpoints and purge records, oldest first, one
+/// JSON object a line (what `audit verify --checkpoint` reads).
+pub async fn export_checkpoints(db: &sea_orm::DatabaseConnection) -> anyhow::Result<()> {
+    let checkpoints = audit::all_checkpoints(db)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for checkpoint in &checkpoints {
+        writeln!(out, "{}", serde_json::to_string(checkpoint)?)?;
+    }
+    out.flush()?;
+    eprintln!(
+        "exported {} checkpoints and purge records",
+        checkpoints.len()
+    );
+    Ok(())
+}
+
 /// RFC 4180 quoting; a leading formula character is neutralised so a
 /// spreadsheet never runs what an attacker put in a User-Agent.
 fn csv_field(value: &str) -> String {

@@ -52,31 +52,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = session_manager::state::database(db).await?;
             print_demo_users(&db, &PasswordHasherPool::new()?).await?;
         }
-        Command::Audit(AuditCommand::Verify) => {
-            let db = connect(global, serve).await?;
-            db::migrate(&db).await?;
-            let report = audit::verify_chain(&db)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            if report.intact {
-                println!("audit chain intact: {} events checked", report.checked);
-            } else {
-                anyhow::bail!(
-                    "audit chain broken: {} (first bad event: {}, seq {})",
-                    report.problem.unwrap_or_default(),
-                    report
-                        .first_broken_id
-                        .map_or_else(|| "-".to_owned(), |id| id.to_string()),
-                    report
-                        .first_broken_seq
-                        .map_or_else(|| "-".to_owned(), |s| s.to_string()),
-                );
-            }
-        }
-        Command::Audit(AuditCommand::Export { since, format }) => {
-            let db = connect(global, serve).await?;
-            db::migrate(&db).await?;
-            export::export(&db, since, format).await?;
+        Command::Audit(command) => {
+            let config = Config::new(global.database_url, serve)?;
+            let pool = db::connect(&config.database_url).await?;
+            db::migrate(&pool).await?;
+            audit_command(&config, pool, command).await?;
         }
         Command::Seed(args) => {
             let config = Config::new(global.database_url, serve)?;
@@ -176,6 +156,120 @@ async fn api_key(db: &db::Db, command: ApiKeyCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `audit …`.
+async fn audit_command(
+    config: &Config,
+    pool: sea_orm::DatabaseConnection,
+    command: AuditCommand,
+) -> anyhow::Result<()> {
+    let failed = |e: session_manager::error::AppError| anyhow::anyhow!("{e}");
+    match command {
+        AuditCommand::Verify {
+            public_keys,
+            checkpoints,
+        } => {
+            let keys = verification_keys(config, &public_keys)?;
+            let mut external = Vec::new();
+            for path in &checkpoints {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                external.extend(
+                    audit::Checkpoint::parse_many(&text)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+                );
+            }
+            anyhow::ensure!(
+                external.is_empty() || keys.is_some(),
+                "--checkpoint needs --public-key (or the signing key of AUDIT_SIGNING_KEY)"
+            );
+            let how = audit::Verification {
+                keys: keys.as_ref(),
+                external: &external,
+            };
+            let report = audit::verify(&pool, &how).await.map_err(failed)?;
+            if !report.intact {
+                anyhow::bail!(
+                    "audit chain broken: {} (first bad event: {}, seq {})",
+                    report.problem.unwrap_or_default(),
+                    report
+                        .first_broken_id
+                        .map_or_else(|| "-".to_owned(), |id| id.to_string()),
+                    report
+                        .first_broken_seq
+                        .map_or_else(|| "-".to_owned(), |s| s.to_string()),
+                );
+            }
+            let signed = match (&keys, report.covered_seq) {
+                (None, _) => "signatures not checked (no public key given)".to_owned(),
+                (Some(_), None) => format!(
+                    "{} signed records verified; no checkpoint covers any event yet",
+                    report.checkpoints_checked
+                ),
+                (Some(_), Some(seq)) => format!(
+                    "{} signed records verified, covering through seq {seq}",
+                    report.checkpoints_checked
+                ),
+            };
+            println!(
+                "audit chain intact: {} events checked; {signed}; {} events since the last checkpoint are not signed yet",
+                report.checked,
+                report.unsigned_events()
+            );
+        }
+        AuditCommand::Export {
+            since,
+            format,
+            checkpoints,
+        } => {
+            if checkpoints {
+                export::export_checkpoints(&pool).await?;
+            } else {
+                export::export(&pool, since, format).await?;
+            }
+        }
+        AuditCommand::Checkpoint => {
+            let signer = audit::Signer::load_or_create(&config.audit_signing_key_path())?;
+            let db = session_manager::state::database(pool).await?;
+            let checkpoint = audit::checkpoint(&db, &signer, true)
+                .await
+                .map_err(failed)?
+                .context("no checkpoint was signed")?;
+            println!("{}", serde_json::to_string(&checkpoint)?);
+        }
+        AuditCommand::PublicKey => {
+            let signer = audit::Signer::load_or_create(&config.audit_signing_key_path())?;
+            println!("{}", signer.public_key().to_line());
+        }
+    }
+    Ok(())
+}
+
+/// The keys `audit verify` holds checkpoints to: the `--public-key`
+/// files, else the signing key's own (if its file exists) and
+/// `AUDIT_PUBLIC_KEYS`; `None` when there are none at all.
+fn verification_keys(
+    config: &Config,
+    files: &[std::path::PathBuf],
+) -> anyhow::Result<Option<audit::Keyring>> {
+    let mut keys = audit::Keyring::default();
+    if files.is_empty() {
+        let path = config.audit_signing_key_path();
+        if path.exists() {
+            keys.add(audit::Signer::load(&path)?.public_key().clone());
+        }
+        for path in &config.audit_public_keys {
+            keys.extend(audit::Keyring::load(path)?);
+        }
+    } else {
+        for path in files {
+            let ring = audit::Keyring::load(path)?;
+            anyhow::ensure!(!ring.is_empty(), "{} holds no public key", path.display());
+            keys.extend(ring);
+        }
+    }
+    Ok((!keys.is_empty()).then_some(keys))
 }
 
 /// A connection to the configured database, once the settings are valid.

@@ -3,7 +3,7 @@
 //! grammar (its subcommands) belongs to the binary; these are what the
 //! library is configured with.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, FromArgMatches, ValueEnum, builder::BoolishValueParser};
 
@@ -65,6 +65,26 @@ pub struct ServeArgs {
     /// How long audit events are kept before the background task purges them.
     #[arg(long, env = "AUDIT_RETENTION", default_value = "365d", value_parser = parse_duration, global = true)]
     pub audit_retention: Duration,
+    /// The key that signs audit checkpoints (Ed25519), created owner-only
+    /// if missing; keep it outside the database's reach (default:
+    /// `audit-signing.key` beside the SQLite file, or under `./data/`).
+    #[arg(long, env = "AUDIT_SIGNING_KEY", global = true)]
+    pub audit_signing_key: Option<PathBuf>,
+    /// Files of further public keys whose checkpoints `auditChain` accepts
+    /// (keys rotated out, other replicas' keys), comma-separated.
+    #[arg(long, env = "AUDIT_PUBLIC_KEYS", value_delimiter = ',', global = true)]
+    pub audit_public_keys: Vec<PathBuf>,
+    /// A checkpoint is signed once this many events were appended since the last…
+    #[arg(
+        long,
+        env = "AUDIT_CHECKPOINT_EVERY",
+        default_value_t = 1_000,
+        global = true
+    )]
+    pub audit_checkpoint_every: u64,
+    /// …or this long after it, if any event was.
+    #[arg(long, env = "AUDIT_CHECKPOINT_INTERVAL", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub audit_checkpoint_interval: Duration,
     /// Production defaults: GraphiQL, introspection and "did you mean" suggestions off.
     #[arg(long, env = "PRODUCTION", value_parser = BoolishValueParser::new(), default_value = "false", global = true)]
     pub production: bool,

@@ -121,6 +121,15 @@ impl Config {
             "AUDIT_RETENTION must be at least 1m"
         );
         anyhow::ensure!(
+            (1..=1_000_000).contains(&self.audit_checkpoint_every),
+            "AUDIT_CHECKPOINT_EVERY must be between 1 and 1000000"
+        );
+        anyhow::ensure!(
+            self.audit_checkpoint_interval >= Duration::from_secs(1)
+                && self.audit_checkpoint_interval <= Duration::from_secs(86_400),
+            "AUDIT_CHECKPOINT_INTERVAL must be between 1s and 1d"
+        );
+        anyhow::ensure!(
             (1..=100).contains(&self.max_batch),
             "MAX_BATCH must be between 1 and 100"
         );
@@ -205,6 +214,17 @@ impl Config {
             self.ws_init_timeout,
         ];
         std::array::from_fn(|i| (DURATION_BOUNDS[i].0, values[i], DURATION_BOUNDS[i].1))
+    }
+
+    /// The audit signing key's file: `AUDIT_SIGNING_KEY`, else
+    /// `audit-signing.key` in the SQLite file's directory, else under
+    /// `./data/` (where the default database lives).
+    pub fn audit_signing_key_path(&self) -> PathBuf {
+        self.audit_signing_key.clone().unwrap_or_else(|| {
+            self.sqlite_dir()
+                .unwrap_or_else(|| PathBuf::from("data"))
+                .join("audit-signing.key")
+        })
     }
 
     /// The directory a SQLite URL points into, when it is a file.

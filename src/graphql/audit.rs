@@ -196,6 +196,79 @@ pub struct AuditChainReport {
     pub first_broken_seq: Option<i64>,
     /// What is wrong, in words.
     pub problem: Option<String>,
+    /// Signed checkpoints and purge records checked (signatures included:
+    /// by the server's key and those of `AUDIT_PUBLIC_KEYS`).
+    pub checkpoints_checked: i64,
+    /// The newest chain position a verified checkpoint vouches for; null
+    /// when none does yet. Events after it are covered by the hash chain
+    /// only, not by any signature (the unsigned tail).
+    pub covered_seq: Option<i64>,
+    /// Events after `coveredSeq`: the unsigned tail.
+    pub unsigned_events: i64,
+}
+
+/// A signed statement about the audit chain (Ed25519, by a key outside
+/// the database): a checkpoint of its head, or the record of a retention
+/// purge. The same JSON as `session-manager audit checkpoint` prints
+/// verifies it with `audit verify --checkpoint`.
+#[derive(SimpleObject)]
+pub struct AuditCheckpoint {
+    /// `CHECKPOINT` or `PURGE`.
+    pub kind: CheckpointKind,
+    /// A checkpoint: the chain position it vouches for. A purge: the last
+    /// event removed (the chain's anchor since).
+    pub seq: i64,
+    /// The hash of the event at `seq`.
+    pub hash: String,
+    /// A checkpoint: the chain started after this position when it was
+    /// signed. A purge: the first event removed came after it.
+    pub anchor_seq: i64,
+    /// The hash of the event at `anchorSeq` (zeros for the chain's start).
+    pub anchor_hash: String,
+    /// When it was signed.
+    pub created_at: DateTime<Utc>,
+    /// The signing key's id (the first 16 hex digits of SHA-256 of the
+    /// public key), as `session-manager audit public-key` prints it.
+    pub key_id: String,
+    /// The Ed25519 signature, hex.
+    pub signature: String,
+}
+
+/// What a signed statement about the chain says.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum CheckpointKind {
+    /// The chain's head at a position.
+    Checkpoint,
+    /// Retention removed the oldest events up to a position.
+    Purge,
+}
+
+impl From<audits::Checkpoint> for AuditCheckpoint {
+    fn from(c: audits::Checkpoint) -> Self {
+        Self {
+            kind: if c.is_purge() {
+                CheckpointKind::Purge
+            } else {
+                CheckpointKind::Checkpoint
+            },
+            seq: c.seq,
+            hash: c.hash,
+            anchor_seq: c.anchor_seq,
+            anchor_hash: c.anchor_hash,
+            created_at: c.created_at,
+            key_id: c.key_id,
+            signature: c.signature,
+        }
+    }
+}
+
+/// A page of signed checkpoints and purge records, newest first.
+#[derive(SimpleObject)]
+pub struct AuditCheckpointPage {
+    /// This page's checkpoints, newest first.
+    pub checkpoints: Vec<AuditCheckpoint>,
+    /// Where this page is in the whole.
+    pub pagination: Pagination,
 }
 
 /// Whether `caller` may see `event` on a subscription: as for
@@ -340,19 +413,54 @@ impl AuditQuery {
     }
 
     /// Owners only: walks the whole hash chain and reports whether any
-    /// event was edited, deleted or reordered.
+    /// event was edited, deleted or reordered, checking the signed
+    /// checkpoints and purge records too (signatures, the anchor, and
+    /// that the chain holds every position they vouch for).
     #[graphql(guard = "RoleGuard::new(access::VERIFY_AUDIT_ROLE, Action::VerifyAudit)")]
     async fn audit_chain(&self, ctx: &Context<'_>) -> Result<AuditChainReport> {
         let app = state(ctx)?;
-        let report = audits::verify_chain(&app.db)
+        let how = audits::Verification {
+            keys: Some(&app.keyring),
+            external: &[],
+        };
+        let report = audits::verify(&app.db, &how)
             .await
             .map_err(AppError::extend)?;
+        let unsigned_events = report.unsigned_events();
         Ok(AuditChainReport {
             intact: report.intact,
             checked: i64::try_from(report.checked).unwrap_or(i64::MAX),
             first_broken_id: report.first_broken_id,
             first_broken_seq: report.first_broken_seq,
             problem: report.problem,
+            checkpoints_checked: i64::try_from(report.checkpoints_checked).unwrap_or(i64::MAX),
+            covered_seq: report.covered_seq,
+            unsigned_events,
+        })
+    }
+
+    /// Owners only: the signed checkpoints and purge records the database
+    /// holds, newest first. `limit` is 1 to 500, `offset` 0 to 1000000.
+    #[graphql(guard = "RoleGuard::new(access::VERIFY_AUDIT_ROLE, Action::VerifyAudit)")]
+    async fn audit_checkpoints(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100, desc = "Checkpoints per page, 1 to 500.")] limit: i32,
+        #[graphql(default = 0, desc = "Checkpoints to skip, up to 1 000 000.")] offset: i32,
+    ) -> Result<AuditCheckpointPage> {
+        let app = state(ctx)?;
+        let (checkpoints, total, has_more) = audits::checkpoint_page(&app.db, limit, offset)
+            .await
+            .map_err(AppError::extend)?;
+        Ok(AuditCheckpointPage {
+            checkpoints: checkpoints.into_iter().map(AuditCheckpoint::from).collect(),
+            pagination: Pagination {
+                total: i32::try_from(total).unwrap_or(i32::MAX),
+                limit,
+                offset,
+                has_more,
+                next_cursor: None,
+            },
         })
     }
 }

@@ -345,17 +345,8 @@ async fn chain(app: &TestApp, token: &str) -> Value {
     body["data"]["auditChain"].clone()
 }
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_session-manager")
-}
-
 fn cli_verify(app: &TestApp) -> (bool, String) {
-    let out = std::process::Command::new(bin())
-        .args(["audit", "verify"])
-        .env("DATABASE_URL", &app.database_url)
-        .env("RUST_LOG", "error")
-        .output()
-        .unwrap();
+    let out = app.command().args(["audit", "verify"]).output().unwrap();
     (
         out.status.success(),
         format!(
@@ -509,7 +500,7 @@ async fn a_purge_moves_the_anchor_and_the_chain_still_verifies() {
     let before = app.audit_events().await;
     let old = before.iter().filter(|e| e.created_at < cutoff).count() as u64;
 
-    let purged = audits::purge_before(&app.state.db, cutoff, 5)
+    let purged = audits::purge_before(&app.state.db, &app.state.signer, cutoff, 5)
         .await
         .unwrap();
     assert_eq!(
@@ -518,7 +509,14 @@ async fn a_purge_moves_the_anchor_and_the_chain_still_verifies() {
     );
     let after = app.audit_events().await;
     assert!(after.iter().all(|e| e.created_at >= cutoff));
-    assert_eq!(after.len() as u64, before.len() as u64 - old);
+    // Each batch of 5 left a signed record of what it removed, announced
+    // in the chain.
+    let records = after
+        .iter()
+        .filter(|e| e.event_type == "audit.purged")
+        .count() as u64;
+    assert_eq!(records, old.div_ceil(5), "{after:?}");
+    assert_eq!(after.len() as u64, before.len() as u64 - old + records);
     let report = chain(&app, &token).await;
     assert_eq!(report["intact"], true, "{report}");
     assert_eq!(report["checked"], after.len(), "{report}");
@@ -533,7 +531,7 @@ async fn a_purge_moves_the_anchor_and_the_chain_still_verifies() {
     assert_eq!(total, app.audit_events().await.len() as u64);
     // Purging again finds nothing; appending continues the chain.
     assert_eq!(
-        audits::purge_before(&app.state.db, cutoff, 5)
+        audits::purge_before(&app.state.db, &app.state.signer, cutoff, 5)
             .await
             .unwrap(),
         0
@@ -582,14 +580,7 @@ async fn export_writes_every_event_with_its_hash_as_ndjson_or_csv() {
     .unwrap();
     let events = app.audit_events().await;
 
-    let run = |args: &[&str]| {
-        std::process::Command::new(bin())
-            .args(args)
-            .env("DATABASE_URL", &app.database_url)
-            .env("RUST_LOG", "error")
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| app.command().args(args).output().unwrap();
     let out = run(&["audit", "export"]);
     assert!(
         out.status.success(),
@@ -915,6 +906,8 @@ async fn audit_event_types_lists_every_type_the_server_records_to_anyone_signed_
         "api_key.revoked",
         "auth.session_issued",
         "user.updated",
+        "audit.checkpoint",
+        "audit.purged",
     ]);
     let owner = app.create_user(Role::Owner).await;
     let owner_token = app.sign_in(&owner).await;

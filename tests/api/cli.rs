@@ -13,9 +13,9 @@ use crate::helpers::{TestApp, spawn_app};
 const BIN: &str = env!("CARGO_BIN_EXE_session-manager");
 
 pub(crate) fn run(app: &TestApp, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(BIN)
+    let mut child = app
+        .command()
         .args(args)
-        .env("DATABASE_URL", &app.database_url)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

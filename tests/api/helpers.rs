@@ -26,6 +26,10 @@ pub struct TestApp {
     pub database_url: String,
     /// Statements the server has run so far.
     pub queries: Arc<AtomicUsize>,
+    /// The audit signing key's file (`AUDIT_SIGNING_KEY`), shared with
+    /// replicas; give it to the command line as the server has it.
+    pub signing_key: PathBuf,
+    _keys: Arc<tempfile::TempDir>,
     _db: TestDatabase,
 }
 
@@ -45,7 +49,8 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     init_logs();
     let db = TestDatabase::create().await;
-    start(db, adjust).await
+    let keys = Arc::new(tempfile::tempdir().expect("temporary directory"));
+    start(db, keys, adjust).await
 }
 
 /// A second server process-alike on the same database as `app` (a replica
@@ -56,14 +61,26 @@ pub async fn spawn_replica(app: &TestApp, adjust: impl FnOnce(&mut Config)) -> T
             url: app.database_url.clone(),
             kind: DatabaseKind::Borrowed,
         },
+        app._keys.clone(),
         adjust,
     )
     .await
 }
 
-async fn start(db: TestDatabase, adjust: impl FnOnce(&mut Config)) -> TestApp {
+async fn start(
+    db: TestDatabase,
+    keys: Arc<tempfile::TempDir>,
+    adjust: impl FnOnce(&mut Config),
+) -> TestApp {
     let mut config = Config::with_database(db.url.clone());
     config.bind = "127.0.0.1:0".parse().unwrap();
+    // A key of the test's own, and no checkpoint signed on the server's
+    // own unless a test asks for it: a checkpoint is an audit event, and
+    // tests count events and statements.
+    let signing_key = keys.path().join("audit-signing.key");
+    config.audit_signing_key = Some(signing_key.clone());
+    config.audit_checkpoint_every = 1_000_000;
+    config.audit_checkpoint_interval = std::time::Duration::from_secs(86_400);
     adjust(&mut config);
     let mut state = AppState::new(config).await.expect("the database is ready");
     let queries = Arc::new(AtomicUsize::new(0));
@@ -93,6 +110,8 @@ async fn start(db: TestDatabase, adjust: impl FnOnce(&mut Config)) -> TestApp {
         state,
         database_url: db.url.clone(),
         queries,
+        signing_key,
+        _keys: keys,
         _db: db,
     }
 }
@@ -118,6 +137,16 @@ fn hasher() -> &'static PasswordHasherPool {
 impl TestApp {
     pub fn db(&self) -> &DatabaseConnection {
         self.state.db.pool()
+    }
+
+    /// The binary, on this app's database and signing key.
+    pub fn command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_session-manager"));
+        command
+            .env("DATABASE_URL", &self.database_url)
+            .env("AUDIT_SIGNING_KEY", &self.signing_key)
+            .env("RUST_LOG", "error");
+        command
     }
 
     pub fn graphql_url(&self) -> String {

@@ -3,6 +3,7 @@
 
 mod api_keys;
 mod audit;
+mod audit_tamper;
 mod auth;
 mod cli;
 mod config;

@@ -1,9 +1,6 @@
 //! `session-manager seed`: bulk benchmark data with a valid audit chain.
 
-use std::{
-    collections::HashSet,
-    process::{Command, Output},
-};
+use std::{collections::HashSet, process::Output};
 
 use entity::{audit_event, session, user};
 use sea_orm::{EntityTrait, PaginatorTrait};
@@ -11,12 +8,9 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app};
 
-const BIN: &str = env!("CARGO_BIN_EXE_session-manager");
-
 fn run(app: &TestApp, args: &[&str]) -> Output {
-    Command::new(BIN)
+    app.command()
         .args(args)
-        .env("DATABASE_URL", &app.database_url)
         .env("RUST_LOG", "warn")
         .output()
         .expect("the binary runs")
@@ -99,6 +93,14 @@ async fn seed_fills_the_database_and_extends_the_audit_chain_validly() {
     );
     assert!(
         text(&verify.stdout).contains(&format!("{events} events checked")),
+        "{}",
+        text(&verify.stdout)
+    );
+    // Signed as a server would have: every 1 000 events, and the head.
+    assert!(
+        text(&verify.stdout).contains(&format!(
+            "3 signed records verified, covering through seq {events}"
+        )),
         "{}",
         text(&verify.stdout)
     );

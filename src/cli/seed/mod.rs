@@ -294,6 +294,15 @@ pub async fn seed(db: &Db, config: &Config, plan: &SeedPlan) -> AppResult<SeedRe
     let span = Duration::days(30).min(Config::chrono(config.audit_retention) / 2);
     let head_seq = append_events(db, world, plan, now - span, span, rng).await?;
     progress("audit events", plan.audit_events, step);
+    // Checkpoints as a server with this configuration would have signed
+    // them, so that `audit verify --public-key` checks seeded data as it
+    // would a server's.
+    let step = Instant::now();
+    let signer = audit::Signer::load_or_create(&config.audit_signing_key_path())
+        .map_err(AppError::internal)?;
+    let every = i64::try_from(config.audit_checkpoint_every).unwrap_or(i64::MAX);
+    let signed = audit::sign_positions(db, &signer, every).await?;
+    progress("audit checkpoints", signed as usize, step);
 
     let mut accounts = accounts.into_iter();
     let (bench, admin, revoker) = (

@@ -11,7 +11,11 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::event_hash;
+use super::{
+    Checkpoint, Keyring, Signer,
+    checkpoint::{all_checkpoints, is_genesis, record_purge},
+    event_hash,
+};
 use crate::{
     db::Db,
     error::{AppError, AppResult},
@@ -26,9 +30,12 @@ pub(super) async fn chain_head(conn: &impl ConnectionTrait) -> AppResult<audit_c
 
 /// Deletes events older than `cutoff`, oldest first, at most `batch` per
 /// transaction, moving the chain's anchor to the last one deleted so the
-/// rest still verifies. Returns how many were deleted.
+/// rest still verifies, and writing in the same transaction a purge
+/// record signed by `signer` (see [`super::checkpoint`]), so that the
+/// move is told apart from a deletion. Returns how many were deleted.
 pub async fn purge_before(
     db: &Db,
+    signer: &Signer,
     cutoff: chrono::DateTime<chrono::Utc>,
     batch: u64,
 ) -> AppResult<u64> {
@@ -52,6 +59,7 @@ pub async fn purge_before(
             .exec(&txn)
             .await?
             .rows_affected;
+        record_purge(&txn, signer, &head, (last.seq, &last.hash)).await?;
         audit_chain::Entity::update(audit_chain::ActiveModel {
             id: Set(CHAIN_ID),
             anchor_seq: Set(last.seq),
@@ -116,7 +124,7 @@ pub async fn for_each_event(
 }
 
 /// What a walk of the chain found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ChainReport {
     pub intact: bool,
     /// Events checked.
@@ -126,22 +134,182 @@ pub struct ChainReport {
     /// `seq` where the break was found.
     pub first_broken_seq: Option<i64>,
     pub problem: Option<String>,
+    /// Whether signatures were checked (public keys were given).
+    pub signatures_checked: bool,
+    /// Checkpoints and purge records checked, stored and given.
+    pub checkpoints_checked: u64,
+    /// The newest chain position a checkpoint vouches for and the chain
+    /// matched: events after it are not covered by any signature yet.
+    pub covered_seq: Option<i64>,
+    /// The chain head's `seq`.
+    pub head_seq: i64,
+    /// The anchor's `seq` (the last purged event; 0 before any purge).
+    pub anchor_seq: i64,
 }
 
-/// Walks the whole chain from its anchor, in pages, recomputing each hash.
+impl ChainReport {
+    /// Events no checkpoint covers yet (after `covered_seq`).
+    pub fn unsigned_events(&self) -> i64 {
+        (self.head_seq - self.covered_seq.unwrap_or(0).max(self.anchor_seq)).max(0)
+    }
+}
+
+/// What to check besides the hash chain itself.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Verification<'a> {
+    /// Check every checkpoint's signature against these keys; `None`
+    /// checks only that the chain matches the stored checkpoints.
+    pub keys: Option<&'a Keyring>,
+    /// Checkpoints kept outside the database, checked like stored ones
+    /// (whether or not the database still holds them). Needs `keys`.
+    pub external: &'a [Checkpoint],
+}
+
+/// Walks the whole chain from its anchor, recomputing each hash, with no
+/// signature checked: [`verify`] with no keys.
 pub async fn verify_chain(conn: &impl ConnectionTrait) -> AppResult<ChainReport> {
+    verify(conn, &Verification::default()).await
+}
+
+/// Walks the whole chain from its anchor, in pages, recomputing each
+/// hash, and holds it to the checkpoints: each checkpoint's signature
+/// (with `keys`), the anchor (where the last signed purge left it), each
+/// checkpoint's position (the chain's event there has the signed hash),
+/// and the chain's end (no signed position past it).
+pub async fn verify(conn: &impl ConnectionTrait, how: &Verification<'_>) -> AppResult<ChainReport> {
     const PAGE: u64 = 2_000;
     let head = chain_head(conn).await?;
+    let stored = all_checkpoints(conn).await?;
+    let mut report = ChainReport {
+        intact: true,
+        signatures_checked: how.keys.is_some(),
+        head_seq: head.head_seq,
+        anchor_seq: head.anchor_seq,
+        ..ChainReport::default()
+    };
+    let broken =
+        |report: &ChainReport, seq: Option<i64>, id: Option<Uuid>, problem: String| ChainReport {
+            intact: false,
+            first_broken_id: id,
+            first_broken_seq: seq,
+            problem: Some(problem),
+            ..report.clone()
+        };
+    if !how.external.is_empty() && how.keys.is_none() {
+        return Err(AppError::bad_input(
+            "checkpoint",
+            "a checkpoint from outside is checked with public keys only",
+        ));
+    }
+
+    // Signatures.
+    let all: Vec<(&Checkpoint, bool)> = stored
+        .iter()
+        .map(|c| (c, false))
+        .chain(how.external.iter().map(|c| (c, true)))
+        .collect();
+    if let Some(keys) = how.keys {
+        for (checkpoint, external) in &all {
+            if let Err(why) = checkpoint.verify(keys) {
+                return Ok(broken(
+                    &report,
+                    Some(checkpoint.seq),
+                    None,
+                    format!(
+                        "the {} {} at seq {}: {why}",
+                        if *external { "given" } else { "stored" },
+                        checkpoint.kind,
+                        checkpoint.seq
+                    ),
+                ));
+            }
+        }
+    }
+    report.checkpoints_checked = all.len() as u64;
+
+    // The anchor: where the last purge record left it. Purge records
+    // follow each other without a gap; before the first one, the chain
+    // began at the genesis, or (purged before checkpoints existed) at the
+    // anchor the oldest checkpoint was signed with.
+    let purges: Vec<&Checkpoint> = stored.iter().filter(|c| c.is_purge()).collect();
+    for pair in purges.windows(2) {
+        if pair[1].anchor_seq != pair[0].seq || pair[1].anchor_hash != pair[0].hash {
+            return Ok(broken(
+                &report,
+                Some(pair[0].seq + 1),
+                None,
+                format!(
+                    "no purge record covers the events after seq {}: a purge record is missing, or events were deleted",
+                    pair[0].seq
+                ),
+            ));
+        }
+    }
+    let anchor = (head.anchor_seq, head.anchor_hash.as_str());
+    if how.keys.is_some() {
+        let attested = match purges.last() {
+            Some(last) => (last.seq, last.hash.as_str()) == anchor,
+            None => {
+                is_genesis(anchor.0, anchor.1)
+                    || stored
+                        .first()
+                        .is_some_and(|c| (c.anchor_seq, c.anchor_hash.as_str()) == anchor)
+            }
+        };
+        if !attested {
+            return Ok(broken(
+                &report,
+                Some(anchor.0),
+                None,
+                format!(
+                    "the chain starts after seq {}, where no signed purge record left it: the oldest events were deleted",
+                    anchor.0
+                ),
+            ));
+        }
+    }
+    // Each checkpoint's own anchor is the chain's, or one that signed
+    // purges lead from to the chain's.
+    let mut targets: Vec<&Checkpoint> = Vec::new();
+    for (checkpoint, _) in &all {
+        if checkpoint.is_purge() {
+            continue;
+        }
+        let from = (checkpoint.anchor_seq, checkpoint.anchor_hash.as_str());
+        if from != anchor && !purged_through(&purges, from, anchor) {
+            return Ok(broken(
+                &report,
+                Some(checkpoint.anchor_seq.min(anchor.0) + 1),
+                None,
+                format!(
+                    "the checkpoint at seq {} has the chain start after seq {}, but it starts after seq {} and no signed purge records lead there: events were deleted",
+                    checkpoint.seq, checkpoint.anchor_seq, anchor.0
+                ),
+            ));
+        }
+        if checkpoint.seq == anchor.0 && checkpoint.hash != anchor.1 {
+            return Ok(broken(
+                &report,
+                Some(anchor.0),
+                None,
+                format!(
+                    "the chain's anchor does not match the checkpoint at seq {}",
+                    checkpoint.seq
+                ),
+            ));
+        }
+        if checkpoint.seq >= anchor.0 {
+            report.covered_seq = report.covered_seq.max(Some(checkpoint.seq));
+        }
+        if checkpoint.seq > anchor.0 {
+            targets.push(checkpoint);
+        }
+    }
+    targets.sort_by_key(|c| c.seq);
+    let mut targets = targets.into_iter().peekable();
+
     let mut expected_seq = head.anchor_seq + 1;
     let mut expected_prev = head.anchor_hash.clone();
-    let mut checked = 0u64;
-    let broken = |event: &audit_event::Model, checked: u64, problem: String| ChainReport {
-        intact: false,
-        checked,
-        first_broken_id: Some(event.id),
-        first_broken_seq: Some(event.seq),
-        problem: Some(problem),
-    };
     loop {
         let page = audit_event::Entity::find()
             .filter(audit_event::Column::Seq.gte(expected_seq))
@@ -151,62 +319,80 @@ pub async fn verify_chain(conn: &impl ConnectionTrait) -> AppResult<ChainReport>
             .await?;
         let done = (page.len() as u64) < PAGE;
         for event in page {
-            checked += 1;
+            report.checked += 1;
             if event.seq != expected_seq {
-                return Ok(broken(
-                    &event,
-                    checked,
-                    format!(
-                        "event {} has seq {} where {} was expected: events are missing",
-                        event.id, event.seq, expected_seq
-                    ),
-                ));
+                let problem = format!(
+                    "event {} has seq {} where {} was expected: events are missing",
+                    event.id, event.seq, expected_seq
+                );
+                return Ok(broken(&report, Some(event.seq), Some(event.id), problem));
             }
             if event.prev_hash != expected_prev {
-                return Ok(broken(
-                    &event,
-                    checked,
-                    format!(
-                        "event {} (seq {}) does not link to the event before it",
-                        event.id, event.seq
-                    ),
-                ));
+                let problem = format!(
+                    "event {} (seq {}) does not link to the event before it",
+                    event.id, event.seq
+                );
+                return Ok(broken(&report, Some(event.seq), Some(event.id), problem));
             }
             if event_hash(&event) != event.hash {
-                return Ok(broken(
-                    &event,
-                    checked,
-                    format!(
-                        "event {} (seq {}) was altered: its hash does not match its content",
-                        event.id, event.seq
-                    ),
-                ));
+                let problem = format!(
+                    "event {} (seq {}) was altered: its hash does not match its content",
+                    event.id, event.seq
+                );
+                return Ok(broken(&report, Some(event.seq), Some(event.id), problem));
             }
-            expected_prev = event.hash.clone();
+            while let Some(target) = targets.next_if(|t| t.seq == event.seq) {
+                if target.hash != event.hash {
+                    let problem = format!(
+                        "event {} (seq {}) is not the event the checkpoint at seq {} signed: events up to it were altered, removed or replaced",
+                        event.id, event.seq, target.seq
+                    );
+                    return Ok(broken(&report, Some(event.seq), Some(event.id), problem));
+                }
+            }
+            expected_prev = event.hash;
             expected_seq += 1;
         }
         if done {
             break;
         }
     }
-    if expected_seq - 1 != head.head_seq || expected_prev != head.head_hash {
-        return Ok(ChainReport {
-            intact: false,
-            checked,
-            first_broken_id: None,
-            first_broken_seq: Some(expected_seq),
-            problem: Some(format!(
-                "the chain ends at seq {} but its head says {}: the newest events are missing",
-                expected_seq - 1,
-                head.head_seq
-            )),
-        });
+    let end = expected_seq - 1;
+    if let Some(target) = targets.next() {
+        return Ok(broken(
+            &report,
+            Some(end + 1),
+            None,
+            format!(
+                "the chain ends at seq {end} but a signed checkpoint vouches for seq {}: the newest events were deleted",
+                target.seq
+            ),
+        ));
     }
-    Ok(ChainReport {
-        intact: true,
-        checked,
-        first_broken_id: None,
-        first_broken_seq: None,
-        problem: None,
-    })
+    if end != head.head_seq || expected_prev != head.head_hash {
+        return Ok(broken(
+            &report,
+            Some(expected_seq),
+            None,
+            format!(
+                "the chain ends at seq {} but its head says {}: the newest events are missing",
+                end, head.head_seq
+            ),
+        ));
+    }
+    Ok(report)
+}
+
+/// Whether signed purge records lead from the anchor `from` to `to`.
+fn purged_through(purges: &[&Checkpoint], from: (i64, &str), to: (i64, &str)) -> bool {
+    let mut at = from;
+    for purge in purges {
+        if (purge.anchor_seq, purge.anchor_hash.as_str()) == at {
+            at = (purge.seq, purge.hash.as_str());
+        }
+        if at == to {
+            return true;
+        }
+    }
+    at == to
 }

@@ -3,16 +3,27 @@
 //! `hash = SHA-256(prev_hash ‖ canonical event)`, where the canonical event
 //! is JSON with sorted keys and RFC 3339 timestamps in microseconds. Events
 //! are appended under a lock on the chain-head row, in the same transaction
-//! as the change they record.
+//! as the change they record. Signed checkpoints (a key outside the
+//! database) commit to the chain, so that its own database administrator
+//! cannot rewrite what they cover (see `checkpoint`).
 //!
 //! Split by what the code does; every item is re-exported here, so
 //! `service::audit::X` names it whatever file holds it.
 
 mod chain;
+mod checkpoint;
+mod keys;
 mod query;
 mod record;
 
-pub use chain::{ChainReport, for_each_event, lock_head, purge_before, verify_chain};
+pub use chain::{
+    ChainReport, Verification, for_each_event, lock_head, purge_before, verify, verify_chain,
+};
+pub use checkpoint::{
+    Checkpoint, CheckpointPolicy, MAX_CHECKPOINT_PAGE, all_checkpoints, checkpoint,
+    checkpoint_page, sign_positions,
+};
+pub use keys::{Keyring, PublicKey, Signer};
 pub use query::{AuditFilter, MAX_OFFSET, MAX_PAGE, Page, as_seen_by, page, page_for};
 pub use record::{
     GroupHead, NewEvent, canonical_event, event_hash, record, record_alone, record_batch,
@@ -35,6 +46,10 @@ pub mod events {
     pub const PASSWORD_CHANGED: &str = "password.changed";
     pub const API_KEY_CREATED: &str = "api_key.created";
     pub const API_KEY_REVOKED: &str = "api_key.revoked";
+    /// A signed checkpoint of the chain (the whole statement in `checkpoint`).
+    pub const CHECKPOINT: &str = "audit.checkpoint";
+    /// Retention purged the oldest events (the signed record in `checkpoint`).
+    pub const PURGED: &str = "audit.purged";
 
     /// Every type above, as the schema's `auditEventTypes` lists them.
     pub const ALL: &[&str] = &[
@@ -51,5 +66,7 @@ pub mod events {
         API_KEY_REVOKED,
         SESSION_ISSUED,
         USER_UPDATED,
+        CHECKPOINT,
+        PURGED,
     ];
 }
