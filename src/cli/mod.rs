@@ -54,9 +54,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Audit(command) => {
             let config = Config::new(global.database_url, serve)?;
-            let pool = db::connect(&config.database_url).await?;
-            db::migrate(&pool).await?;
-            audit_command(&config, pool, command).await?;
+            audit_command(&config, command).await?;
         }
         Command::Seed(args) => {
             let config = Config::new(global.database_url, serve)?;
@@ -159,12 +157,13 @@ async fn api_key(db: &db::Db, command: ApiKeyCommand) -> anyhow::Result<()> {
 }
 
 /// `audit …`.
-async fn audit_command(
-    config: &Config,
-    pool: sea_orm::DatabaseConnection,
-    command: AuditCommand,
-) -> anyhow::Result<()> {
+async fn audit_command(config: &Config, command: AuditCommand) -> anyhow::Result<()> {
     let failed = |e: session_manager::error::AppError| anyhow::anyhow!("{e}");
+    let open = || async {
+        let pool = db::connect(&config.database_url).await?;
+        db::migrate(&pool).await?;
+        anyhow::Ok(pool)
+    };
     match command {
         AuditCommand::Verify {
             public_keys,
@@ -188,7 +187,7 @@ async fn audit_command(
                 keys: keys.as_ref(),
                 external: &external,
             };
-            let report = audit::verify(&pool, &how).await.map_err(failed)?;
+            let report = audit::verify(&open().await?, &how).await.map_err(failed)?;
             if !report.intact {
                 anyhow::bail!(
                     "audit chain broken: {} (first bad event: {}, seq {})",
@@ -223,6 +222,7 @@ async fn audit_command(
             format,
             checkpoints,
         } => {
+            let pool = open().await?;
             if checkpoints {
                 export::export_checkpoints(&pool).await?;
             } else {
@@ -231,7 +231,7 @@ async fn audit_command(
         }
         AuditCommand::Checkpoint => {
             let signer = audit::Signer::load_or_create(&config.audit_signing_key_path())?;
-            let db = session_manager::state::database(pool).await?;
+            let db = session_manager::state::database(open().await?).await?;
             let checkpoint = audit::checkpoint(&db, &signer, true)
                 .await
                 .map_err(failed)?
@@ -239,6 +239,7 @@ async fn audit_command(
             println!("{}", serde_json::to_string(&checkpoint)?);
         }
         AuditCommand::PublicKey => {
+            // The key alone: no database.
             let signer = audit::Signer::load_or_create(&config.audit_signing_key_path())?;
             println!("{}", signer.public_key().to_line());
         }

@@ -21,6 +21,7 @@ fn serve_with(env: &[(&str, &str)]) -> Option<Output> {
     let mut command = Command::new(BIN);
     command
         .env("DATABASE_URL", "sqlite::memory:")
+        .env("AUDIT_SIGNING_KEY", crate::helpers::scratch_signing_key())
         .env("BIND", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())

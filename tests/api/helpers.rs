@@ -128,6 +128,16 @@ fn init_logs() {
     });
 }
 
+/// An audit signing key for servers the tests start as child processes
+/// with no test app of their own (one for the whole test binary), so
+/// that none creates its key under the working directory's `./data/`.
+pub fn scratch_signing_key() -> PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("temporary directory"))
+        .path()
+        .join("audit-signing.key")
+}
+
 /// One hasher for the whole test binary: its dummy hash costs a hash.
 fn hasher() -> &'static PasswordHasherPool {
     static HASHER: OnceLock<PasswordHasherPool> = OnceLock::new();

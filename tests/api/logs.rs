@@ -31,6 +31,7 @@ impl Server {
     fn start(database_url: &str, rust_log: &str) -> Self {
         let mut child = Command::new(BIN)
             .env("DATABASE_URL", database_url)
+            .env("AUDIT_SIGNING_KEY", crate::helpers::scratch_signing_key())
             .env("BIND", "127.0.0.1:0")
             .env("RUST_LOG", rust_log)
             .env("NO_COLOR", "1")

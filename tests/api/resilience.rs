@@ -104,6 +104,7 @@ impl Server {
             .port();
         let child = Command::new(env!("CARGO_BIN_EXE_session-manager"))
             .env("DATABASE_URL", database_url)
+            .env("AUDIT_SIGNING_KEY", crate::helpers::scratch_signing_key())
             .env("BIND", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
