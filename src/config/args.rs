@@ -29,6 +29,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether anyone may make an account (`signUp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Signup {
+    /// Accounts are made by admins (`createUser`), trusted backends
+    /// (`upsertUser`) and the command line only.
+    Closed,
+    /// `signUp` makes a user's account and signs it in.
+    Open,
+}
+
 /// The server's settings as given; [`Config`](super::Config) embeds them,
 /// validated.
 #[derive(Debug, Clone, Args)]
@@ -149,6 +159,10 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
+    /// Self-registration (`signUp`): `closed` (the mutation answers
+    /// FORBIDDEN) or `open`.
+    #[arg(long, env = "SIGNUP", value_enum, default_value_t = Signup::Closed, global = true)]
+    pub signup: Signup,
     /// When set, `GET /metrics` requires `Authorization: Bearer <this token>`.
     #[arg(long, env = "METRICS_TOKEN", value_parser = parse_secret, hide_env_values = true, global = true)]
     pub metrics_token: Option<Secret>,

@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-pub use args::{DEFAULT_DATABASE_URL, GlobalArgs, LogFormat, ServeArgs};
+pub use args::{DEFAULT_DATABASE_URL, GlobalArgs, LogFormat, ServeArgs, Signup};
 pub use duration::{DURATION_BOUNDS, MAX_CHRONO, format_duration, parse_duration};
 
 /// Everything the server needs, validated.

@@ -175,6 +175,54 @@ impl Guard for SessionAccess {
     }
 }
 
+/// Acting on the account `id` (`user`, `updateUser`, `disableUser`…):
+/// the rule of `action` in [`access`], on the account as read now (the
+/// service checks it again under lock). A plain user or an impersonation
+/// session is refused before the account is looked up: whether it exists
+/// is none of their business.
+pub struct UserAccess {
+    id: Uuid,
+    action: Action,
+}
+
+impl UserAccess {
+    pub fn new(id: Uuid, action: Action) -> Self {
+        Self { id, action }
+    }
+}
+
+impl Guard for UserAccess {
+    async fn check(&self, ctx: &Context<'_>) -> Result<()> {
+        let caller = caller(ctx)?;
+        let deny = |subject: Option<Uuid>, error: AppError| {
+            deny(ctx, caller, self.action, subject, None, error)
+        };
+        let early = match self.action {
+            Action::ViewUser => access::may_view_user(caller, self.id),
+            _ => access::may_manage_accounts(caller),
+        };
+        if let Err(reason) = early {
+            return Err(deny(Some(self.id), AppError::Forbidden(reason.into())));
+        }
+        if self.action == Action::ViewUser && self.id == caller.user.id {
+            return Ok(());
+        }
+        let app = state(ctx)?;
+        let target = match users::get(&app.db, self.id).await {
+            Ok(target) => target,
+            Err(error @ AppError::NotFound(_)) => return Err(deny(None, error)),
+            Err(error) => return Err(error.extend()),
+        };
+        if self.action == Action::ViewUser {
+            return Ok(());
+        }
+        match access::may_manage_user(caller, self.action, target.id, target.role) {
+            Ok(()) => Ok(()),
+            Err(reason) => Err(deny(Some(target.id), AppError::Forbidden(reason.into()))),
+        }
+    }
+}
+
 /// The caller must hold at least `role` (never through impersonation).
 pub struct RoleGuard {
     role: Role,

@@ -20,6 +20,7 @@
 //! [`Db::transaction`]: crate::db::Db::transaction
 
 pub mod access;
+pub mod account;
 pub mod api_key;
 pub mod audit;
 pub mod denials;

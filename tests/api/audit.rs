@@ -727,15 +727,14 @@ fn refusal_of(body: &Value) -> &Value {
 /// An account stored directly (no password hashing: it never signs in).
 async fn account(app: &TestApp, n: usize) -> entity::user::Model {
     let id = Uuid::new_v4();
-    let model = entity::user::Model {
+    let model = entity::user::Model::new(
         id,
-        email: format!("person-{n}-{}@example.com", id.simple()),
-        name: format!("Person {n}"),
-        role: Role::User,
-        password_hash: "!".into(),
-        created_at: chrono::Utc::now(),
-        external_id: None,
-    };
+        format!("person-{n}-{}@example.com", id.simple()),
+        format!("Person {n}"),
+        Role::User,
+        "!".into(),
+        chrono::Utc::now(),
+    );
     entity::user::ActiveModel::from(model.clone())
         .insert(app.db())
         .await
@@ -915,6 +914,11 @@ async fn audit_event_types_lists_every_type_the_server_records_to_anyone_signed_
         "api_key.revoked",
         "auth.session_issued",
         "user.updated",
+        "user.role_changed",
+        "user.disabled",
+        "user.enabled",
+        "user.deleted",
+        "user.password_reset",
     ]);
     let owner = app.create_user(Role::Owner).await;
     let owner_token = app.sign_in(&owner).await;

@@ -32,6 +32,12 @@ pub mod events {
     pub const IMPERSONATION_STOPPED: &str = "impersonation.stopped";
     pub const USER_CREATED: &str = "user.created";
     pub const USER_UPDATED: &str = "user.updated";
+    pub const USER_ROLE_CHANGED: &str = "user.role_changed";
+    pub const USER_DISABLED: &str = "user.disabled";
+    pub const USER_ENABLED: &str = "user.enabled";
+    pub const USER_DELETED: &str = "user.deleted";
+    /// An admin set someone's password (`setPassword`).
+    pub const USER_PASSWORD_RESET: &str = "user.password_reset";
     pub const PASSWORD_CHANGED: &str = "password.changed";
     pub const API_KEY_CREATED: &str = "api_key.created";
     pub const API_KEY_REVOKED: &str = "api_key.revoked";
@@ -51,5 +57,10 @@ pub mod events {
         API_KEY_REVOKED,
         SESSION_ISSUED,
         USER_UPDATED,
+        USER_ROLE_CHANGED,
+        USER_DISABLED,
+        USER_ENABLED,
+        USER_DELETED,
+        USER_PASSWORD_RESET,
     ];
 }

@@ -36,6 +36,11 @@ pub async fn authenticate(db: &Db, config: &Config, token: &str) -> AppResult<Ca
     let Some((session, Some(user))) = found else {
         return Err(AppError::Unauthenticated(BAD_TOKEN));
     };
+    // Disabling or deleting an account ends its sessions; this holds even
+    // for one that a failure left live.
+    if !user.is_active() {
+        return Err(AppError::Unauthenticated(BAD_TOKEN));
+    }
     let now = Utc::now();
     if !session.is_active(now) {
         if session.revoked_at.is_none() && session.end_reason.is_none() {
@@ -125,7 +130,7 @@ pub async fn live_caller(conn: &impl ConnectionTrait, id: Uuid) -> AppResult<Opt
         return Ok(None);
     };
     let now = Utc::now();
-    if !session.is_active(now) {
+    if !session.is_active(now) || !user.is_active() {
         return Ok(None);
     }
     if session.impersonator_id.is_some()
