@@ -17,7 +17,8 @@ use entity::{
     user::{self, Role, UserStatus},
 };
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -82,32 +83,34 @@ async fn locked_target(
     Ok(target)
 }
 
-/// Refuses taking away the last active owner: `target` (an owner) must
-/// not be the only active one. The owners' rows are locked on PostgreSQL,
-/// so two owners demoting each other at once cannot both succeed (the
-/// second sees the first's change once it commits); SQLite's write
-/// transactions run one at a time.
-async fn keep_an_owner(conn: &impl ConnectionTrait, target: &user::Model) -> AppResult<()> {
-    if target.role != Role::Owner || target.status != UserStatus::Active {
-        return Ok(());
-    }
+/// The active owners' ids, their rows locked on PostgreSQL until the
+/// transaction ends, in id order (so two transactions taking them never
+/// wait on each other crosswise). Taken first by every change that can
+/// take an owner away, before the account's own row: two owners demoting
+/// each other at once are then run one after the other, and the second
+/// sees the first's change (SQLite's write transactions run one at a time
+/// anyway).
+async fn lock_owners(conn: &impl ConnectionTrait) -> AppResult<Vec<Uuid>> {
     let mut owners = user::Entity::find()
         .select_only()
         .column(user::Column::Id)
         .filter(user::Column::Role.eq(Role::Owner))
         .filter(user::Column::Status.eq(UserStatus::Active))
-        .filter(user::Column::DeletedAt.is_null());
+        .filter(user::Column::DeletedAt.is_null())
+        .order_by_asc(user::Column::Id);
     if conn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
         owners = owners.lock_exclusive();
     }
-    let others = owners
-        .into_tuple::<Uuid>()
-        .all(conn)
-        .await?
-        .into_iter()
-        .filter(|id| *id != target.id)
-        .count();
-    if others == 0 {
+    Ok(owners.into_tuple::<Uuid>().all(conn).await?)
+}
+
+/// Refuses taking away the last active owner: `target`, if an active
+/// owner, must not be the only one among `owners` (see [`lock_owners`]).
+fn keep_an_owner(owners: &[Uuid], target: &user::Model) -> AppResult<()> {
+    if target.role != Role::Owner || target.status != UserStatus::Active {
+        return Ok(());
+    }
+    if owners.iter().all(|id| *id == target.id) {
         return Err(AppError::Forbidden(LAST_OWNER.into()));
     }
     Ok(())
@@ -290,13 +293,14 @@ pub async fn set_role(
     role: Role,
 ) -> AppResult<user::Model> {
     let txn = db.transaction().await?;
+    let owners = lock_owners(&txn).await?;
     let target = locked_target(&txn, caller, Action::SetUserRole, id).await?;
     access::may_grant_role(caller, role).map_err(|r| AppError::Forbidden(r.into()))?;
     if target.role == role {
         return Ok(target);
     }
     if role != Role::Owner {
-        keep_an_owner(&txn, &target).await?;
+        keep_an_owner(&owners, &target)?;
     }
     user::Entity::update_many()
         .col_expr(user::Column::Role, Expr::value(role))
@@ -418,11 +422,12 @@ pub async fn disable(
 ) -> AppResult<user::Model> {
     let reason = impersonation::validate_reason(reason)?;
     let txn = db.transaction().await?;
+    let owners = lock_owners(&txn).await?;
     let target = locked_target(&txn, caller, Action::DisableUser, id).await?;
     if target.status == UserStatus::Disabled {
         return Ok(target);
     }
-    keep_an_owner(&txn, &target).await?;
+    keep_an_owner(&owners, &target)?;
     let now = db::now();
     user::Entity::update_many()
         .col_expr(user::Column::Status, Expr::value(UserStatus::Disabled))
@@ -529,8 +534,9 @@ pub async fn delete(
     id: Uuid,
 ) -> AppResult<()> {
     let txn = db.transaction().await?;
+    let owners = lock_owners(&txn).await?;
     let target = locked_target(&txn, caller, Action::DeleteUser, id).await?;
-    keep_an_owner(&txn, &target).await?;
+    keep_an_owner(&owners, &target)?;
     let ended = end_sessions_of(&txn, caller, &target, meta, reasons::USER_DELETED).await?;
     user::Entity::update_many()
         .col_expr(user::Column::Email, Expr::value(users::deleted_email(id)))

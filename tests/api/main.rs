@@ -29,5 +29,6 @@ mod seed;
 mod sessions;
 mod subscriptions;
 mod throttle;
+mod user_lifecycle;
 mod users;
 mod writer;
