@@ -1230,3 +1230,82 @@ async fn two_owners_demoting_each_other_at_once_leave_an_owner() {
         assert_eq!(owners, 1, "round {round}: {x} {y}");
     }
 }
+
+/// The rights the server states (`Viewer.can`, `User.can*`) are the rules
+/// the mutations apply: each stated right is tried, and holds exactly.
+#[tokio::test]
+async fn stated_rights_match_what_the_mutations_allow() {
+    let app = spawn_app().await;
+    let can = "{ viewer { can { manageUsers grantableRoles } } }";
+    let expected = [
+        (
+            Role::User,
+            json!({ "manageUsers": false, "grantableRoles": [] }),
+        ),
+        (
+            Role::Admin,
+            json!({ "manageUsers": true, "grantableRoles": ["USER"] }),
+        ),
+        (
+            Role::Owner,
+            json!({ "manageUsers": true, "grantableRoles": ["USER", "ADMIN", "OWNER"] }),
+        ),
+    ];
+    for (role, rights) in expected {
+        let (_, token) = signed_in(&app, role).await;
+        let body = app.gql(Some(&token), can, json!({})).await;
+        assert_eq!(body["data"]["viewer"]["can"], rights, "{role:?}");
+    }
+
+    for caller_role in [Role::Admin, Role::Owner] {
+        let (me, token) = signed_in(&app, caller_role).await;
+        let mut targets = vec![me.clone()];
+        for role in [Role::User, Role::Admin, Role::Owner] {
+            targets.push(app.create_user(role).await);
+        }
+        for target in targets {
+            let read = app
+                .gql(Some(&token), &user_query(), json!({ "id": target.id }))
+                .await;
+            let stated = read["data"]["user"]["canDisable"]
+                .as_bool()
+                .expect("stated");
+            let tried = app
+                .gql(
+                    Some(&token),
+                    &disable(),
+                    json!({ "id": target.id, "r": "check" }),
+                )
+                .await;
+            let done = tried["data"]["disableUser"]["status"] == "DISABLED";
+            assert_eq!(stated, done, "{caller_role:?} on {}: {tried}", target.email);
+            if done {
+                app.gql(Some(&token), &enable(), json!({ "id": target.id }))
+                    .await;
+            }
+            let stated = read["data"]["user"]["canSetRole"].as_bool().unwrap();
+            let role = stored(&app, target.id).await.role;
+            let tried = app
+                .gql(
+                    Some(&token),
+                    &set_role(),
+                    json!({ "id": target.id, "r": "ADMIN" }),
+                )
+                .await;
+            assert_eq!(
+                stated,
+                tried["data"]["setUserRole"].is_object(),
+                "{caller_role:?} setting the role of {}: {tried}",
+                target.email
+            );
+            if stated {
+                user::Entity::update_many()
+                    .col_expr(user::Column::Role, sea_orm::sea_query::Expr::value(role))
+                    .filter(user::Column::Id.eq(target.id))
+                    .exec(app.db())
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
