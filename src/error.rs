@@ -16,7 +16,7 @@ pub enum AppError {
     AccountDisabled,
     /// Another account holds the email (`BAD_USER_INPUT` on `email`, with
     /// `reason: EMAIL_TAKEN`).
-    #[error("another account has the email {0}")]
+    #[error("a user with email {0} already exists")]
     EmailTaken(String),
     #[error("{message}")]
     BadInput {

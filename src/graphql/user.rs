@@ -6,7 +6,7 @@ use entity::user;
 use uuid::Uuid;
 
 use super::{
-    context::{caller, deny, key_caller, request_meta, session_ended, state, users as loader},
+    context::{caller, deny, request_meta, session_ended, state, users as loader},
     guards::{NotImpersonating, RoleGuard, SignedIn, UserAccess},
     paging::Pagination,
     session::AuthPayload,
@@ -484,9 +484,11 @@ impl UserMutation {
 
     /// Self-registration, with `SIGNUP=open` only (else `FORBIDDEN`):
     /// makes a user's account and signs it in, as `signIn` answers.
-    /// Throttled like `signIn`. An email that has an account gets the
+    /// Throttled like `signIn`; refused to API keys and impersonation
+    /// sessions, as `signIn` is. An email that has an account gets the
     /// same answer, whose token does not work (no account enumeration:
     /// see the README).
+    #[graphql(guard = "NotImpersonating::new(Action::Sensitive)")]
     async fn sign_up(
         &self,
         ctx: &Context<'_>,
@@ -494,11 +496,6 @@ impl UserMutation {
         #[graphql(desc = "The name shown for the account.")] name: String,
         #[graphql(secret, desc = "The password, at least 12 characters.")] password: String,
     ) -> Result<AuthPayload> {
-        if key_caller(ctx).is_some() {
-            // An API key is refused (and audited) as from any operation
-            // for users.
-            caller(ctx)?;
-        }
         let app = state(ctx)?;
         let opened = sessions::sign_up(
             &app.db,

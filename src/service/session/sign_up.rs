@@ -26,7 +26,7 @@ pub const SIGNUP_CLOSED: &str = "sign-up is closed: ask an administrator for an 
 /// `auth.sign_in`, with `via: signUp`).
 ///
 /// No account enumeration: for an email that already has an account the
-/// answer has the same shape, the same fields and the same cost: the
+/// answer has the same shape and fields, and about the same cost: the
 /// password is hashed (argon2id, the bulk of the time) before the email
 /// is tried, the attempt is counted by the sign-in throttle either way
 /// (per email and per address, so the limit is reached alike), and the
