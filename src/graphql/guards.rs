@@ -306,10 +306,15 @@ impl Guard for Impersonation {
             Err(error @ AppError::NotFound(_)) => return Err(deny(None, error)),
             Err(error) => return Err(error.extend()),
         };
-        match access::may_impersonate(caller, &target) {
-            Ok(()) => Ok(()),
-            Err(reason) => Err(deny(Some(target.id), AppError::Forbidden(reason.into()))),
+        if let Err(reason) = access::may_impersonate(caller, &target) {
+            return Err(deny(Some(target.id), AppError::Forbidden(reason.into())));
         }
+        // A disabled account gets no session, this one neither (checked
+        // again under lock when the session is opened).
+        if target.status == entity::user::UserStatus::Disabled {
+            return Err(deny(Some(target.id), AppError::AccountDisabled));
+        }
+        Ok(())
     }
 }
 

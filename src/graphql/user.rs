@@ -117,7 +117,8 @@ impl User {
     /// Whether the caller may impersonate this account now
     /// (`startImpersonation`): admins may impersonate users, owners users
     /// and admins; nobody an owner or themselves, nor from an
-    /// impersonation session. The rule the mutation's guard applies.
+    /// impersonation session, nor a disabled account. The rule the
+    /// mutation's guard applies.
     /// False for a request with no session (`signIn`'s answer) or whose
     /// session it has ended.
     async fn can_impersonate(&self, ctx: &Context<'_>) -> bool {
@@ -126,7 +127,8 @@ impl User {
         ctx.data_opt::<Caller>()
             .filter(|_| !session_ended(ctx))
             .is_some_and(|caller| {
-                access::may_impersonate_account(caller, self.id, self.role.into()).is_ok()
+                self.status == UserStatus::Active
+                    && access::may_impersonate_account(caller, self.id, self.role.into()).is_ok()
             })
     }
 

@@ -652,6 +652,20 @@ async fn disabling_ends_every_session_and_socket_and_refuses_sign_in_until_enabl
         )
         .await;
     assert_error_code(&impersonate, "FORBIDDEN", "impersonating a disabled user");
+    let refused_impersonation = events(&app, "impersonation.started", AuditStatus::Failed).await;
+    assert_eq!(
+        refused_impersonation.len(),
+        1,
+        "audited: {refused_impersonation:?}"
+    );
+    let shown = app
+        .gql(
+            Some(&owner),
+            "query($id: UUID!) { user(id: $id) { canImpersonate } }",
+            json!({ "id": alice.id }),
+        )
+        .await;
+    assert_eq!(shown["data"]["user"]["canImpersonate"], false, "{shown}");
     assert!(
         live_sessions(&app, alice.id).await.is_empty(),
         "nothing opened"
