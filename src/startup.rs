@@ -70,6 +70,12 @@ impl Application {
             self.state.config.database_url.clone(),
             self.state.events.clone(),
         );
+        // Stopped with this future even when it is dropped rather than
+        // run to its end (a task aborted, as a crash would stop it): no
+        // delivery outlives its server.
+        let _outbox = AbortOnDrop(
+            crate::outbox::spawn(&self.state).map_err(|e| std::io::Error::other(e.to_string()))?,
+        );
         axum::serve(
             self.listener,
             self.router
@@ -82,6 +88,15 @@ impl Application {
         self.state.db.close().await.ok();
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
