@@ -30,4 +30,5 @@ mod sessions;
 mod subscriptions;
 mod throttle;
 mod users;
+mod webhooks;
 mod writer;

@@ -69,9 +69,8 @@ pub fn payload(event: &audit_event::Model) -> Value {
         audit_event::AuditStatus::Success => "SUCCESS",
         audit_event::AuditStatus::Failed => "FAILED",
     };
-    let created_at = event
-        .created_at
-        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    // As the schema's `DateTime` writes it.
+    let created_at = event.created_at.to_rfc3339();
     json!({
         "type": event.event_type,
         "timestamp": created_at,
