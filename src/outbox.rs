@@ -1,6 +1,6 @@
 //! The outbound worker: every server process runs one. It finds the
 //! destinations with committed audit events to deliver (see
-//! [`service::outbox`] for the cursors and their leases), takes the lease
+//! [`crate::service::outbox`] for the cursors and their leases), takes the lease
 //! on each, and delivers its events in `seq` order, one at a time: a
 //! destination is blocked on its oldest undelivered event, retried with
 //! back-off, until it is delivered or the destination is disabled.

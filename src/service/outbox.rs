@@ -33,7 +33,7 @@ pub const MAX_ATTEMPTS_PAGE: u64 = 100;
 /// Most due destinations one pass of the worker looks at.
 const DUE_PAGE: u64 = 200;
 /// The longest wait between two retries, however many failed.
-const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(3_600);
+pub const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(3_600);
 
 /// A new cursor for the destination `id` of `kind`, after the event
 /// `after_seq` (the destination gets the events after it).

@@ -405,10 +405,15 @@ async fn a_revocation_is_delivered_signed_with_the_standard_headers_and_the_audi
     assert!(delivery.signature.starts_with("v1,"), "{delivery:?}");
     let sent_at: i64 = delivery.timestamp.parse().expect("Unix seconds");
     assert!((sent_at - chrono::Utc::now().timestamp()).abs() < 300);
-    assert_verified(secret, &[delivery.clone()], true, "the right secret");
+    assert_verified(
+        secret,
+        std::slice::from_ref(&delivery),
+        true,
+        "the right secret",
+    );
     assert_verified(
         "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-        &[delivery.clone()],
+        std::slice::from_ref(&delivery),
         false,
         "another secret",
     );
@@ -894,8 +899,18 @@ async fn a_rotated_secret_signs_every_delivery_after_it() {
     assert!(new.starts_with("whsec_") && new != old);
     let after = revocation(&app, &alice).await;
     let second = receiver.wait_for_event(&after).await;
-    assert_verified(&old, &[first.clone()], true, "before: the old secret");
-    assert_verified(&new, &[second.clone()], true, "after: the new secret");
+    assert_verified(
+        &old,
+        std::slice::from_ref(&first),
+        true,
+        "before: the old secret",
+    );
+    assert_verified(
+        &new,
+        std::slice::from_ref(&second),
+        true,
+        "after: the new secret",
+    );
     assert_verified(&old, &[second], false, "after: not the old secret");
     let rotated = app.events_of_type("webhook.secret_rotated").await;
     assert_eq!(rotated.len(), 1);
