@@ -21,7 +21,10 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use tokio::{sync::broadcast::error::RecvError, task::JoinSet};
+use tokio::{
+    sync::broadcast::error::{RecvError, TryRecvError},
+    task::JoinSet,
+};
 use uuid::Uuid;
 
 use crate::{
@@ -76,6 +79,9 @@ pub fn spawn(state: &AppState) -> anyhow::Result<tokio::task::JoinHandle<()>> {
                     if matches!(received, Err(RecvError::Closed)) {
                         tokio::time::sleep(poll).await;
                     }
+                    // One pass for every event come meanwhile: a burst of
+                    // revocations costs a pass, not a pass each.
+                    while !matches!(wake.try_recv(), Err(TryRecvError::Empty | TryRecvError::Closed)) {}
                 }
                 () = tokio::time::sleep(poll) => {}
                 Some(_) = turns.join_next(), if !turns.is_empty() => {}
