@@ -51,9 +51,35 @@ struct Shared {
     kinds: HashMap<&'static str, Arc<dyn Destination>>,
 }
 
+/// The running worker. Dropped, it stops at once, as in a crash (its
+/// leases run out by themselves); [`Outbox::stop`] also hands its
+/// destinations back, so another replica takes them on at once.
+pub struct Outbox {
+    handle: tokio::task::JoinHandle<()>,
+    db: Db,
+    owner: String,
+}
+
+impl Outbox {
+    /// Stops every delivery under way and gives up this process's leases.
+    pub async fn stop(mut self) {
+        self.handle.abort();
+        let _ = (&mut self.handle).await;
+        if let Err(err) = outbox::release_all(&self.db, &self.owner).await {
+            tracing::warn!(error = %err, "outbox: cannot release the leases at shutdown");
+        }
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
 /// Starts the worker with every kind of destination this server delivers
-/// to. Aborting the task stops every delivery under way.
-pub fn spawn(state: &AppState) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+/// to.
+pub fn spawn(state: &AppState) -> anyhow::Result<Outbox> {
     let config = &state.config;
     let webhooks: Arc<dyn Destination> = Arc::new(webhook::Webhooks::new(config)?);
     let kinds = HashMap::from([(webhooks.kind(), webhooks)]);
@@ -67,7 +93,8 @@ pub fn spawn(state: &AppState) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     });
     let poll = config.outbox_poll;
     let mut wake = state.events.subscribe();
-    Ok(tokio::spawn(async move {
+    let owner = shared.owner.clone();
+    let handle = tokio::spawn(async move {
         let mut turns: JoinSet<()> = JoinSet::new();
         let mut running: HashMap<Uuid, tokio::task::AbortHandle> = HashMap::new();
         loop {
@@ -88,7 +115,12 @@ pub fn spawn(state: &AppState) -> anyhow::Result<tokio::task::JoinHandle<()>> {
             }
             running.retain(|_, handle| !handle.is_finished());
         }
-    }))
+    });
+    Ok(Outbox {
+        handle,
+        db: state.db.clone(),
+        owner,
+    })
 }
 
 /// Claims every due destination not already served here and starts its

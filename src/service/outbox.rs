@@ -173,6 +173,23 @@ pub async fn release(db: &Db, id: Uuid, owner: &str) -> AppResult<()> {
     Ok(())
 }
 
+/// Gives up every lease `owner` holds (a server shutting down).
+pub async fn release_all(db: &Db, owner: &str) -> AppResult<()> {
+    outbox_cursor::Entity::update_many()
+        .col_expr(
+            outbox_cursor::Column::LeaseOwner,
+            Expr::value(None::<String>),
+        )
+        .col_expr(
+            outbox_cursor::Column::LeaseUntil,
+            Expr::value(None::<DateTime<Utc>>),
+        )
+        .filter(outbox_cursor::Column::LeaseOwner.eq(owner))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 /// The events after `after`, oldest first, at most `limit`.
 pub async fn events_after(
     conn: &impl ConnectionTrait,

@@ -1126,3 +1126,89 @@ async fn two_replicas_deliver_each_event_once_in_order_never_concurrently() {
     );
     assert_verified(&secret, &log, true, "from either replica");
 }
+
+#[tokio::test]
+async fn changes_are_checked_as_at_creation_and_unknown_endpoints_are_not_found() {
+    let app = spawn_app_with(fast).await;
+    let (owner, _) = owner_token(&app).await;
+    let receiver = Receiver::start().await;
+    let (endpoint, _) = create_endpoint(&app, &owner, &receiver.url, None).await;
+    let update = "mutation($id: UUID!, $url: String, $d: String) { updateWebhookEndpoint(id: $id, url: $url, description: $d) { url description } }";
+    let cases = [
+        (json!({ "url": "gopher://example.com/" }), "url", "not http"),
+        (json!({ "url": "" }), "url", "empty"),
+        (
+            json!({ "d": "a\u{7}b" }),
+            "description",
+            "a control character",
+        ),
+        (json!({ "d": "x".repeat(300) }), "description", "too long"),
+    ];
+    for (change, field, what) in &cases {
+        let mut variables = change.clone();
+        variables["id"] = json!(endpoint);
+        let body = app.gql(Some(&owner), update, variables).await;
+        assert_error_code(&body, "BAD_USER_INPUT", what);
+        assert_eq!(body["errors"][0]["extensions"]["field"], *field, "{what}");
+    }
+    let failed = app.events_of_type("webhook.updated").await;
+    assert_eq!(failed.len(), cases.len(), "each refusal is audited");
+    assert!(
+        failed
+            .iter()
+            .all(|e| e.metadata["endpointId"] == endpoint.as_str())
+    );
+    let listed = endpoints(&app, &owner).await;
+    assert_eq!(listed[0]["url"], receiver.url, "nothing changed");
+
+    // A query string is the receiver's business, kept out of the audit log.
+    let with_token = format!("{}?token=s3cret", receiver.url);
+    let body = app
+        .gql(
+            Some(&owner),
+            update,
+            json!({ "id": endpoint, "url": with_token, "d": "CRM" }),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["updateWebhookEndpoint"],
+        json!({ "url": with_token, "description": "CRM" }),
+        "{body}"
+    );
+    let event = app.events_of_type("webhook.updated").await.pop().unwrap();
+    assert_eq!(event.metadata["changed"], "url description");
+    assert!(!event.metadata.to_string().contains("s3cret"));
+    assert!(!event.message.contains("s3cret"));
+    let body = app
+        .gql(
+            Some(&owner),
+            "mutation($id: UUID!) { updateWebhookEndpoint(id: $id, description: null) { description } }",
+            json!({ "id": endpoint }),
+        )
+        .await;
+    assert!(
+        body["data"]["updateWebhookEndpoint"]["description"].is_null(),
+        "{body}"
+    );
+
+    let unknown = uuid::Uuid::new_v4();
+    for (query, what) in [
+        (
+            "mutation($id: UUID!) { updateWebhookEndpoint(id: $id, enabled: false) { id } }",
+            "update",
+        ),
+        (
+            "mutation($id: UUID!) { replayWebhook(endpointId: $id, fromSeq: 1) { id } }",
+            "replay",
+        ),
+        (
+            "mutation($id: UUID!) { deleteWebhookEndpoint(id: $id) }",
+            "delete",
+        ),
+    ] {
+        let body = app.gql(Some(&owner), query, json!({ "id": unknown })).await;
+        assert_error_code(&body, "NOT_FOUND", what);
+    }
+    let body = app.gql(Some(&owner), CREATE, json!({ "url": 42 })).await;
+    assert_error_code(&body, "BAD_USER_INPUT", "a URL of the wrong type");
+}
