@@ -8,6 +8,7 @@ mod m20261201_000001_throttle;
 mod m20261201_000002_session_expiry;
 mod m20261202_000001_api_keys;
 mod m20261203_000001_user_lifecycle;
+mod m20261203_000003_webhooks;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000002_session_expiry::Migration),
             Box::new(m20261202_000001_api_keys::Migration),
             Box::new(m20261203_000001_user_lifecycle::Migration),
+            Box::new(m20261203_000003_webhooks::Migration),
         ]
     }
 }

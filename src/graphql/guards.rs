@@ -57,6 +57,41 @@ impl Guard for Scoped {
     }
 }
 
+/// An operation for users holding at least `role` and for API keys
+/// holding `scope` (the webhook operations): a key without the scope, and
+/// a user without the role, are answered `FORBIDDEN` and audited.
+pub struct RoleOrScope {
+    role: Role,
+    scope: entity::api_key::ApiScope,
+    action: Action,
+}
+
+impl RoleOrScope {
+    pub fn new(role: Role, scope: entity::api_key::ApiScope, action: Action) -> Self {
+        Self {
+            role,
+            scope,
+            action,
+        }
+    }
+}
+
+impl Guard for RoleOrScope {
+    async fn check(&self, ctx: &Context<'_>) -> Result<()> {
+        if let Some(key) = key_caller(ctx) {
+            if key.has(self.scope) {
+                return Ok(());
+            }
+            let error = AppError::Forbidden(format!(
+                "this needs an API key with the scope {}",
+                self.scope.as_str()
+            ));
+            return Err(refuse_key(ctx, key, self.action, error));
+        }
+        RoleGuard::new(self.role, self.action).check(ctx).await
+    }
+}
+
 /// Acting on the sessions of the user `user_id` (the caller when `None`).
 pub struct SessionsOf {
     user_id: Option<Uuid>,

@@ -10,6 +10,7 @@ pub mod limits;
 pub mod paging;
 pub mod session;
 pub mod user;
+pub mod webhook;
 
 use async_graphql::{MergedObject, Schema, SchemaBuilder, ValidationMode};
 
@@ -24,6 +25,7 @@ pub struct QueryRoot(
     audit::AuditQuery,
     user::UserQuery,
     api_key::ApiKeyQuery,
+    webhook::WebhookQuery,
 );
 
 /// Changes: signing in and out, revocation, impersonation, passwords.
@@ -34,6 +36,7 @@ pub struct MutationRoot(
     user::UserMutation,
     api_key::ApiKeyMutation,
     api_key::BackendMutation,
+    webhook::WebhookMutation,
 );
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, audit::AuditSubscription>;

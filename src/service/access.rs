@@ -23,6 +23,8 @@ pub enum Action {
     Sensitive,
     /// Making, listing and revoking API keys.
     ManageApiKeys,
+    /// Managing webhook endpoints.
+    ManageWebhooks,
     /// An operation for signed-in users, attempted with an API key.
     UserOperation,
     /// An operation for API keys, attempted without the scope it needs.
@@ -56,6 +58,7 @@ impl Action {
             Action::ListUsers => "users.list",
             Action::Sensitive => "account.sensitive",
             Action::ManageApiKeys => "api_keys.manage",
+            Action::ManageWebhooks => "webhooks.manage",
             Action::UserOperation => "user.operation",
             Action::KeyOperation => "api_key.operation",
             Action::ViewUser => "user.view",
@@ -133,6 +136,11 @@ pub const VERIFY_AUDIT_ROLE: Role = Role::Owner;
 /// The role making, listing and revoking API keys needs: a key acts for
 /// the whole installation, so only owners hand them out.
 pub const MANAGE_API_KEYS_ROLE: Role = Role::Owner;
+
+/// The role managing webhook endpoints needs (API keys need the scope
+/// `webhooks:manage`): an endpoint receives every session event of the
+/// installation.
+pub const MANAGE_WEBHOOKS_ROLE: Role = Role::Owner;
 
 /// May `caller` find accounts by email or name (`users`)?
 pub fn may_list_users(caller: &Caller) -> bool {

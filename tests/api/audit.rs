@@ -919,6 +919,12 @@ async fn audit_event_types_lists_every_type_the_server_records_to_anyone_signed_
         "user.enabled",
         "user.deleted",
         "user.password_reset",
+        "webhook.created",
+        "webhook.updated",
+        "webhook.deleted",
+        "webhook.secret_rotated",
+        "webhook.replayed",
+        "webhook.disabled",
     ]);
     let owner = app.create_user(Role::Owner).await;
     let owner_token = app.sign_in(&owner).await;

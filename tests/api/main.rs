@@ -31,4 +31,5 @@ mod subscriptions;
 mod throttle;
 mod user_lifecycle;
 mod users;
+mod webhooks;
 mod writer;

@@ -41,6 +41,13 @@ pub mod events {
     pub const PASSWORD_CHANGED: &str = "password.changed";
     pub const API_KEY_CREATED: &str = "api_key.created";
     pub const API_KEY_REVOKED: &str = "api_key.revoked";
+    pub const WEBHOOK_CREATED: &str = "webhook.created";
+    pub const WEBHOOK_UPDATED: &str = "webhook.updated";
+    pub const WEBHOOK_DELETED: &str = "webhook.deleted";
+    pub const WEBHOOK_SECRET_ROTATED: &str = "webhook.secret_rotated";
+    pub const WEBHOOK_REPLAYED: &str = "webhook.replayed";
+    /// An endpoint disabled after failing for `WEBHOOK_RETRY_FOR`.
+    pub const WEBHOOK_DISABLED: &str = "webhook.disabled";
 
     /// Every type above, as the schema's `auditEventTypes` lists them.
     pub const ALL: &[&str] = &[
@@ -62,5 +69,11 @@ pub mod events {
         USER_ENABLED,
         USER_DELETED,
         USER_PASSWORD_RESET,
+        WEBHOOK_CREATED,
+        WEBHOOK_UPDATED,
+        WEBHOOK_DELETED,
+        WEBHOOK_SECRET_ROTATED,
+        WEBHOOK_REPLAYED,
+        WEBHOOK_DISABLED,
     ];
 }
