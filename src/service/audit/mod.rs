@@ -2,8 +2,9 @@
 //!
 //! `hash = SHA-256(prev_hash ‖ canonical event)`, where the canonical event
 //! is JSON with sorted keys and RFC 3339 timestamps in microseconds. Events
-//! are appended under a lock on the chain-head row, in the same transaction
-//! as the change they record.
+//! are appended under a lock on the chain-head row, held until the commit,
+//! in the same transaction as the change they record; the grouped writer's
+//! writes append theirs together, once per group (see [`GroupHead`]).
 //!
 //! Split by what the code does; every item is re-exported here, so
 //! `service::audit::X` names it whatever file holds it.
