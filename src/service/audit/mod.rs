@@ -17,6 +17,7 @@ pub use chain::{ChainReport, for_each_event, lock_head, purge_before, verify_cha
 pub use query::{AuditFilter, MAX_OFFSET, MAX_PAGE, Page, as_seen_by, page, page_for};
 pub use record::{
     GroupHead, NewEvent, canonical_event, event_hash, record, record_alone, record_batch,
+    record_positioned,
 };
 
 /// Event types written by the server.

@@ -162,6 +162,21 @@ pub async fn record(conn: &impl ConnectionTrait, event: NewEvent) -> AppResult<(
     Ok(())
 }
 
+/// Appends `event` at once, as [`record`] does in a transaction of its
+/// own, even inside a group of the grouped writer (whose own events then
+/// follow it), and answers its chain position: for a change that must
+/// know where in the chain it starts (a webhook endpoint's cursor begins
+/// after the event that records it).
+pub async fn record_positioned(conn: &impl ConnectionTrait, event: NewEvent) -> AppResult<i64> {
+    tracing::info!(
+        event_type = event.event_type,
+        status = event.status.as_str(),
+        "audit: {}",
+        event.message
+    );
+    append(conn, vec![(event, Uuid::now_v7(), db::now())]).await
+}
+
 /// Rows per insert statement in [`append`]: 14 columns each stay well
 /// under both databases' limits on bound parameters.
 const ROWS_PER_STATEMENT: usize = 1_000;

@@ -256,8 +256,8 @@ pub async fn create(
         event = event.meta("eventTypes", types.clone());
     }
     // Deliveries start after the event that records the endpoint.
-    let recorded = audit::record(&txn, event).await?;
-    let cursor = outbox::new_cursor(endpoint.id, KIND, recorded.seq, now);
+    let seq = audit::record_positioned(&txn, event).await?;
+    let cursor = outbox::new_cursor(endpoint.id, KIND, seq, now);
     webhook_endpoint::Entity::insert(webhook_endpoint::ActiveModel::from(endpoint.clone()))
         .exec_without_returning(&txn)
         .await?;
