@@ -1,5 +1,7 @@
 //! Logging set-up.
 
+use std::io::IsTerminal;
+
 use tracing::{Level, Metadata};
 use tracing_subscriber::{
     EnvFilter,
@@ -36,7 +38,12 @@ pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,tower_http=info"))
         .and(filter_fn(is_allowed));
-    let layer = fmt::layer().with_writer(std::io::stderr);
+    // Colours only for a terminal: escape codes are noise in a log file,
+    // and writing them was a twentieth of `/auth/check`'s instructions
+    // (the request span's fields are formatted for every request).
+    let layer = fmt::layer()
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => tracing_subscriber::registry()
             .with(layer.with_filter(filter))
