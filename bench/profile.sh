@@ -8,6 +8,8 @@
 #   bench/profile.sh                 # W1, W4, W6; 400 requests each
 #   bench/profile.sh -n 1000 W1      # one workload, more requests
 #   BIN=/tmp/old-build bench/profile.sh  # another binary
+#   bench/profile.sh --baseline      # also raw-axum's /sessions and /whoami (built by
+#                                    # bench/run.sh --baseline into target/baseline/)
 #
 # The profiles stay in bench/results/profile-*/ (callgrind_annotate them).
 #
@@ -18,10 +20,12 @@ cd "$ROOT"
 N=400
 CONNS=4
 PORT=18090
+BASELINE=0
 while [ $# -gt 0 ]; do
   case "$1" in
     -n) N="$2"; shift 2 ;;
     -c) CONNS="$2"; shift 2 ;;
+    --baseline) BASELINE=1; shift ;;
     *) break ;;
   esac
 done
@@ -77,3 +81,22 @@ for w in "${WORKLOADS[@]}"; do
     *) echo "unknown workload $w" >&2; exit 2 ;;
   esac
 done
+
+# The baseline, seeded alike, under the same count.
+if [ "$BASELINE" = 1 ]; then
+  RAW="$ROOT/target/baseline/release/raw-axum"
+  [ -x "$RAW" ] || { echo "no baseline at $RAW (bench/run.sh --baseline builds it)" >&2; exit 1; }
+  kill -TERM "$PID" 2>/dev/null; wait "$PID" 2>/dev/null || true
+  (cd "$WORK" && DB_PATH=raw.db N_USERS=200 SESSIONS_PER_USER=5 "$RAW" seed) >"$WORK/raw-seed.log" 2>&1
+  TOKEN="$(cat "$WORK/bench.token")"
+  (cd "$WORK" && DB_PATH=raw.db PORT="$PORT" \
+    exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/callgrind.out.%p" \
+    "$RAW" serve) >"$OUT/server-baseline.log" 2>&1 &
+  PID=$!
+  for _ in $(seq 1 600); do
+    curl -fsS "http://127.0.0.1:$PORT/whoami" -H "authorization: Bearer $TOKEN" >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  run B_sessions GET /sessions "" 200
+  run B_whoami GET /whoami "" 200
+fi
