@@ -101,8 +101,7 @@ async fn every_planned_document_answers_the_executors_bytes_for_every_kind_of_ca
         )
         .await;
     app.sign_in_as(&user, "curl/8.5.0").await;
-    app.sign_in_as(&user, "odd \"client\" \\ with\ta tab")
-        .await;
+    app.sign_in_as(&user, "odd \"client\" \\ with\ta tab").await;
     let admin_token = app.sign_in(&admin).await;
     // A user with no other session than this one.
     let lonely = app.create_user(Role::User).await;
