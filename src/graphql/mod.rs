@@ -4,6 +4,7 @@ pub mod api_key;
 pub mod audit;
 pub mod context;
 pub mod documents;
+pub mod fast;
 pub mod guards;
 pub mod impersonation;
 pub mod limits;

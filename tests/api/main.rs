@@ -10,6 +10,7 @@ mod dashboard;
 mod denials;
 mod ended;
 mod expiry;
+mod fast_path;
 mod gateway;
 mod hardening;
 mod helpers;

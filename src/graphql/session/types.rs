@@ -326,7 +326,7 @@ pub struct SessionList {
 }
 
 impl SessionList {
-    pub(super) fn new(models: Vec<session::Model>) -> Self {
+    pub(crate) fn new(models: Vec<session::Model>) -> Self {
         let now = Utc::now();
         let active_count = models.iter().filter(|s| s.is_active(now)).count();
         let sessions: Vec<Session> = models.into_iter().map(Session::from).collect();
