@@ -4,8 +4,10 @@
 #
 #   bench/run.sh                      # SQLite, 10 s per workload
 #   bench/run.sh --db postgres        # PostgreSQL (a fresh database, dropped afterwards)
+#   bench/run.sh --db both            # SQLite, then PostgreSQL, and PostgreSQL/SQLite ratios
 #   bench/run.sh --duration 60        # longer runs
 #   bench/run.sh --baseline           # also the raw axum + sqlx baseline, with ratios
+#   BENCH_BIN=path bench/run.sh       # a binary built before (before/after comparisons)
 #   bench/run.sh --help               # every option
 #
 # Traffic goes to 127.0.0.1 only; every wrk run is bounded in time.
@@ -34,17 +36,23 @@ VACUUM=1
 OUT=""
 BASELINE=0
 BASELINE_DIR="${BASELINE_DIR:-$ROOT/../shared/baseline/raw-axum}"
+ISSUE_USERS=1000
+ARGS=("$@")
 
 usage() {
   cat <<EOF
 usage: bench/run.sh [options]
-  --db sqlite|postgres     database (default: sqlite); PostgreSQL at \$BENCH_POSTGRES_URL
-                           (default $PG_ADMIN_URL), a fresh database per run
+  --db sqlite|postgres|both
+                           database (default: sqlite); PostgreSQL at \$BENCH_POSTGRES_URL
+                           (default $PG_ADMIN_URL), a fresh database per run; both: the
+                           whole run on SQLite, then on PostgreSQL, with each workload's
+                           PostgreSQL/SQLite ratio of req/s and CPU per request
   --duration S             seconds per measured workload (default $DURATION)
   --warmup S               seconds of warm-up before each (default $WARMUP)
   --connections N          wrk connections (default $CONNECTIONS)
   --users N                seeded users (default $USERS)
   --sessions-per-user K    sessions per seeded user (default $SESSIONS_PER_USER)
+  --issue-users N          W7 opens sessions for this many users, in turn (default $ISSUE_USERS)
   --audit-events M         audit events (default $AUDIT_EVENTS)
   --no-scaling             skip the 10 000-event scaling check
   --port P                 server port on 127.0.0.1 (default $PORT)
@@ -66,6 +74,7 @@ while [ $# -gt 0 ]; do
     --connections) CONNECTIONS="$2"; shift 2 ;;
     --users) USERS="$2"; shift 2 ;;
     --sessions-per-user) SESSIONS_PER_USER="$2"; shift 2 ;;
+    --issue-users) ISSUE_USERS="$2"; shift 2 ;;
     --audit-events) AUDIT_EVENTS="$2"; shift 2 ;;
     --no-scaling) SCALING=0; shift ;;
     --port) PORT="$2"; shift 2 ;;
@@ -77,7 +86,34 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
   esac
 done
-case "$DB" in sqlite|postgres) ;; *) echo "--db must be sqlite or postgres" >&2; exit 2 ;; esac
+case "$DB" in sqlite|postgres|both) ;; *) echo "--db must be sqlite, postgres or both" >&2; exit 2 ;; esac
+
+# ---------------------------------------------------------------- both
+# The same options on each database, one after the other (never at once:
+# they would share the cores), then each workload's ratio. Issue 20's
+# targets compare PostgreSQL with SQLite in the same run.
+if [ "$DB" = both ]; then
+  BOTH_OUT="${OUT:-$ROOT/bench/results/both-$(date -u +%Y%m%dT%H%M%SZ)}"
+  mkdir -p "$BOTH_OUT"
+  rest=()
+  set -- "${ARGS[@]+"${ARGS[@]}"}"
+  while [ $# -gt 0 ]; do
+    case "$1" in --db|--out) shift 2 ;; *) rest+=("$1"); shift ;; esac
+  done
+  for db in sqlite postgres; do
+    "$0" --db "$db" --out "$BOTH_OUT/$db" "${rest[@]+"${rest[@]}"}" || exit 1
+  done
+  {
+    printf '\n== PostgreSQL / SQLite, same run (req/s ratio; server CPU per request, us)\n'
+    awk -F'\t' 'FNR == 1 { next }
+      FILENAME ~ /sqlite/ { key = $2 "/" $3; sq[key] = $4; sc[key] = $8; if (!(key in seen)) { order[++n] = key; seen[key] = 1 } }
+      FILENAME ~ /postgres/ { key = $2 "/" $3; pq[key] = $4; pc[key] = $8 }
+      END { for (i = 1; i <= n; i++) { k = order[i]
+        if (k in pq) printf "  %-36s %7s / %7s req/s  x%.2f   CPU/req %5s / %5s us\n", k, pq[k], sq[k], (sq[k] > 0 ? pq[k] / sq[k] : 0), pc[k], sc[k] } }' \
+      "$BOTH_OUT/sqlite/results.tsv" "$BOTH_OUT/postgres/results.tsv"
+  } | tee "$BOTH_OUT/ratios-postgres-sqlite.txt" >&2
+  exit 0
+fi
 
 log() { printf '%s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -100,9 +136,16 @@ need_apt curl curl
 [ "$DB" = postgres ] && need_apt psql postgresql-client
 
 # ---------------------------------------------------------------- build
-log "== building (release)"
-cargo build --release --locked --quiet
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/session-manager"
+# BENCH_BIN: a binary built before (e.g. the commit before a change, for
+# a before/after comparison); otherwise this checkout, built in release.
+if [ -n "${BENCH_BIN:-}" ]; then
+  BIN="$BENCH_BIN"
+  log "== binary: $BIN (BENCH_BIN; not built)"
+else
+  log "== building (release)"
+  cargo build --release --locked --quiet
+  BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/session-manager"
+fi
 [ -x "$BIN" ] || die "no binary at $BIN"
 if [ "$BASELINE" -eq 1 ]; then
   # shared/ may be read-only: the baseline builds into our (ignored) target/.
@@ -153,7 +196,14 @@ fresh_database() {
 # ---------------------------------------------------------------- server
 start_server() {
   local url="$1" label="$2"
-  DATABASE_URL="$url" BIND="127.0.0.1:$PORT" RUST_LOG="${RUST_LOG:-info}" \
+  # No session cap (the default, said here so an inherited setting does
+  # not refuse W5's, W7's and W8's sessions). The sign-in throttle's
+  # limits are raised: wrk drops the requests in flight when a run ends,
+  # and a sign-in dropped after its reservation counts as a failure, so
+  # after a few runs the one sign-in account would be refused (the
+  # throttle still does all its work).
+  DATABASE_URL="$url" BIND="127.0.0.1:$PORT" RUST_LOG="${RUST_LOG:-info}" MAX_SESSIONS_PER_USER=0 \
+    SIGNIN_MAX_FAILURES_PER_ACCOUNT=1000000 SIGNIN_MAX_FAILURES_PER_IP=1000000 \
     "$BIN" serve >"$OUT/server-$label.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 100); do
@@ -559,6 +609,91 @@ W5_P99="$(wrk_pct "$OUT/W5_list_during_signins.wrk" 99)"
 record W5_list_during_signins "$OUT/W5_list_during_signins.wrk" \
   "p99 x$(awk -v a="$W5_P99" -v b="$W1_P99" 'BEGIN { printf "%.1f", a / b }') of W1 alone"
 record W5_signins "$OUT/W5_signins.wrk" "$SIGNIN_CONNECTIONS connections, alongside W5 (bad responses: ${bad:-?})"
+
+# W7: a trusted backend opens sessions with an API key (issueSession),
+# each request for the next of ISSUE_USERS users, so no user collects all
+# the sessions. The key is made on the command line, as an operator would.
+API_KEY="$(DATABASE_URL="$URL" RUST_LOG=warn "$BIN" api-key create --name bench --scope sessions:issue 2>"$OUT/api-key.log")" \
+  || die "W7: api-key create failed: $(cat "$OUT/api-key.log")"
+: >"$WORK/issue-users.txt"
+for (( offset = 0; offset < ISSUE_USERS; offset += 100 )); do
+  # Users only: admins and owners are never issued a session.
+  gql "$ADMIN_TOKEN" "$(gql_body 'query($o: Int!) { users(limit: 100, offset: $o) { users { id role } } }' "{\"o\":$offset}")" \
+    | jq -r '.data.users.users[] | select(.role == "USER") | .id' >>"$WORK/issue-users.txt"
+done
+head -n "$ISSUE_USERS" "$WORK/issue-users.txt" >"$WORK/issue-users-n.txt"
+ISSUE_N="$(wc -l <"$WORK/issue-users-n.txt")"
+[ "$ISSUE_N" -gt 0 ] || die "W7: no users listed"
+write_issue_script() { # FILE CHECK: thread i of n takes users i, i+n, …
+  # With CHECK=1, as lua_check: counts responses that are not 200 or carry
+  # errors (its setup also keeps each thread).
+  cat >"$1" <<LUA
+local ids = {}
+for line in io.lines("$WORK/issue-users-n.txt") do ids[#ids + 1] = line end
+local counter = 0
+local threads = {}
+function setup(thread)
+  thread:set("index", counter)
+  counter = counter + 1
+  table.insert(threads, thread)
+end
+function init(args)
+  n = 0; bad = 0; sample = ""
+end
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $API_KEY"
+wrk.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0"
+function request()
+  local i = index + 1 + n * $THREADS
+  n = n + 1
+  local id = ids[((i - 1) % #ids) + 1]
+  return wrk.format(nil, nil, nil,
+    '{"query":"mutation(\$u: UUID!) { issueSession(user: { id: \$u }) { token session { id } } }","variables":{"u":"' .. id .. '"}}')
+end
+LUA
+  [ "$2" = 1 ] && cat >>"$1" <<'LUA'
+function response(status, headers, body)
+  if not (status == 200 and not string.find(body, '"errors"', 1, true)) then
+    bad = bad + 1
+    if sample == "" then sample = status .. " " .. string.sub(body or "", 1, 300) end
+  end
+end
+function done(summary, latency, requests)
+  local total = 0
+  for _, t in ipairs(threads) do
+    total = total + t:get("bad")
+    local s = t:get("sample")
+    if s ~= "" then io.write("SAMPLE " .. s .. "\n") end
+  end
+  io.write("BAD_RESPONSES " .. total .. "\n")
+end
+LUA
+  return 0
+}
+write_issue_script "$WORK/w7-check.lua" 1
+write_issue_script "$WORK/w7.lua" 0
+run_wrk W7-warmup "$WARMUP" "$CONNECTIONS" "$WORK/w7-check.lua"
+bad="$(awk '/^BAD_RESPONSES/ { print $2 }' "$OUT/W7-warmup.wrk")"
+[ "${bad:-1}" = 0 ] || die "W7: $bad bad responses in warm-up: $(grep SAMPLE "$OUT/W7-warmup.wrk" | head -1)"
+reset_peak
+cpu_begin
+run_wrk W7_issue_session "$DURATION" "$CONNECTIONS" "$WORK/w7.lua"
+cpu_end "$(wrk_requests "$OUT/W7_issue_session.wrk")"
+record W7_issue_session "$OUT/W7_issue_session.wrk" "API key (sessions:issue), $ISSUE_N users in turn"
+
+# W8: sign-ins alone (password hashing bounds them: a few connections
+# suffice), each a new session of the sign-in user.
+W8_CONNECTIONS=$(( SIGNIN_CONNECTIONS * 2 ))
+run_wrk W8-warmup "$WARMUP" "$W8_CONNECTIONS" "$WORK/signin.lua" 1
+bad="$(awk '/^BAD_RESPONSES/ { print $2 }' "$OUT/W8-warmup.wrk")"
+[ "${bad:-1}" = 0 ] || die "W8: $bad bad responses in warm-up: $(grep SAMPLE "$OUT/W8-warmup.wrk" | head -1)"
+write_script "$WORK/w8.lua" "" "$SIGNIN_BODY" 0
+reset_peak
+cpu_begin
+run_wrk W8_sign_in "$DURATION" "$W8_CONNECTIONS" "$WORK/w8.lua" 1
+cpu_end "$(wrk_requests "$OUT/W8_sign_in.wrk")"
+record W8_sign_in "$OUT/W8_sign_in.wrk" "signIn alone, $W8_CONNECTIONS connections"
 
 PEAK_TOTAL="$(peak_rss_mb)"
 stop_server

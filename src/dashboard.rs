@@ -34,6 +34,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("dom.js", JS, include_bytes!("../assets/dashboard/dom.js")),
     ("live.js", JS, include_bytes!("../assets/dashboard/live.js")),
     (
+        "account.js",
+        JS,
+        include_bytes!("../assets/dashboard/account.js"),
+    ),
+    (
         "session-list.js",
         JS,
         include_bytes!("../assets/dashboard/session-list.js"),

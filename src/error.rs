@@ -11,6 +11,13 @@ pub enum AppError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// The account is disabled: refused sign-in and new sessions.
+    #[error("this account is disabled")]
+    AccountDisabled,
+    /// Another account holds the email (`BAD_USER_INPUT` on `email`, with
+    /// `reason: EMAIL_TAKEN`).
+    #[error("a user with email {0} already exists")]
+    EmailTaken(String),
     #[error("{message}")]
     BadInput {
         field: &'static str,
@@ -52,9 +59,9 @@ impl AppError {
     pub fn code(&self) -> &'static str {
         match self {
             AppError::Unauthenticated(_) => "UNAUTHENTICATED",
-            AppError::Forbidden(_) => "FORBIDDEN",
+            AppError::Forbidden(_) | AppError::AccountDisabled => "FORBIDDEN",
             AppError::NotFound(_) => "NOT_FOUND",
-            AppError::BadInput { .. } => "BAD_USER_INPUT",
+            AppError::BadInput { .. } | AppError::EmailTaken(_) => "BAD_USER_INPUT",
             AppError::RateLimited { .. } => "RATE_LIMITED",
             AppError::Internal { .. } => "INTERNAL",
         }
@@ -72,6 +79,11 @@ impl ErrorExtensions for AppError {
             ext.set("code", self.code());
             match self {
                 AppError::BadInput { field, .. } => ext.set("field", *field),
+                AppError::AccountDisabled => ext.set("reason", "ACCOUNT_DISABLED"),
+                AppError::EmailTaken(_) => {
+                    ext.set("field", "email");
+                    ext.set("reason", "EMAIL_TAKEN");
+                }
                 AppError::RateLimited { retry_after_secs } => {
                     ext.set("retryAfter", *retry_after_secs)
                 }

@@ -13,6 +13,7 @@ pub mod events;
 pub mod graphiql;
 pub mod graphql;
 pub mod metrics;
+pub mod outbox;
 pub mod service;
 pub mod startup;
 pub mod state;

@@ -2,6 +2,8 @@
 
 mod cli;
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use session_manager::telemetry;
 
@@ -11,7 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
-    telemetry::init(args.global.log_format);
+    telemetry::init(args.global.log_format, std::io::stderr().is_terminal());
     match cli::run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

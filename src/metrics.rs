@@ -31,6 +31,9 @@ pub struct Metrics {
     pub audit_events_purged: AtomicU64,
     /// Unix time of the last finished maintenance run.
     pub maintenance_last_run: AtomicU64,
+    /// GraphQL operations answered by `graphql::fast`, without the
+    /// executor (also counted in the requests by operation).
+    pub graphql_fast_answers: AtomicU64,
     requests: Mutex<Requests>,
 }
 
@@ -118,6 +121,12 @@ impl Metrics {
             "Sessions ended by revocation or sign-out",
             "counter",
             &[("", load(&self.sessions_revoked))],
+        );
+        counter(
+            "session_manager_graphql_fast_answers_total",
+            "GraphQL operations answered without the executor (also counted by operation)",
+            "counter",
+            &[("", load(&self.graphql_fast_answers))],
         );
         counter(
             "session_manager_maintenance_runs_total",

@@ -64,6 +64,11 @@ impl Application {
     /// Serves until SIGTERM or Ctrl-C, then finishes the requests under way.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         tracing::info!(address = %self.local_addr(), "listening; GraphiQL at http://{}/graphql", self.local_addr());
+        // Stopped with this future even when it is dropped rather than
+        // run to its end (a task aborted, as a crash would stop it): no
+        // delivery outlives its server.
+        let outbox =
+            crate::outbox::spawn(&self.state).map_err(|e| std::io::Error::other(e.to_string()))?;
         let maintenance = crate::tasks::spawn(self.state.clone());
         let checkpoints = crate::tasks::spawn_checkpoints(self.state.clone());
         let events = crate::events::spawn(
@@ -78,6 +83,7 @@ impl Application {
         )
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+        outbox.stop().await;
         maintenance.abort();
         checkpoints.abort();
         events.abort();

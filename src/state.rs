@@ -51,8 +51,9 @@ impl AppState {
 }
 
 /// The handle on the database behind `pool`, with the services' hook on
-/// the grouped writer wired in: the audit log keeps its chain head per
-/// group (see [`service::audit::GroupHead`]).
+/// the grouped writer wired in: the audit log appends each group's events
+/// together, just before the group commits (see
+/// [`service::audit::GroupHead`]).
 pub async fn database(pool: sea_orm::DatabaseConnection) -> anyhow::Result<db::Db> {
     db::Db::new(pool, Some(Arc::new(service::audit::GroupHead))).await
 }

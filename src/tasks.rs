@@ -7,7 +7,7 @@ use crate::{
     config::Config,
     db,
     metrics::Metrics,
-    service::{audit, session, throttle},
+    service::{audit, outbox, session, throttle},
     state::AppState,
 };
 
@@ -23,6 +23,9 @@ const BATCH: u64 = 1_000;
 const EXPIRIES_PER_PASS: u64 = 1_000;
 const EXPIRY_ROUNDS: usize = 20;
 const EXPIRIES_PER_TRANSACTION: usize = 100;
+/// Outbound delivery attempts (`webhookDeliveries`) are kept this long:
+/// enough to look into a receiver's trouble, not a second audit log.
+const ATTEMPT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 
 /// Runs maintenance now and then every `INTERVAL` until aborted.
 pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
@@ -144,6 +147,12 @@ pub async fn run_once(state: &AppState) -> Report {
             report.failed = true;
             tracing::warn!(error = %err, "maintenance: audit retention failed");
         }
+    }
+
+    let attempt_cutoff = now - Config::chrono(ATTEMPT_RETENTION);
+    if let Err(err) = outbox::purge_attempts_before(&state.db, attempt_cutoff, BATCH).await {
+        report.failed = true;
+        tracing::warn!(error = %err, "maintenance: delivery attempt clean-up failed");
     }
 
     // Failures older than the throttle window no longer count.

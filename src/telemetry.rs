@@ -32,11 +32,15 @@ const WIRE_MAX_LEVEL: Level = Level::DEBUG;
 /// except that `WIRE_TARGETS` never log beyond `WIRE_MAX_LEVEL` (a
 /// second filter that `RUST_LOG` cannot reach). Logs go to standard error,
 /// so `print-schema` and `audit export` keep a clean standard output.
-pub fn init(format: LogFormat) {
+/// `colours`: standard error is a terminal (the binary knows).
+pub fn init(format: LogFormat, colours: bool) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,tower_http=info"))
         .and(filter_fn(is_allowed));
-    let layer = fmt::layer().with_writer(std::io::stderr);
+    // Colours only for a terminal: escape codes are noise in a log file,
+    // and writing them was a twentieth of `/auth/check`'s instructions
+    // (the request span's fields are formatted for every request).
+    let layer = fmt::layer().with_ansi(colours).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => tracing_subscriber::registry()
             .with(layer.with_filter(filter))

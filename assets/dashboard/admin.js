@@ -1,8 +1,10 @@
-// Admin pages: find a user by email or name, see and revoke their
-// sessions, and start an impersonation with a reason.
+// Admin pages: find a user by email or name or make an account, see and
+// manage their account, see and revoke their sessions, and start an
+// impersonation with a reason.
 
 import { gql } from './api.js';
 import { h, mount, field, pager, timeEl } from './dom.js';
+import { USER_FIELDS, newUserForm, showAccount, statusBadge } from './account.js';
 import { SESSION_FIELDS, keepFresh, liveIndicator, revokeSession, sessionCard } from './session-list.js';
 
 const PAGE_SIZE = 20;
@@ -32,7 +34,7 @@ export function usersView(ctx, params) {
       const data = await gql(
         `query Users($search: String, $limit: Int!, $offset: Int!) {
           users(search: $search, limit: $limit, offset: $offset) {
-            users { id email name role createdAt canImpersonate }
+            users { id email name role status createdAt canImpersonate }
             pagination { total limit offset hasMore }
           }
         }`,
@@ -56,7 +58,7 @@ export function usersView(ctx, params) {
               'table',
               {},
               h('caption', { class: 'visually-hidden' }, 'Users'),
-              h('thead', {}, h('tr', {}, ['Name', 'Email', 'Role', 'Created'].map((t) => h('th', { scope: 'col' }, t)))),
+              h('thead', {}, h('tr', {}, ['Name', 'Email', 'Role', 'Status', 'Created'].map((t) => h('th', { scope: 'col' }, t)))),
               h(
                 'tbody',
                 {},
@@ -67,6 +69,7 @@ export function usersView(ctx, params) {
                     h('td', { 'data-label': 'Name' }, h('a', { href: `#/users/${u.id}` }, u.name)),
                     h('td', { 'data-label': 'Email' }, u.email),
                     h('td', { 'data-label': 'Role' }, h('span', { class: `badge role-${u.role.toLowerCase()}` }, u.role.toLowerCase())),
+                    h('td', { 'data-label': 'Status' }, statusBadge(u)),
                     h('td', { 'data-label': 'Created' }, timeEl(u.createdAt, { relativeToo: false })),
                   ),
                 ),
@@ -92,7 +95,11 @@ export function usersView(ctx, params) {
         go(input.value.trim(), 0);
       });
       results = h('div', { 'aria-live': 'polite' }, h('p', {}, 'Loading…'));
-      mount(main, h('h1', { tabindex: '-1' }, 'Users'), form, results);
+      // Offered when the server lets the viewer make accounts.
+      const create = ctx.can('manageUsers')
+        ? newUserForm(ctx, { onCreated: (user) => ctx.navigate(`#/users/${user.id}`, { keepMessages: true }) })
+        : null;
+      mount(main, h('h1', { tabindex: '-1' }, 'Users'), form, results, create);
       refresh();
     },
     refresh,
@@ -108,6 +115,7 @@ export function userView(ctx, userId, params) {
   let heading;
   let subtitle;
   let impersonateBox;
+  let account;
   let fresh = null;
   let busy = false;
   const includeEnded = params.get('ended') === '1';
@@ -118,31 +126,53 @@ export function userView(ctx, userId, params) {
     heading.textContent = user ? user.name : 'User';
     mount(
       subtitle,
-      user ? [user.email, ' ', h('span', { class: `badge role-${user.role.toLowerCase()}` }, user.role.toLowerCase())] : `User ${userId}`,
+      user
+        ? [user.email, ' ', h('span', { class: `badge role-${user.role.toLowerCase()}` }, user.role.toLowerCase()), ' ', statusBadge(user)]
+        : `User ${userId}`,
     );
     // The server says whom the viewer may impersonate (`canImpersonate`).
     impersonateBox.hidden = !user?.canImpersonate;
+    // Only once the account is read (search results lack the rights).
+    if (user?.canUpdate !== undefined) {
+      showAccount(account, ctx, user, {
+        onChanged: async (changed) => {
+          remember(changed);
+          describe();
+          await refresh();
+        },
+        onDeleted: () => ctx.navigate('#/users', { keepMessages: true }),
+      });
+    }
+  }
+
+  function remember(found) {
+    user = found;
+    known.set(knownKey(ctx, found.id), found);
+  }
+
+  // The account itself (`user`): its facts and the viewer's rights on it.
+  async function loadAccount() {
+    const data = await gql(`query UserAccount($id: UUID!) { user(id: $id) { ${USER_FIELDS} } }`, { id: userId });
+    if (destroyed) return;
+    remember(data.user);
+    describe();
   }
 
   async function refresh() {
     if (busy || destroyed) return;
     busy = true;
     try {
+      await loadAccount();
+      if (destroyed) return;
       const data = await gql(
         `query UserSessions($userId: UUID!, $all: Boolean!) {
           sessions(userId: $userId, includeExpired: $all) {
-            count activeCount sessions { ${SESSION_FIELDS} user { id email name role createdAt canImpersonate } }
+            count activeCount sessions { ${SESSION_FIELDS} }
           }
         }`,
         { userId, all: includeEnded },
       );
       if (destroyed) return;
-      const found = data.sessions.sessions[0]?.user;
-      if (found) {
-        user = found;
-        known.set(knownKey(ctx, found.id), found);
-      }
-      describe();
       mount(
         list,
         data.sessions.sessions.length
@@ -222,6 +252,7 @@ export function userView(ctx, userId, params) {
       subtitle = h('p', { class: 'subtitle' });
       list = h('ul', { class: 'sessions', tabindex: '-1', 'aria-label': 'Sessions' });
       impersonateBox = h('div', { hidden: true }, impersonationForm());
+      account = h('div', { 'data-testid': 'account' });
       const toggle = h('input', { type: 'checkbox', id: 'show-ended', checked: includeEnded });
       toggle.addEventListener('change', () => ctx.navigate(`#/users/${userId}${toggle.checked ? '?ended=1' : ''}`));
       mount(
@@ -229,6 +260,7 @@ export function userView(ctx, userId, params) {
         h('p', { class: 'crumbs' }, h('a', { href: '#/users' }, '← Users')),
         h('div', { class: 'page-head' }, heading, indicator.el),
         subtitle,
+        account,
         h('section', { 'aria-labelledby': 'user-sessions-title' },
           h(
             'div',

@@ -13,7 +13,7 @@ const VIEWER = `query Viewer {
     user { id email name role }
     session { id expires }
     impersonator { id email name role }
-    can { listUsers readAllAudit verifyAuditChain revokeSessions }
+    can { listUsers readAllAudit verifyAuditChain revokeSessions manageUsers grantableRoles }
   }
 }`;
 
@@ -60,7 +60,7 @@ function isImpersonating() {
 
 /**
  * What the server allows this viewer (`Viewer.can`: listUsers,
- * readAllAudit, verifyAuditChain, revokeSessions), asked rather than
+ * readAllAudit, verifyAuditChain, revokeSessions, manageUsers), asked rather than
  * worked out from the role, so the rules live only on the server.
  */
 function can(right) {

@@ -12,6 +12,8 @@ pub enum ApiScope {
     UsersProvision,
     /// Read every audit event.
     AuditRead,
+    /// Manage webhook endpoints (outbound session events).
+    WebhooksManage,
 }
 
 impl ApiScope {
@@ -23,6 +25,7 @@ impl ApiScope {
             ApiScope::SessionsCheck => "sessions:check",
             ApiScope::UsersProvision => "users:provision",
             ApiScope::AuditRead => "audit:read",
+            ApiScope::WebhooksManage => "webhooks:manage",
         }
     }
 

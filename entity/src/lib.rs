@@ -7,10 +7,13 @@ pub mod audit_chain;
 pub mod audit_checkpoint;
 pub mod audit_event;
 pub mod installation_secret;
+pub mod outbox_attempt;
+pub mod outbox_cursor;
 pub mod session;
 pub mod sign_in_failure;
 pub mod sign_in_throttle_key;
 pub mod user;
+pub mod webhook_endpoint;
 
 /// Column positions from `at` on, the next one at each call (for the
 /// models' `from_row_at`).

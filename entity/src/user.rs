@@ -41,6 +41,29 @@ impl std::str::FromStr for Role {
     }
 }
 
+/// Whether an account may have sessions.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "lowercase")]
+pub enum UserStatus {
+    #[sea_orm(string_value = "active")]
+    Active,
+    /// Refused sign-in and session issuance; its sessions were ended.
+    #[sea_orm(string_value = "disabled")]
+    Disabled,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Active => "active",
+            UserStatus::Disabled => "disabled",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "users")]
 pub struct Model {
@@ -60,6 +83,49 @@ pub struct Model {
     /// (`upsertUser`); unique, null for accounts made here.
     #[sea_orm(unique)]
     pub external_id: Option<String>,
+    pub status: UserStatus,
+    /// When it was last disabled; null while it never was. (Kept when it
+    /// is enabled again, as its history; `status` says which holds.)
+    pub disabled_at: Option<DateTimeUtc>,
+    /// Why it was disabled; null when active.
+    pub disabled_reason: Option<String>,
+    /// When a session was last opened for it by sign-in or `issueSession`.
+    pub last_sign_in_at: Option<DateTimeUtc>,
+    /// When it was deleted: a deleted account is kept for the history
+    /// that names it, with its email and external id given up.
+    pub deleted_at: Option<DateTimeUtc>,
+}
+
+impl Model {
+    /// A new active account, never signed in.
+    pub fn new(
+        id: Uuid,
+        email: String,
+        name: String,
+        role: Role,
+        password_hash: String,
+        created_at: DateTimeUtc,
+    ) -> Self {
+        Self {
+            id,
+            email,
+            name,
+            role,
+            password_hash,
+            created_at,
+            external_id: None,
+            status: UserStatus::Active,
+            disabled_at: None,
+            disabled_reason: None,
+            last_sign_in_at: None,
+            deleted_at: None,
+        }
+    }
+
+    /// Not deleted and not disabled: it may have sessions.
+    pub fn is_active(&self) -> bool {
+        self.status == UserStatus::Active && self.deleted_at.is_none()
+    }
 }
 
 impl Model {
@@ -75,6 +141,11 @@ impl Model {
             password_hash: row.try_get_by_index_nullable(column())?,
             created_at: row.try_get_by_index_nullable(column())?,
             external_id: row.try_get_by_index_nullable(column())?,
+            status: row.try_get_by_index_nullable(column())?,
+            disabled_at: row.try_get_by_index_nullable(column())?,
+            disabled_reason: row.try_get_by_index_nullable(column())?,
+            last_sign_in_at: row.try_get_by_index_nullable(column())?,
+            deleted_at: row.try_get_by_index_nullable(column())?,
         })
     }
 }

@@ -7,7 +7,9 @@ mod m20261128_000001_initial;
 mod m20261201_000001_throttle;
 mod m20261201_000002_session_expiry;
 mod m20261202_000001_api_keys;
+mod m20261203_000001_user_lifecycle;
 mod m20261203_000002_audit_checkpoints;
+mod m20261203_000003_webhooks;
 
 pub struct Migrator;
 
@@ -19,7 +21,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_throttle::Migration),
             Box::new(m20261201_000002_session_expiry::Migration),
             Box::new(m20261202_000001_api_keys::Migration),
+            Box::new(m20261203_000001_user_lifecycle::Migration),
             Box::new(m20261203_000002_audit_checkpoints::Migration),
+            Box::new(m20261203_000003_webhooks::Migration),
         ]
     }
 }

@@ -29,6 +29,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether anyone may make an account (`signUp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Signup {
+    /// Accounts are made by admins (`createUser`), trusted backends
+    /// (`upsertUser`) and the command line only.
+    Closed,
+    /// `signUp` makes a user's account and signs it in.
+    Open,
+}
+
 /// The server's settings as given; [`Config`](super::Config) embeds them,
 /// validated.
 #[derive(Debug, Clone, Args)]
@@ -169,6 +179,34 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
+    /// Self-registration (`signUp`): `closed` (the mutation answers
+    /// FORBIDDEN) or `open`.
+    #[arg(long, env = "SIGNUP", value_enum, default_value_t = Signup::Closed, global = true)]
+    pub signup: Signup,
+    /// Let webhook endpoints resolve to loopback, private, link-local,
+    /// unique-local, multicast or unspecified addresses (off: such
+    /// destinations are refused at creation and at every connection).
+    #[arg(long, env = "WEBHOOK_ALLOW_PRIVATE", value_parser = BoolishValueParser::new(), default_value = "false", global = true)]
+    pub webhook_allow_private: bool,
+    /// Each delivery attempt to a webhook endpoint gives up after this long.
+    #[arg(long, env = "WEBHOOK_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub webhook_timeout: Duration,
+    /// The first retry of a failed delivery waits about this long; each
+    /// further one twice as long (with jitter), at most an hour.
+    #[arg(long, env = "WEBHOOK_RETRY_BASE", default_value = "5s", value_parser = parse_duration, global = true)]
+    pub webhook_retry_base: Duration,
+    /// An endpoint whose oldest undelivered event has failed for this long
+    /// is disabled (audited as `webhook.disabled`).
+    #[arg(long, env = "WEBHOOK_RETRY_FOR", default_value = "1d", value_parser = parse_duration, global = true)]
+    pub webhook_retry_for: Duration,
+    /// How long a server holds an outbound destination after its last
+    /// renewal: a replica that dies hands its destinations on after this.
+    #[arg(long, env = "OUTBOX_LEASE", default_value = "30s", value_parser = parse_duration, global = true)]
+    pub outbox_lease: Duration,
+    /// How often the outbound worker looks for due deliveries when no new
+    /// event wakes it (retries fall due on this tick).
+    #[arg(long, env = "OUTBOX_POLL", default_value = "1s", value_parser = parse_duration, global = true)]
+    pub outbox_poll: Duration,
     /// When set, `GET /metrics` requires `Authorization: Bearer <this token>`.
     #[arg(long, env = "METRICS_TOKEN", value_parser = parse_secret, hide_env_values = true, global = true)]
     pub metrics_token: Option<Secret>,

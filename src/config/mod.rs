@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-pub use args::{DEFAULT_DATABASE_URL, GlobalArgs, LogFormat, ServeArgs};
+pub use args::{DEFAULT_DATABASE_URL, GlobalArgs, LogFormat, ServeArgs, Signup};
 pub use duration::{DURATION_BOUNDS, MAX_CHRONO, format_duration, parse_duration};
 
 /// Everything the server needs, validated.
@@ -195,6 +195,34 @@ impl Config {
                 || self.database_url.starts_with("postgres://")
                 || self.database_url.starts_with("postgresql://"),
             "DATABASE_URL must start with sqlite:, postgres:// or postgresql://"
+        );
+        anyhow::ensure!(
+            self.webhook_timeout >= Duration::from_millis(100)
+                && self.webhook_timeout <= Duration::from_secs(60),
+            "WEBHOOK_TIMEOUT must be between 100ms and 60s"
+        );
+        anyhow::ensure!(
+            self.webhook_retry_base >= Duration::from_millis(10)
+                && self.webhook_retry_base <= Duration::from_secs(3_600),
+            "WEBHOOK_RETRY_BASE must be between 10ms and 1h"
+        );
+        anyhow::ensure!(
+            self.webhook_retry_for >= Duration::from_secs(1)
+                && self.webhook_retry_for <= Duration::from_secs(30 * 86_400),
+            "WEBHOOK_RETRY_FOR must be between 1s and 30d"
+        );
+        // An attempt must end well inside the lease it was started under
+        // (renewed just before it), or a second replica could take the
+        // destination while the first is still sending.
+        anyhow::ensure!(
+            self.outbox_lease >= self.webhook_timeout * 2 + Duration::from_secs(1)
+                && self.outbox_lease <= Duration::from_secs(3_600),
+            "OUTBOX_LEASE must be at least twice WEBHOOK_TIMEOUT plus 1s, and at most 1h"
+        );
+        anyhow::ensure!(
+            self.outbox_poll >= Duration::from_millis(10)
+                && self.outbox_poll <= Duration::from_secs(60),
+            "OUTBOX_POLL must be between 10ms and 60s"
         );
         Ok(())
     }

@@ -23,7 +23,8 @@ use super::{
 /// write (SQLite) for as long as it writes:
 ///
 /// - [`Db::write`]: a write that may be grouped with other requests'
-///   writes, and so may be run more than once; the usual form.
+///   writes, and so may be run more than once; the usual form
+///   ([`Db::write_contended`] for one whose row locks others wait for).
 /// - [`Db::transaction`]: a transaction of its own, for writes that must
 ///   not run again (they consume something from outside, such as an
 ///   expired session met by one request) or that are long (maintenance).
@@ -71,11 +72,12 @@ impl Db {
     }
 
     /// Runs `work` in a write transaction and returns its result once that
-    /// is committed. On SQLite the write is grouped with others waiting
-    /// (one transaction, one sync for all) and, if any of the group fails,
-    /// run again alone: `work` may run more than once, each time in a
-    /// fresh transaction, and an error from it undoes what it wrote. On
-    /// PostgreSQL it is a transaction of its own.
+    /// is committed. The write is grouped with others waiting (one
+    /// transaction, one commit and one sync for all, on both databases)
+    /// and, if any of the group fails, run again alone: `work` may run more
+    /// than once, each time in a fresh transaction, and an error from it
+    /// undoes what it wrote. Its locks are held until the group commits;
+    /// a write whose locks must be its own uses [`Db::transaction`].
     pub async fn write<T, F>(&self, work: F) -> crate::error::AppResult<T>
     where
         T: Send + 'static,
@@ -84,7 +86,26 @@ impl Db {
             + Sync
             + 'static,
     {
-        self.writer.write(work).await
+        self.writer.write(work, true).await
+    }
+
+    /// [`Db::write`] for a write whose row locks other writes contend for
+    /// (the sign-in throttle's rows of an account and an address): grouped
+    /// on SQLite, where every write transaction locks the whole database
+    /// anyway, so a group holds nothing a single write would not; a
+    /// transaction of its own on PostgreSQL, where a group would hold the
+    /// write's locks until the others' are done too, and two groups taking
+    /// such rows in opposite orders (one address, many accounts) would
+    /// deadlock. Like [`Db::write`], `work` may run more than once.
+    pub async fn write_contended<T, F>(&self, work: F) -> crate::error::AppResult<T>
+    where
+        T: Send + 'static,
+        F: for<'t> Fn(&'t sea_orm::DatabaseTransaction) -> WriteFuture<'t, T>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.writer.write(work, false).await
     }
 
     /// Begins a write transaction of its own, in its turn (held until it

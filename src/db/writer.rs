@@ -1,6 +1,6 @@
 //! Writing: the in-process turn to write to a SQLite file, write
-//! transactions that hold it, and the [`Writer`] that runs writes, on
-//! SQLite by group commit. All of it is reached through [`super::Db`].
+//! transactions that hold it, and the [`Writer`] that runs writes by group
+//! commit. All of it is reached through [`super::Db`].
 
 use std::sync::Arc;
 
@@ -142,17 +142,16 @@ type Run = Box<dyn for<'t> FnMut(&'t DatabaseTransaction) -> BoxFuture<'t, bool>
 type Finish = Box<dyn FnOnce(Result<(), &DbErr>) + Send>;
 
 /// What runs with every group of writes the grouped writer ([`Db::write`])
-/// commits in one SQLite transaction, whatever the writes are: given to the writer when
+/// commits in one transaction, whatever the writes are: given to the writer when
 /// it is made, so that the database layer knows nothing of what runs (the
 /// services' hooks are wired in by whoever builds the writer).
 ///
-/// A hook can keep state for one group (the audit log keeps the chain head
-/// in memory while a group holds the write lock): [`Self::scope`] runs the
+/// A hook can keep state for one group (the audit log keeps the group's
+/// events, to append them together): [`Self::scope`] runs the
 /// whole group, its writes, [`Self::before_commit`] and the commit, so a
 /// task-local set there lives exactly as long as the group, and a group
 /// that is rolled back (then run again write by write, each a group of its
-/// own) takes its state with it. On PostgreSQL each write is a transaction
-/// of its own and no hook runs.
+/// own) takes its state with it.
 ///
 /// [`Db::write`]: super::Db::write
 pub trait GroupHook: Send + Sync + 'static {
@@ -175,71 +174,94 @@ pub struct GroupDone(Result<bool, DbErr>);
 /// Most writes committed together.
 const MAX_GROUP: usize = 64;
 
-/// Runs write transactions, on SQLite by group commit.
+/// Runs write transactions by group commit, on both databases.
 ///
 /// SQLite lets one transaction write at a time and, with
 /// `synchronous=FULL`, syncs the disk at every commit, so a busy server
-/// spends most of a small write waiting for the lock and the sync. Here
-/// the writes queue up for one thread that runs all those waiting in one
-/// transaction and commits them with one sync. If any of them fails (or
+/// spends most of a small write waiting for the lock and the sync.
+/// PostgreSQL commits concurrent transactions by itself, but every write
+/// that audits appends to one hash chain, whose head is locked from the
+/// append to the commit: those writes, on every replica, commit one at a
+/// time, each waiting for its own WAL flush (revocations ran at a third
+/// of SQLite's rate). Here the writes queue up for one writer (a thread on
+/// SQLite, a task on PostgreSQL) that runs all those waiting in one
+/// transaction and commits them with one sync, taking the chain head once
+/// for all of them (see the audit log's `GroupHead`). If any of them fails (or
 /// panics), that transaction is rolled back and each write of the group is
 /// run again in a transaction of its own, so a failing write undoes only
 /// itself; writes must therefore be safe to run again from the start,
 /// which a rolled-back attempt is. No caller hears of its write before the
 /// commit that makes it durable; if that commit fails, every write in it
-/// fails. On PostgreSQL, which commits concurrent transactions by itself,
-/// each write is a transaction of its own.
+/// fails.
+///
+/// On PostgreSQL a group holds the row locks its writes take until it
+/// commits, so a write may wait behind another replica's group (or that
+/// group behind it) a little longer than it would alone. Two groups that
+/// lock rows in opposite orders deadlock; PostgreSQL ends one of them with
+/// an error after `deadlock_timeout`, and that group is run again write by
+/// write like any failed one, so no write is lost to it. Writes whose rows
+/// others contend for (the sign-in throttle's) are not grouped on
+/// PostgreSQL ([`Db::write_contended`]), and those that need a transaction
+/// of their own (the session cap's lock on the user, held while a session
+/// opens) use [`Db::transaction`].
+///
+/// [`Db::transaction`]: super::Db::transaction
+/// [`Db::write_contended`]: super::Db::write_contended
 #[derive(Clone)]
 pub(super) struct Writer {
     db: DatabaseConnection,
-    queue: Option<tokio::sync::mpsc::UnboundedSender<Job>>,
+    queue: tokio::sync::mpsc::UnboundedSender<Job>,
 }
 
 pub(super) type Hook = Option<Arc<dyn GroupHook>>;
 
 impl Writer {
-    /// Starts the writing thread (SQLite).
+    /// Starts the writer: on SQLite a thread, on PostgreSQL a task on the
+    /// current runtime. Either ends when the last `Writer` is dropped and
+    /// the queue closes.
     ///
     /// The writes of a group run one statement after another, each a round
-    /// trip to the connection's thread. On the server's runtime the writer
-    /// would wait behind every request task between two statements (the
-    /// groups took ~600 us per write under load, measured); on a thread and
-    /// runtime of its own it is scheduled as soon as a statement returns.
+    /// trip to the connection's thread. On the server's runtime the SQLite
+    /// writer would wait behind every request task between two statements
+    /// (the groups took ~600 us per write under load, measured); on a
+    /// thread and runtime of its own it is scheduled as soon as a
+    /// statement returns. On PostgreSQL the writer is a task on the
+    /// server's runtime, the one the pool's connections do their I/O on.
     ///
     /// `hook`, if any, runs with every group (see [`GroupHook`]).
     pub(super) fn new(db: DatabaseConnection, turn: Turn, hook: Hook) -> std::io::Result<Self> {
-        let queue = if db.get_database_backend() == DatabaseBackend::Sqlite {
-            let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let writer_db = db.clone();
+        if db.get_database_backend() == DatabaseBackend::Sqlite {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let writer_db = db.clone();
-            // Ends when the last `Writer` is dropped and the queue closes.
             std::thread::Builder::new()
                 .name("sqlite-writer".into())
                 .spawn(move || runtime.block_on(write_groups(writer_db, turn, hook, receiver)))?;
-            Some(sender)
         } else {
-            None
-        };
-        Ok(Self { db, queue })
+            tokio::spawn(write_groups(writer_db, turn, hook, receiver));
+        }
+        Ok(Self { db, queue: sender })
     }
 
     /// Runs `work` in a write transaction and returns its result once that
     /// is committed. An error from `work` undoes what it wrote. `work` may
-    /// be run more than once, each time in a fresh transaction.
-    pub(super) async fn write<T, F>(&self, work: F) -> crate::error::AppResult<T>
+    /// be run more than once, each time in a fresh transaction. Unless
+    /// `grouped`, on PostgreSQL it is a transaction of its own (see
+    /// [`super::Db::write_contended`]).
+    pub(super) async fn write<T, F>(&self, work: F, grouped: bool) -> crate::error::AppResult<T>
     where
         T: Send + 'static,
         F: for<'t> Fn(&'t DatabaseTransaction) -> WriteFuture<'t, T> + Send + Sync + 'static,
     {
-        let Some(queue) = &self.queue else {
+        if !grouped && self.db.get_database_backend() == DatabaseBackend::Postgres {
             let txn = begin_immediate(&self.db).await?;
             // On error the transaction is dropped, which rolls it back.
             let value = caught(work(&txn)).await?;
             txn.commit().await?;
             return Ok(value);
-        };
+        }
         let (reply, outcome) = tokio::sync::oneshot::channel();
         let result: Arc<std::sync::Mutex<Option<crate::error::AppResult<T>>>> = Arc::default();
         let kept = result.clone();
@@ -270,7 +292,7 @@ impl Writer {
                 let _ = reply.send(outcome);
             }),
         };
-        queue.send(job).map_err(|_| {
+        self.queue.send(job).map_err(|_| {
             crate::error::AppError::internal(anyhow::anyhow!("the database writer has stopped"))
         })?;
         outcome.await.map_err(|_| {

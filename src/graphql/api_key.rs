@@ -35,6 +35,8 @@ pub enum ApiScope {
     UsersProvision,
     /// `sessionAudit`: read every audit event.
     AuditRead,
+    /// `createWebhookEndpoint` and the other webhook operations.
+    WebhooksManage,
 }
 
 impl From<Scope> for ApiScope {
@@ -44,6 +46,7 @@ impl From<Scope> for ApiScope {
             Scope::SessionsCheck => ApiScope::SessionsCheck,
             Scope::UsersProvision => ApiScope::UsersProvision,
             Scope::AuditRead => ApiScope::AuditRead,
+            Scope::WebhooksManage => ApiScope::WebhooksManage,
         }
     }
 }
@@ -55,6 +58,7 @@ impl From<ApiScope> for Scope {
             ApiScope::SessionsCheck => Scope::SessionsCheck,
             ApiScope::UsersProvision => Scope::UsersProvision,
             ApiScope::AuditRead => Scope::AuditRead,
+            ApiScope::WebhooksManage => Scope::WebhooksManage,
         }
     }
 }

@@ -13,6 +13,9 @@
 //! declares variables (then the values sent are checked too), so a
 //! document without variables that passed once is run on a schema that
 //! skips those rules (see [`Parsed::validated`]).
+//!
+//! A document that [`fast`](super::fast) answers keeps its plan here, for
+//! use once it has passed that validation (see [`Parsed::fast_plan`]).
 
 use std::sync::{Arc, OnceLock};
 
@@ -24,7 +27,10 @@ use async_graphql::{
     },
 };
 
-use super::limits::{self, TooDeep};
+use super::{
+    fast::Plan,
+    limits::{self, TooDeep},
+};
 use crate::cache::BoundedMap;
 
 /// Distinct documents kept.
@@ -42,6 +48,8 @@ pub struct Parsed {
     /// The operation name with which the document passed the full
     /// validation, once it has.
     validated_as: OnceLock<Option<String>>,
+    /// How [`super::fast`] answers it, if it does.
+    plan: Option<Plan>,
 }
 
 impl Parsed {
@@ -50,6 +58,14 @@ impl Parsed {
     /// same validation would pass again.
     pub fn validated(&self, request: &Request) -> bool {
         !self.has_variables && self.validated_as.get() == Some(&request.operation_name)
+    }
+
+    /// The plan that answers `request` without the executor: only for a
+    /// document that has passed the full validation on the executor, for
+    /// this operation (so the schema's limits and rules have accepted it,
+    /// whatever they are configured to).
+    pub fn fast_plan(&self, request: &Request) -> Option<&Plan> {
+        self.plan.as_ref().filter(|_| self.validated(request))
     }
 
     /// Records that the full validation passed for `operation_name`.
@@ -107,6 +123,7 @@ impl Documents {
             }
             Ok(Some(Arc::new(Parsed {
                 has_variables: declares_variables(&document),
+                plan: Plan::of(&document),
                 document,
                 fields: measure.fields,
                 validated_as: OnceLock::new(),

@@ -4,12 +4,14 @@ pub mod api_key;
 pub mod audit;
 pub mod context;
 pub mod documents;
+pub mod fast;
 pub mod guards;
 pub mod impersonation;
 pub mod limits;
 pub mod paging;
 pub mod session;
 pub mod user;
+pub mod webhook;
 
 use async_graphql::{MergedObject, Schema, SchemaBuilder, ValidationMode};
 
@@ -24,6 +26,7 @@ pub struct QueryRoot(
     audit::AuditQuery,
     user::UserQuery,
     api_key::ApiKeyQuery,
+    webhook::WebhookQuery,
 );
 
 /// Changes: signing in and out, revocation, impersonation, passwords.
@@ -34,6 +37,7 @@ pub struct MutationRoot(
     user::UserMutation,
     api_key::ApiKeyMutation,
     api_key::BackendMutation,
+    webhook::WebhookMutation,
 );
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, audit::AuditSubscription>;

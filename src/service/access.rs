@@ -23,10 +23,28 @@ pub enum Action {
     Sensitive,
     /// Making, listing and revoking API keys.
     ManageApiKeys,
+    /// Managing webhook endpoints.
+    ManageWebhooks,
     /// An operation for signed-in users, attempted with an API key.
     UserOperation,
     /// An operation for API keys, attempted without the scope it needs.
     KeyOperation,
+    /// Reading one account (`user`).
+    ViewUser,
+    /// `createUser`.
+    CreateUser,
+    /// `updateUser`.
+    UpdateUser,
+    /// `setUserRole`.
+    SetUserRole,
+    /// `disableUser`.
+    DisableUser,
+    /// `enableUser`.
+    EnableUser,
+    /// `deleteUser`.
+    DeleteUser,
+    /// `setPassword`: an admin resetting someone's password.
+    ResetPassword,
 }
 
 impl Action {
@@ -40,8 +58,17 @@ impl Action {
             Action::ListUsers => "users.list",
             Action::Sensitive => "account.sensitive",
             Action::ManageApiKeys => "api_keys.manage",
+            Action::ManageWebhooks => "webhooks.manage",
             Action::UserOperation => "user.operation",
             Action::KeyOperation => "api_key.operation",
+            Action::ViewUser => "user.view",
+            Action::CreateUser => "user.create",
+            Action::UpdateUser => "user.update",
+            Action::SetUserRole => "user.set_role",
+            Action::DisableUser => "user.disable",
+            Action::EnableUser => "user.enable",
+            Action::DeleteUser => "user.delete",
+            Action::ResetPassword => "user.reset_password",
         }
     }
 }
@@ -109,6 +136,11 @@ pub const VERIFY_AUDIT_ROLE: Role = Role::Owner;
 /// The role making, listing and revoking API keys needs: a key acts for
 /// the whole installation, so only owners hand them out.
 pub const MANAGE_API_KEYS_ROLE: Role = Role::Owner;
+
+/// The role managing webhook endpoints needs (API keys need the scope
+/// `webhooks:manage`): an endpoint receives every session event of the
+/// installation.
+pub const MANAGE_WEBHOOKS_ROLE: Role = Role::Owner;
 
 /// May `caller` find accounts by email or name (`users`)?
 pub fn may_list_users(caller: &Caller) -> bool {
@@ -247,6 +279,89 @@ pub fn not_impersonating(caller: &Caller) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// May `caller` read the account `id` (`user`)? Everyone their own;
+/// admins and owners every account (as `users` lists them); an
+/// impersonation session only its user's.
+pub fn may_view_user(caller: &Caller, id: Uuid) -> Result<(), &'static str> {
+    if id == caller.user.id {
+        return Ok(());
+    }
+    may_manage_others(caller).map_err(|_| "you can read only your own account")
+}
+
+/// Which accounts a role manages: admins users', owners everyone's.
+pub fn may_manage_role(manager: Role, account: Role) -> Result<(), &'static str> {
+    match (manager, account) {
+        (Role::Owner, _) | (Role::Admin, Role::User) => Ok(()),
+        (Role::Admin, _) => Err("admins manage users' accounts only"),
+        (Role::User, _) => Err(MANAGERS_ONLY),
+    }
+}
+
+/// Why a user is refused managing accounts.
+pub const MANAGERS_ONLY: &str = "only admins and owners manage accounts";
+
+/// The role managing accounts (`createUser` and the rest) needs.
+pub const MANAGE_USERS_ROLE: Role = Role::Admin;
+
+/// Can `caller` manage any account at all? Not a plain user, nor any
+/// impersonation session: refused before the account is looked up.
+pub fn may_manage_accounts(caller: &Caller) -> Result<(), &'static str> {
+    if caller.is_impersonation() {
+        return Err("accounts cannot be managed from an impersonation session");
+    }
+    match caller.user.role {
+        Role::User => Err(MANAGERS_ONLY),
+        Role::Admin | Role::Owner => Ok(()),
+    }
+}
+
+/// The role changing roles (`setUserRole`) needs.
+pub const SET_ROLE_ROLE: Role = Role::Owner;
+
+/// May `caller` take `action` (one of the account actions: update, set
+/// the role, disable, enable, delete, reset the password) on the account
+/// `id` holding `role`? Admins manage users, owners everyone; roles are
+/// changed by owners only; nobody disables, deletes, demotes or resets
+/// the password of their own account (`changePassword` is for that);
+/// never from an impersonation session. (The last owner is the service's
+/// to protect: it needs the other owners, read under lock.)
+pub fn may_manage_user(
+    caller: &Caller,
+    action: Action,
+    id: Uuid,
+    role: Role,
+) -> Result<(), &'static str> {
+    may_manage_accounts(caller)?;
+    if action == Action::SetUserRole && caller.user.role != SET_ROLE_ROLE {
+        return Err("only owners change roles");
+    }
+    if id == caller.user.id {
+        match action {
+            Action::DisableUser => return Err("you cannot disable your own account"),
+            Action::DeleteUser => return Err("you cannot delete your own account"),
+            Action::SetUserRole => return Err("you cannot change your own role"),
+            Action::ResetPassword => {
+                return Err("use changePassword to change your own password");
+            }
+            Action::EnableUser => return Err("you cannot enable your own account"),
+            _ => {}
+        }
+    }
+    may_manage_role(caller.user.role, role)
+}
+
+/// May `caller` give an account `role`, made new (`createUser`) or
+/// changed to (`setUserRole`, checked with [`may_manage_user`] first)?
+/// Admins make users; owners any role.
+pub fn may_grant_role(caller: &Caller, role: Role) -> Result<(), &'static str> {
+    may_manage_accounts(caller)?;
+    may_manage_role(caller.user.role, role).map_err(|reason| match caller.user.role {
+        Role::Admin => "admins make users' accounts only",
+        _ => reason,
+    })
+}
+
 /// Accounts and callers for the unit tests of the rules and of the
 /// refusals.
 #[cfg(test)]
@@ -255,15 +370,14 @@ pub(crate) mod fixtures {
     use entity::session;
 
     pub fn user(role: Role) -> user::Model {
-        user::Model {
-            id: Uuid::new_v4(),
-            email: format!("{}@example.com", role.as_str()),
-            name: "x".into(),
+        user::Model::new(
+            Uuid::new_v4(),
+            format!("{}@example.com", role.as_str()),
+            "x".into(),
             role,
-            password_hash: String::new(),
-            created_at: chrono::Utc::now(),
-            external_id: None,
-        }
+            String::new(),
+            chrono::Utc::now(),
+        )
     }
 
     pub fn caller(user: &user::Model, impersonator: Option<Uuid>) -> Caller {
@@ -444,6 +558,78 @@ mod tests {
         );
         assert!(!may_revoke_all(&as_alice));
         assert!(may_revoke_all(&mine));
+    }
+
+    #[test]
+    fn who_manages_which_account() {
+        use Role::*;
+        let actions = [
+            Action::UpdateUser,
+            Action::DisableUser,
+            Action::EnableUser,
+            Action::DeleteUser,
+            Action::ResetPassword,
+        ];
+        // (caller role, account role, allowed)
+        let matrix = [
+            (User, User, false),
+            (User, Admin, false),
+            (User, Owner, false),
+            (Admin, User, true),
+            (Admin, Admin, false),
+            (Admin, Owner, false),
+            (Owner, User, true),
+            (Owner, Admin, true),
+            (Owner, Owner, true),
+        ];
+        for (caller_role, account_role, allowed) in matrix {
+            let me = caller(&user(caller_role), None);
+            let other = user(account_role);
+            for action in actions {
+                assert_eq!(
+                    may_manage_user(&me, action, other.id, other.role).is_ok(),
+                    allowed,
+                    "{caller_role:?} {action:?} on {account_role:?}"
+                );
+            }
+            assert_eq!(
+                may_manage_user(&me, Action::SetUserRole, other.id, other.role).is_ok(),
+                caller_role == Owner,
+                "{caller_role:?} setting the role of {account_role:?}"
+            );
+            assert_eq!(
+                may_grant_role(&me, account_role).is_ok(),
+                allowed,
+                "{caller_role:?} making {account_role:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn nobody_disables_deletes_demotes_or_resets_themselves() {
+        let owner = user(Role::Owner);
+        let me = caller(&owner, None);
+        for action in [
+            Action::DisableUser,
+            Action::DeleteUser,
+            Action::SetUserRole,
+            Action::ResetPassword,
+        ] {
+            assert!(
+                may_manage_user(&me, action, owner.id, owner.role).is_err(),
+                "{action:?}"
+            );
+        }
+        assert!(may_manage_user(&me, Action::UpdateUser, owner.id, owner.role).is_ok());
+        let admin = user(Role::Admin);
+        let as_user = caller(&user(Role::User), Some(admin.id));
+        assert!(may_view_user(&as_user, as_user.user.id).is_ok());
+        assert!(may_view_user(&as_user, admin.id).is_err());
+        let as_owner = caller(&owner, Some(Uuid::new_v4()));
+        assert!(
+            may_manage_user(&as_owner, Action::UpdateUser, admin.id, admin.role).is_err(),
+            "never from an impersonation session"
+        );
     }
 
     #[test]

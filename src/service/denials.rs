@@ -55,6 +55,15 @@ fn denial_type(action: Action) -> &'static str {
     match action {
         Action::Impersonate => events::IMPERSONATION_STARTED,
         Action::RevokeSessions => events::SESSION_REVOKED,
+        // A refused change of an account is logged with the changes of
+        // its kind (`user.disabled`, failed), so each kind's log is whole.
+        Action::CreateUser => events::USER_CREATED,
+        Action::UpdateUser => events::USER_UPDATED,
+        Action::SetUserRole => events::USER_ROLE_CHANGED,
+        Action::DisableUser => events::USER_DISABLED,
+        Action::EnableUser => events::USER_ENABLED,
+        Action::DeleteUser => events::USER_DELETED,
+        Action::ResetPassword => events::USER_PASSWORD_RESET,
         _ => events::ACCESS_DENIED,
     }
 }

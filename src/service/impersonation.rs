@@ -89,6 +89,12 @@ pub async fn start(
         )
     };
     let txn = db.transaction().await?;
+    // As for any session opened (see `session::open`): the account read
+    // again under its lock, so a concurrent `disableUser` ends it or it is
+    // refused here.
+    if users::lock(&txn, target.id).await?.status == entity::user::UserStatus::Disabled {
+        return Err(AppError::AccountDisabled);
+    }
     session::Entity::insert(session::ActiveModel::from(session.clone()))
         .exec_without_returning(&txn)
         .await?;

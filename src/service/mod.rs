@@ -20,13 +20,16 @@
 //! [`Db::transaction`]: crate::db::Db::transaction
 
 pub mod access;
+pub mod account;
 pub mod api_key;
 pub mod audit;
 pub mod denials;
 pub mod device;
 pub mod impersonation;
+pub mod outbox;
 pub mod paging;
 pub mod password;
 pub mod session;
 pub mod throttle;
 pub mod user;
+pub mod webhook;

@@ -113,8 +113,10 @@ impl Throttle {
     /// reservations never wait on each other crosswise) until it commits;
     /// the count then sees every reservation committed before it. On SQLite
     /// the write transaction holds the database's write lock throughout.
-    /// It runs through [`Db::write`], so on SQLite a burst is a few grouped
-    /// commits, and nobody meets "database is locked".
+    /// It runs through [`Db::write_contended`], so on SQLite a burst is a
+    /// few grouped commits, and nobody meets "database is locked", while
+    /// on PostgreSQL each reservation holds its rows' locks for itself
+    /// alone.
     pub async fn reserve(
         &self,
         db: &Db,
@@ -129,7 +131,7 @@ impl Throttle {
             throttled,
         ));
         let outcome = db
-            .write(move |txn| {
+            .write_contended(move |txn| {
                 let args = args.clone();
                 Box::pin(async move {
                     let (throttle, email_hash, ip, throttled) = &*args;

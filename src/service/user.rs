@@ -32,9 +32,25 @@ pub struct NewUser {
     pub password: String,
 }
 
+/// The domain a deleted account's email is replaced with (`.invalid` is
+/// reserved, RFC 2606: no real address has it), so its email is free for
+/// a new account. Nobody may take an address there.
+pub const DELETED_EMAIL_DOMAIN: &str = "deleted.invalid";
+
+/// What a deleted account's email becomes: unique (its id), never real.
+pub fn deleted_email(id: Uuid) -> String {
+    format!("{}@{DELETED_EMAIL_DOMAIN}", id.simple())
+}
+
 /// Trims and lower-cases an email and checks its shape.
 pub fn normalize_email(email: &str) -> AppResult<String> {
     let email = email.trim().to_lowercase();
+    if email.ends_with(&format!("@{DELETED_EMAIL_DOMAIN}")) {
+        return Err(AppError::bad_input(
+            "email",
+            format!("addresses at {DELETED_EMAIL_DOMAIN} are reserved"),
+        ));
+    }
     let valid = email.len() <= MAX_EMAIL_LEN
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && matches!(email.split_once('@'), Some((local, domain))
@@ -48,7 +64,9 @@ pub fn normalize_email(email: &str) -> AppResult<String> {
     Ok(email)
 }
 
-fn validate_name(name: &str) -> AppResult<String> {
+/// Trims a name and checks it: 1 to [`MAX_NAME_LEN`] characters, no
+/// control characters.
+pub fn validate_name(name: &str) -> AppResult<String> {
     let name = name.trim();
     if name.chars().any(char::is_control) {
         return Err(AppError::bad_input(
@@ -78,28 +96,16 @@ pub async fn create_user(
     validate_new_password("password", &new.password)?;
     let password_hash = hasher.hash(new.password).await?;
 
-    let model = user::Model {
-        id: Uuid::new_v4(),
+    let model = user::Model::new(
+        Uuid::new_v4(),
         email,
         name,
-        role: new.role,
+        new.role,
         password_hash,
-        created_at: db::now(),
-        external_id: None,
-    };
+        db::now(),
+    );
     let txn = db.transaction().await?;
-    let inserted = user::Entity::insert(user::ActiveModel::from(model.clone()))
-        .exec_without_returning(&txn)
-        .await;
-    if let Err(err) = inserted {
-        return Err(match err.sql_err() {
-            Some(SqlErr::UniqueConstraintViolation(_)) => AppError::bad_input(
-                "email",
-                format!("a user with email {} already exists", model.email),
-            ),
-            _ => AppError::from(err),
-        });
-    }
+    insert(&txn, &model).await?;
     audit::record(
         &txn,
         NewEvent::success(
@@ -115,6 +121,52 @@ pub async fn create_user(
     Ok(model)
 }
 
+/// Inserts the account `model`. An email or external id another account
+/// holds is `BAD_USER_INPUT` (recognised by the unique index, not by a
+/// prior look-up that a concurrent insert could race).
+pub async fn insert(conn: &impl ConnectionTrait, model: &user::Model) -> AppResult<()> {
+    let inserted = user::Entity::insert(user::ActiveModel::from(model.clone()))
+        .exec_without_returning(conn)
+        .await;
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(err) => Err(unique_conflict(err, model)),
+    }
+}
+
+/// A unique violation writing `model`: its email or its external id
+/// (told apart by the index the database names).
+fn unique_conflict(err: sea_orm::DbErr, model: &user::Model) -> AppError {
+    match err.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(detail)) if detail.contains("external_id") => {
+            AppError::bad_input(
+                "externalId",
+                format!(
+                    "another account has the externalId {}",
+                    model.external_id.as_deref().unwrap_or_default()
+                ),
+            )
+        }
+        Some(SqlErr::UniqueConstraintViolation(_)) => AppError::EmailTaken(model.email.clone()),
+        _ => AppError::from(err),
+    }
+}
+
+/// The account `id` (not deleted), its row locked until the transaction
+/// ends on PostgreSQL (SQLite's write transactions run one at a time), so
+/// what the caller decides from it holds until it commits: a session
+/// opened, the account disabled. `NOT_FOUND` when there is none.
+pub async fn lock(conn: &impl ConnectionTrait, id: Uuid) -> AppResult<user::Model> {
+    let mut query = user::Entity::find_by_id(id).filter(user::Column::DeletedAt.is_null());
+    if conn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        query = query.lock_exclusive();
+    }
+    query
+        .one(conn)
+        .await?
+        .ok_or_else(|| AppError::NotFound(USER_NOT_FOUND.into()))
+}
+
 /// The message of a user id that names no account.
 pub const USER_NOT_FOUND: &str = "user not found";
 
@@ -125,10 +177,13 @@ pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> AppResult<user::Model
         .ok_or_else(|| AppError::NotFound(USER_NOT_FOUND.into()))
 }
 
-/// The user with this id, if the account exists (where a missing one is
-/// no error, e.g. an impersonator since deleted).
+/// The user with this id, if the account exists and is not deleted
+/// (where a missing one is no error, e.g. an impersonator since deleted).
 pub async fn find(conn: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<user::Model>> {
-    Ok(user::Entity::find_by_id(id).one(conn).await?)
+    Ok(user::Entity::find_by_id(id)
+        .filter(user::Column::DeletedAt.is_null())
+        .one(conn)
+        .await?)
 }
 
 /// The owner of the sessions a user-scoped operation targets: the caller
@@ -146,7 +201,8 @@ pub async fn target(
 }
 
 /// The users with these ids, in one query; ids that name no account are
-/// left out.
+/// left out. Deleted accounts are included: the history (audit events,
+/// ended sessions) still names them.
 pub async fn get_many(
     conn: &impl ConnectionTrait,
     ids: impl IntoIterator<Item = Uuid>,
@@ -276,13 +332,15 @@ pub async fn upsert(
             }
             None => {
                 let account = user::Model {
-                    id: Uuid::new_v4(),
-                    email: email.clone(),
-                    name: name.clone(),
-                    role: Role::User,
-                    password_hash: String::new(),
-                    created_at: db::now(),
                     external_id: Some(external_id.clone()),
+                    ..user::Model::new(
+                        Uuid::new_v4(),
+                        email.clone(),
+                        name.clone(),
+                        Role::User,
+                        String::new(),
+                        db::now(),
+                    )
                 };
                 let inserted = user::Entity::insert(user::ActiveModel::from(account.clone()))
                     .exec_without_returning(&txn)
@@ -331,9 +389,7 @@ pub async fn upsert(
 /// A unique violation writing `email` is another account holding it.
 fn email_conflict(err: sea_orm::DbErr, email: &str) -> AppError {
     match err.sql_err() {
-        Some(SqlErr::UniqueConstraintViolation(_)) => {
-            AppError::bad_input("email", format!("another account has the email {email}"))
-        }
+        Some(SqlErr::UniqueConstraintViolation(_)) => AppError::EmailTaken(email.to_owned()),
         _ => AppError::from(err),
     }
 }
@@ -369,7 +425,7 @@ pub async fn search(
 ) -> AppResult<UserPage> {
     let limit = paging::bounded("limit", limit, 1, MAX_USERS_PAGE)?;
     let offset = paging::bounded("offset", offset, 0, MAX_USERS_OFFSET)?;
-    let mut query = user::Entity::find();
+    let mut query = user::Entity::find().filter(user::Column::DeletedAt.is_null());
     if let Some(text) = search.map(str::trim).filter(|t| !t.is_empty()) {
         if text.chars().count() > MAX_SEARCH_LEN || text.chars().any(char::is_control) {
             return Err(AppError::bad_input(

@@ -567,6 +567,118 @@ async fn concurrent_appends_keep_the_chain_linear() {
     assert!(verify_chain(app.db()).await.unwrap().intact);
 }
 
+/// Asserts the chain holds positions 1..=n with no gap and verifies.
+async fn assert_linear(app: &TestApp) -> Vec<audit_event::Model> {
+    let events = app.audit_events().await;
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=events.len() as i64).collect::<Vec<_>>(),
+        "contiguous positions"
+    );
+    let report = verify_chain(app.db()).await.unwrap();
+    assert!(report.intact, "{report:?}");
+    events
+}
+
+#[tokio::test]
+async fn concurrent_appends_on_two_replicas_keep_the_chain_linear() {
+    let app = spawn_app().await;
+    let replica = crate::helpers::spawn_replica(&app, |_| {}).await;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let db = if i % 2 == 0 {
+            app.state.db.clone()
+        } else {
+            replica.state.db.clone()
+        };
+        // Half through each replica's grouped writer, half in transactions
+        // of their own: both kinds on both replicas.
+        tasks.push(tokio::spawn(async move {
+            let event = NewEvent::success("test.concurrent", format!("event {i}"));
+            if i % 4 < 2 {
+                let event = std::sync::Arc::new(event);
+                db.write(move |txn| {
+                    let event = event.clone();
+                    Box::pin(async move { audits::record(txn, (*event).clone()).await })
+                })
+                .await
+            } else {
+                audits::record_alone(&db, event).await
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().expect("every append succeeds");
+    }
+    let events = assert_linear(&app).await;
+    let mut messages: Vec<&str> = events
+        .iter()
+        .filter(|e| e.event_type == "test.concurrent")
+        .map(|e| e.message.as_str())
+        .collect();
+    messages.sort_unstable();
+    let mut expected: Vec<String> = (0..40).map(|i| format!("event {i}")).collect();
+    expected.sort_unstable();
+    assert_eq!(messages, expected, "each append exactly once");
+}
+
+#[tokio::test]
+async fn revocations_and_sign_ins_on_two_replicas_at_once_are_each_audited_once_in_one_chain() {
+    let app = spawn_app().await;
+    let replica = crate::helpers::spawn_replica(&app, |_| {}).await;
+    let alice = app.create_user(Role::User).await;
+    // Ten others sign in at once, one attempt each (the throttle counts
+    // attempts in flight).
+    let mut others = Vec::new();
+    for _ in 0..10 {
+        others.push(app.create_user(Role::User).await);
+    }
+    let token = app.sign_in(&alice).await;
+    let mut targets = Vec::new();
+    for _ in 0..20 {
+        targets.push(app.sign_in_as(&alice, "test").await.1);
+    }
+    let before = app.audit_events().await.len();
+
+    const REVOKE: &str = "mutation($id: UUID!) { revokeSession(id: $id) { id isActive } }";
+    let revocations = targets.iter().enumerate().map(|(i, id)| {
+        let (server, token) = (if i % 2 == 0 { &app } else { &replica }, &token);
+        async move { server.gql(Some(token), REVOKE, json!({ "id": id })).await }
+    });
+    let sign_ins = others.iter().enumerate().map(|(i, user)| {
+        let server = if i % 2 == 0 { &app } else { &replica };
+        async move { server.sign_in(user).await }
+    });
+    let (revoked, _) = tokio::join!(
+        futures_util::future::join_all(revocations),
+        futures_util::future::join_all(sign_ins)
+    );
+    for body in &revoked {
+        assert_eq!(
+            body["data"]["revokeSession"]["isActive"], false,
+            "revoked: {body}"
+        );
+    }
+
+    let events = assert_linear(&app).await;
+    assert_eq!(
+        events.len(),
+        before + 20 + 10,
+        "20 revocations, 10 sign-ins"
+    );
+    let revoked_ids: HashSet<Uuid> = events
+        .iter()
+        .filter(|e| e.event_type == audits::events::SESSION_REVOKED)
+        .filter_map(|e| e.session_id)
+        .collect();
+    assert_eq!(
+        revoked_ids,
+        targets.iter().copied().collect::<HashSet<_>>(),
+        "one event per revoked session"
+    );
+}
+
 #[tokio::test]
 async fn export_writes_every_event_with_its_hash_as_ndjson_or_csv() {
     let app = spawn_app().await;
@@ -718,15 +830,14 @@ fn refusal_of(body: &Value) -> &Value {
 /// An account stored directly (no password hashing: it never signs in).
 async fn account(app: &TestApp, n: usize) -> entity::user::Model {
     let id = Uuid::new_v4();
-    let model = entity::user::Model {
+    let model = entity::user::Model::new(
         id,
-        email: format!("person-{n}-{}@example.com", id.simple()),
-        name: format!("Person {n}"),
-        role: Role::User,
-        password_hash: "!".into(),
-        created_at: chrono::Utc::now(),
-        external_id: None,
-    };
+        format!("person-{n}-{}@example.com", id.simple()),
+        format!("Person {n}"),
+        Role::User,
+        "!".into(),
+        chrono::Utc::now(),
+    );
     entity::user::ActiveModel::from(model.clone())
         .insert(app.db())
         .await
@@ -908,6 +1019,17 @@ async fn audit_event_types_lists_every_type_the_server_records_to_anyone_signed_
         "user.updated",
         "audit.checkpoint",
         "audit.purged",
+        "user.role_changed",
+        "user.disabled",
+        "user.enabled",
+        "user.deleted",
+        "user.password_reset",
+        "webhook.created",
+        "webhook.updated",
+        "webhook.deleted",
+        "webhook.secret_rotated",
+        "webhook.replayed",
+        "webhook.disabled",
     ]);
     let owner = app.create_user(Role::Owner).await;
     let owner_token = app.sign_in(&owner).await;

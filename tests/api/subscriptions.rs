@@ -606,3 +606,42 @@ async fn live_events_name_their_people_as_sessionaudit_does() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn concurrent_revocations_on_two_replicas_reach_a_subscriber_in_chain_order() {
+    let app = spawn_app().await;
+    let replica = spawn_replica(&app, |_| {}).await;
+    let alice = app.create_user(Role::User).await;
+    let (token, _) = app.sign_in_as(&alice, "watching").await;
+    let mut targets = Vec::new();
+    for i in 0..16 {
+        targets.push(app.sign_in_as(&alice, &format!("device {i}")).await.1);
+    }
+    let mut socket = connect(&replica, &token).await;
+    subscribe(&mut socket, "1", json!({})).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let revocations = targets.iter().enumerate().map(|(i, id)| {
+        let (server, token) = (if i % 2 == 0 { &app } else { &replica }, &token);
+        async move { server.gql(Some(token), REVOKE, json!({ "id": id })).await }
+    });
+    futures_util::future::join_all(revocations).await;
+
+    let mut delivered = Vec::new();
+    while delivered.len() < targets.len() {
+        let message = next_event(&mut socket, "session.revoked").await;
+        delivered.push(
+            message["payload"]["data"]["sessionEvents"]["sessionId"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let in_chain: Vec<String> = app
+        .events_of_type("session.revoked")
+        .await
+        .iter()
+        .map(|e| e.session_id.unwrap().to_string())
+        .collect();
+    assert_eq!(delivered, in_chain, "delivered in chain order, each once");
+}

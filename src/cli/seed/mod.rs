@@ -159,14 +159,15 @@ pub async fn seed(db: &Db, config: &Config, plan: &SeedPlan) -> AppResult<SeedRe
     // Users: the benchmark accounts first, then the seeded ones; every
     // hundredth seeded user is an admin, so admins act in the audit log.
     let mut users: Vec<user::Model> = Vec::with_capacity(plan.users + 3);
-    let account = |email: String, name: String, role: Role, age: Duration| user::Model {
-        id: Uuid::new_v4(),
-        email,
-        name,
-        role,
-        password_hash: password_hash.clone(),
-        created_at: now - age,
-        external_id: None,
+    let account = |email: String, name: String, role: Role, age: Duration| {
+        user::Model::new(
+            Uuid::new_v4(),
+            email,
+            name,
+            role,
+            password_hash.clone(),
+            now - age,
+        )
     };
     let year = Duration::days(365);
     users.push(account(

@@ -11,7 +11,7 @@ use crate::{
     error::AppError,
     graphql::{
         context::{caller, session_ended, users},
-        user::User,
+        user::{Role, User},
     },
     service::{access, device, session as sessions},
 };
@@ -287,11 +287,25 @@ pub struct ViewerRights {
     /// sessions): not from an impersonation session. Whose sessions
     /// follows the rules of `sessions`.
     pub revoke_sessions: bool,
+    /// May make accounts (`createUser`), and manage them (each account's
+    /// `canUpdate`, `canDisable`… say which): admins and owners, not from
+    /// an impersonation session.
+    pub manage_users: bool,
+    /// The roles the viewer may give an account (`createUser`,
+    /// `setUserRole`): admins `USER`, owners all three; none otherwise.
+    pub grantable_roles: Vec<Role>,
 }
 
 impl ViewerRights {
     fn of(caller: &Caller) -> Self {
+        use entity::user::Role as Stored;
         Self {
+            manage_users: access::may_manage_accounts(caller).is_ok(),
+            grantable_roles: [Stored::User, Stored::Admin, Stored::Owner]
+                .into_iter()
+                .filter(|role| access::may_grant_role(caller, *role).is_ok())
+                .map(Role::from)
+                .collect(),
             list_users: access::may_list_users(caller),
             read_all_audit: access::may_read_all_audit(caller),
             verify_audit_chain: access::may_verify_audit(caller),
@@ -312,7 +326,7 @@ pub struct SessionList {
 }
 
 impl SessionList {
-    pub(super) fn new(models: Vec<session::Model>) -> Self {
+    pub(crate) fn new(models: Vec<session::Model>) -> Self {
         let now = Utc::now();
         let active_count = models.iter().filter(|s| s.is_active(now)).count();
         let sessions: Vec<Session> = models.into_iter().map(Session::from).collect();

@@ -2,10 +2,12 @@
 //!
 //! `hash = SHA-256(prev_hash ‖ canonical event)`, where the canonical event
 //! is JSON with sorted keys and RFC 3339 timestamps in microseconds. Events
-//! are appended under a lock on the chain-head row, in the same transaction
-//! as the change they record. Signed checkpoints (a key outside the
-//! database) commit to the chain, so that its own database administrator
-//! cannot rewrite what they cover (see `checkpoint`).
+//! are appended under a lock on the chain-head row, held until the commit,
+//! in the same transaction as the change they record; the grouped writer's
+//! writes append theirs together, once per group (see [`GroupHead`]).
+//! Signed checkpoints (a key outside the database) commit to the chain, so
+//! that its own database administrator cannot rewrite what they cover (see
+//! `checkpoint`).
 //!
 //! Split by what the code does; every item is re-exported here, so
 //! `service::audit::X` names it whatever file holds it.
@@ -27,6 +29,7 @@ pub use keys::{Keyring, PublicKey, Signer};
 pub use query::{AuditFilter, MAX_OFFSET, MAX_PAGE, Page, as_seen_by, page, page_for};
 pub use record::{
     GroupHead, NewEvent, canonical_event, event_hash, record, record_alone, record_batch,
+    record_positioned,
 };
 
 /// Event types written by the server.
@@ -43,6 +46,12 @@ pub mod events {
     pub const IMPERSONATION_STOPPED: &str = "impersonation.stopped";
     pub const USER_CREATED: &str = "user.created";
     pub const USER_UPDATED: &str = "user.updated";
+    pub const USER_ROLE_CHANGED: &str = "user.role_changed";
+    pub const USER_DISABLED: &str = "user.disabled";
+    pub const USER_ENABLED: &str = "user.enabled";
+    pub const USER_DELETED: &str = "user.deleted";
+    /// An admin set someone's password (`setPassword`).
+    pub const USER_PASSWORD_RESET: &str = "user.password_reset";
     pub const PASSWORD_CHANGED: &str = "password.changed";
     pub const API_KEY_CREATED: &str = "api_key.created";
     pub const API_KEY_REVOKED: &str = "api_key.revoked";
@@ -50,6 +59,13 @@ pub mod events {
     pub const CHECKPOINT: &str = "audit.checkpoint";
     /// Retention purged the oldest events (the signed record in `checkpoint`).
     pub const PURGED: &str = "audit.purged";
+    pub const WEBHOOK_CREATED: &str = "webhook.created";
+    pub const WEBHOOK_UPDATED: &str = "webhook.updated";
+    pub const WEBHOOK_DELETED: &str = "webhook.deleted";
+    pub const WEBHOOK_SECRET_ROTATED: &str = "webhook.secret_rotated";
+    pub const WEBHOOK_REPLAYED: &str = "webhook.replayed";
+    /// An endpoint disabled after failing for `WEBHOOK_RETRY_FOR`.
+    pub const WEBHOOK_DISABLED: &str = "webhook.disabled";
 
     /// Every type above, as the schema's `auditEventTypes` lists them.
     pub const ALL: &[&str] = &[
@@ -68,5 +84,16 @@ pub mod events {
         USER_UPDATED,
         CHECKPOINT,
         PURGED,
+        USER_ROLE_CHANGED,
+        USER_DISABLED,
+        USER_ENABLED,
+        USER_DELETED,
+        USER_PASSWORD_RESET,
+        WEBHOOK_CREATED,
+        WEBHOOK_UPDATED,
+        WEBHOOK_DELETED,
+        WEBHOOK_SECRET_ROTATED,
+        WEBHOOK_REPLAYED,
+        WEBHOOK_DISABLED,
     ];
 }

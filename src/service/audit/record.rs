@@ -1,5 +1,5 @@
 //! Appending to the chain: the event, its hash over the canonical form,
-//! and the chain head kept in memory across a writer's group.
+//! and the events of a grouped writer's group, appended together.
 
 use entity::{
     audit_chain::{self, CHAIN_ID},
@@ -137,74 +137,69 @@ impl NewEvent {
 
 /// Appends `event` to the chain. Call it inside a write transaction
 /// ([`Db::write`] or [`Db::transaction`]) together with the change it
-/// records. On PostgreSQL the transaction also notifies [`crate::events::CHANNEL`]
-/// so every replica's event tail wakes when it commits.
-pub async fn record(conn: &impl ConnectionTrait, event: NewEvent) -> AppResult<audit_event::Model> {
-    let grouped = group::head();
-    let (prev_seq, prev_hash) = match grouped.clone().flatten() {
-        Some(head) => head,
-        None => {
-            let head = lock_head(conn).await?;
-            (head.head_seq, head.head_hash)
-        }
-    };
-
-    let model = event.chained(Uuid::now_v7(), prev_seq + 1, db::now(), prev_hash);
-
-    let active: audit_event::ActiveModel = model.clone().into();
-    audit_event::Entity::insert(active)
-        .exec_without_returning(conn)
-        .await?;
-    if grouped.is_some() {
-        group::advance(model.seq, &model.hash);
-    } else {
-        store_head(conn, model.seq, model.hash.clone()).await?;
-    }
-    if conn.get_database_backend() == DatabaseBackend::Postgres {
-        conn.execute_raw(crate::events::notify_statement()).await?;
-    }
+/// records.
+///
+/// In a transaction of its own the chain head is locked here and held
+/// until the commit. In a group of the grouped writer ([`Db::write`], on
+/// both databases) the event waits in the group and takes its place in
+/// the chain in [`GroupHead`]'s last statements before the group commits,
+/// with the others' (see there for why). Either way the event is written
+/// if and only if the transaction commits.
+pub async fn record(conn: &impl ConnectionTrait, event: NewEvent) -> AppResult<()> {
     tracing::info!(
-        event_type = model.event_type,
-        status = model.status.as_str(),
-        actor_id = ?model.actor_id,
-        user_id = ?model.user_id,
-        session_id = ?model.session_id,
+        event_type = event.event_type,
+        status = event.status.as_str(),
+        actor_id = ?event.actor_id,
+        user_id = ?event.user_id,
+        session_id = ?event.session_id,
         "audit: {}",
-        model.message
+        event.message
     );
-    Ok(model)
+    let event = (event, Uuid::now_v7(), db::now());
+    if let Some(event) = group::defer(event) {
+        append(conn, vec![event]).await?;
+    }
+    Ok(())
 }
 
-/// Rows per insert statement in [`record_batch`]: 14 columns each stay
-/// well under both databases' limits on bound parameters.
+/// Appends `event` at once, as [`record`] does in a transaction of its
+/// own, even inside a group of the grouped writer (whose own events then
+/// follow it), and answers its chain position: for a change that must
+/// know where in the chain it starts (a webhook endpoint's cursor begins
+/// after the event that records it).
+pub async fn record_positioned(conn: &impl ConnectionTrait, event: NewEvent) -> AppResult<i64> {
+    tracing::info!(
+        event_type = event.event_type,
+        status = event.status.as_str(),
+        "audit: {}",
+        event.message
+    );
+    append(conn, vec![(event, Uuid::now_v7(), db::now())]).await
+}
+
+/// Rows per insert statement in [`append`]: 14 columns each stay well
+/// under both databases' limits on bound parameters.
 const ROWS_PER_STATEMENT: usize = 1_000;
 
-/// Appends `events`, each with the time it was made, to the chain in
-/// order, `seq` by `seq` and hash by hash exactly as [`record`] appends
-/// one, in multi-row inserts; the head is read (locked) once and moved
-/// once for the whole batch. Ids are UUIDv7 of each event's time, so they
-/// stay time-ordered like the server's. For bulk appends (the benchmark
-/// seeder); call it inside a write transaction, as [`record`]. Returns the
-/// new head's `seq`.
-pub async fn record_batch(
-    conn: &impl ConnectionTrait,
-    events: Vec<(NewEvent, chrono::DateTime<chrono::Utc>)>,
-) -> AppResult<i64> {
-    let grouped = group::head();
-    let (mut seq, mut hash) = match grouped.clone().flatten() {
-        Some(head) => head,
-        None => {
-            let head = lock_head(conn).await?;
-            (head.head_seq, head.head_hash)
-        }
-    };
+/// An event with its id and time, not yet in the chain.
+type Unchained = (NewEvent, Uuid, chrono::DateTime<chrono::Utc>);
+
+/// Locks the chain head and appends `events` after it, in order, `seq`
+/// by `seq` and hash by hash, in multi-row inserts; moves the head once.
+/// On PostgreSQL it also notifies [`crate::events::CHANNEL`], so every
+/// replica's event tail wakes when the transaction commits. The head stays
+/// locked until the commit, so positions are committed in chain order
+/// (the event tail relies on it). Returns the new head's `seq`.
+async fn append(conn: &impl ConnectionTrait, events: Vec<Unchained>) -> AppResult<i64> {
+    let head = lock_head(conn).await?;
+    let (mut seq, mut hash) = (head.head_seq, head.head_hash);
     if events.is_empty() {
         return Ok(seq);
     }
     let mut rows = Vec::with_capacity(events.len());
-    for (event, at) in events {
+    for (event, id, at) in events {
         seq += 1;
-        let model = event.chained(uuid_v7_at(at), seq, at, std::mem::take(&mut hash));
+        let model = event.chained(id, seq, at, std::mem::take(&mut hash));
         hash.clone_from(&model.hash);
         rows.push(audit_event::ActiveModel::from(model));
     }
@@ -215,15 +210,29 @@ pub async fn record_batch(
         conn.execute_raw(audit_event::Entity::insert_many(part).build(backend))
             .await?;
     }
-    if grouped.is_some() {
-        group::advance(seq, &hash);
-    } else {
-        store_head(conn, seq, hash).await?;
-    }
+    store_head(conn, seq, hash).await?;
     if backend == DatabaseBackend::Postgres {
         conn.execute_raw(crate::events::notify_statement()).await?;
     }
     Ok(seq)
+}
+
+/// Appends `events`, each with the time it was made, to the chain in
+/// order, exactly as [`record`] appends one, in multi-row inserts; the
+/// head is locked once and moved once for the whole batch, at once (even
+/// inside a group of the grouped writer, whose own events then follow
+/// them). Ids are UUIDv7 of each event's time, so they stay time-ordered
+/// like the server's. For bulk appends (the benchmark seeder); call it
+/// inside a write transaction, as [`record`]. Returns the new head's `seq`.
+pub async fn record_batch(
+    conn: &impl ConnectionTrait,
+    events: Vec<(NewEvent, chrono::DateTime<chrono::Utc>)>,
+) -> AppResult<i64> {
+    let events = events
+        .into_iter()
+        .map(|(event, at)| (event, uuid_v7_at(at), at))
+        .collect();
+    append(conn, events).await
 }
 
 /// A UUIDv7 for an event made at `at`.
@@ -247,13 +256,33 @@ async fn store_head(conn: &impl ConnectionTrait, seq: i64, hash: String) -> Resu
     Ok(())
 }
 
-/// The chain head while the grouped writer ([`Db::write`]) runs a group
-/// of writes in one SQLite transaction: the [`db::GroupHook`] wired into
-/// the writer (see [`crate::state`]). The group holds the database's write
-/// lock from its first statement to its commit, so no one else can append
-/// meanwhile: the head is read once, advanced in memory by each append,
-/// and written back once before the commit, instead of a read and an
-/// update per event.
+/// The audit log's part in the grouped writer ([`Db::write`]): the
+/// [`db::GroupHook`] wired into it (see [`crate::state`]). The events a
+/// group's writes record wait in the group, in the order recorded; the
+/// group's last statements lock the chain head, append them all after it
+/// in one insert, move the head once and (PostgreSQL) notify once; then
+/// the group commits.
+///
+/// Why this and not positions assigned after commit by a sequencer (issue
+/// 20 offered both): an append that locks the head until its commit runs
+/// one commit at a time across every replica, and on PostgreSQL each
+/// commit is a WAL flush. Grouping keeps that lock but takes it once per
+/// group, for the few statements just before one commit, so one flush
+/// carries up to a group's events (as SQLite's grouped commits already
+/// did). Everything else stays as it was: an event is in the chain, at its
+/// final position, the moment its transaction commits, in the same
+/// transaction as the change it records (nothing acknowledged is lost on a
+/// crash, and no window where a change is committed but its event is
+/// not); positions commit in chain order, so the event tail (and the live
+/// subscription) still reads `seq > last` and never skips; readers see an
+/// event as soon as its write is acknowledged, with no sequencing delay,
+/// no lease, no second process role to fail over, and no column that is
+/// empty until later. A sequencer would let replicas commit in parallel
+/// but needs all of that.
+///
+/// The head is locked last, after the group's writes: a group that took
+/// it first would hold it while its writes wait for rows another replica's
+/// transaction holds, which waits in turn for the head.
 pub struct GroupHead;
 
 impl db::GroupHook for GroupHead {
@@ -261,7 +290,7 @@ impl db::GroupHook for GroupHead {
         &'a self,
         group: futures_util::future::BoxFuture<'a, db::GroupDone>,
     ) -> futures_util::future::BoxFuture<'a, db::GroupDone> {
-        // A group rolled back takes its head with it.
+        // A group rolled back takes its waiting events with it.
         Box::pin(group::scope(group))
     }
 
@@ -269,54 +298,62 @@ impl db::GroupHook for GroupHead {
         &'t self,
         txn: &'t sea_orm::DatabaseTransaction,
     ) -> futures_util::future::BoxFuture<'t, Result<(), DbErr>> {
-        Box::pin(group::store(txn))
+        Box::pin(async move {
+            let events = group::take();
+            if events.is_empty() {
+                return Ok(());
+            }
+            append(txn, events)
+                .await
+                .map(drop)
+                .map_err(|err| DbErr::Custom(format!("appending the group's events: {err}")))
+        })
     }
 }
 
 mod group {
     use std::cell::RefCell;
 
-    use sea_orm::{ConnectionTrait, DbErr};
-
-    /// (seq, hash) of the newest event; `None` until the group first reads it.
-    type Head = Option<(i64, String)>;
+    use super::Unchained;
 
     tokio::task_local! {
-        static HEAD: RefCell<Head>;
+        /// The events recorded by the group's writes so far.
+        static WAITING: RefCell<Vec<Unchained>>;
     }
 
-    /// Runs `group` (one transaction's writes) with a group head of its
-    /// own.
+    /// Runs `group` (one transaction's writes) with a list of waiting
+    /// events of its own.
     pub(super) async fn scope<F: std::future::Future>(group: F) -> F::Output {
-        HEAD.scope(RefCell::new(None), group).await
+        WAITING.scope(RefCell::new(Vec::new()), group).await
     }
 
-    /// `Some` inside a group (holding the head once known), `None` outside.
-    pub(super) fn head() -> Option<Head> {
-        HEAD.try_with(|head| head.borrow().clone()).ok()
+    /// Inside a group, adds `event` to the group's waiting events; outside
+    /// one, gives it back.
+    pub(super) fn defer(event: Unchained) -> Option<Unchained> {
+        let mut event = Some(event);
+        let _ = WAITING.try_with(|waiting| {
+            if let Some(event) = event.take() {
+                waiting.borrow_mut().push(event);
+            }
+        });
+        event
     }
 
-    pub(super) fn advance(seq: i64, hash: &str) {
-        let _ = HEAD.try_with(|head| *head.borrow_mut() = Some((seq, hash.to_owned())));
-    }
-
-    /// Writes the group's head back to the chain-head row, if the group
-    /// appended anything. Call it before the commit.
-    pub(super) async fn store(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
-        match head().flatten() {
-            Some((seq, hash)) => super::store_head(conn, seq, hash).await,
-            None => Ok(()),
-        }
+    /// The group's waiting events, leaving none.
+    pub(super) fn take() -> Vec<Unchained> {
+        WAITING
+            .try_with(|waiting| std::mem::take(&mut *waiting.borrow_mut()))
+            .unwrap_or_default()
     }
 }
 
 /// Appends `event` in a transaction of its own: for outcomes that change
 /// nothing else, such as a denied or failed attempt.
-pub async fn record_alone(db: &Db, event: NewEvent) -> AppResult<audit_event::Model> {
+pub async fn record_alone(db: &Db, event: NewEvent) -> AppResult<()> {
     let txn = db.transaction().await?;
-    let model = record(&txn, event).await?;
+    record(&txn, event).await?;
     txn.commit().await?;
-    Ok(model)
+    Ok(())
 }
 
 /// `SHA-256(prev_hash ‖ canonical event)`, hex.

@@ -36,18 +36,35 @@ pub async fn authenticate(db: &Db, config: &Config, token: &str) -> AppResult<Ca
     let Some((session, Some(user))) = found else {
         return Err(AppError::Unauthenticated(BAD_TOKEN));
     };
+    // Disabling or deleting an account ends its sessions; this holds even
+    // for one that a failure left live.
+    if !user.is_active() {
+        return Err(AppError::Unauthenticated(BAD_TOKEN));
+    }
+    // The rarer steps below are boxed: their futures (SeaORM's) are many
+    // times the size of the read's, and this one is moved through every
+    // layer of the server on every request.
     let now = Utc::now();
     if !session.is_active(now) {
         if session.revoked_at.is_none() && session.end_reason.is_none() {
-            record_expiry_once(db, &session, &user).await;
+            Box::pin(record_expiry_once(db, &session, &user)).await;
         }
         return Err(AppError::Unauthenticated(BAD_TOKEN));
     }
     if session.impersonator_id.is_some() {
-        check_impersonation_still_valid(db, &session, &user, now).await?;
+        Box::pin(check_impersonation_still_valid(db, &session, &user, now)).await?;
     }
-    let session = touch(db, config, session).await?;
+    let session = if activity_due(config, &session) {
+        Box::pin(touch(db, config, session)).await?
+    } else {
+        session
+    };
     Ok(Caller { user, session })
+}
+
+/// The stored activity is older than the write interval.
+fn activity_due(config: &Config, session: &session::Model) -> bool {
+    db::now() - session.last_active_at >= Config::chrono(config.activity_write_interval)
 }
 
 /// The token check: the session with this token hash, joined with its user.
@@ -81,15 +98,11 @@ fn session_and_user(row: &QueryResult) -> Result<(session::Model, Option<user::M
     Ok((session, user))
 }
 
-/// Records activity when the stored one is older than the write interval:
-/// one statement executed on the [`Db`], committed on its own in its turn
+/// Records activity (when [`activity_due`]): one statement executed on the [`Db`], committed on its own in its turn
 /// to write, in one round trip (no transaction around it, no wait for a
 /// group of the grouped writer).
 async fn touch(db: &Db, config: &Config, mut session: session::Model) -> AppResult<session::Model> {
     let now = db::now();
-    if now - session.last_active_at < Config::chrono(config.activity_write_interval) {
-        return Ok(session);
-    }
     let expires_at = session
         .absolute_expires_at
         .min(now + Config::chrono(config.session_idle_timeout));
@@ -125,7 +138,7 @@ pub async fn live_caller(conn: &impl ConnectionTrait, id: Uuid) -> AppResult<Opt
         return Ok(None);
     };
     let now = Utc::now();
-    if !session.is_active(now) {
+    if !session.is_active(now) || !user.is_active() {
         return Ok(None);
     }
     if session.impersonator_id.is_some()

@@ -88,7 +88,28 @@ pub async fn issue(
             session.absolute_expires_at.to_rfc3339(),
         )
     })
-    .await?;
+    .await;
+    let opened = match opened {
+        Ok(opened) => opened,
+        Err(AppError::AccountDisabled) => {
+            drop(txn);
+            let event = NewEvent::failed(
+                events::SESSION_ISSUED,
+                format!(
+                    "session for {} refused: the account is disabled",
+                    user.email
+                ),
+            )
+            .from_request(meta)
+            .by_key(key)
+            .meta("backendIp", backend.ip_address.clone())
+            .subject(user.id)
+            .meta("reason", "disabled");
+            audit::record_alone(db, event).await?;
+            return Err(AppError::AccountDisabled);
+        }
+        Err(err) => return Err(err),
+    };
     txn.commit().await?;
     Ok(opened)
 }

@@ -12,6 +12,7 @@ mod issue;
 mod list;
 mod open;
 mod sign_in;
+mod sign_up;
 
 pub use check::{authenticate, live_caller, live_session};
 pub use end::{end_session, revoke, revoke_all, revoked_event, sign_out};
@@ -22,6 +23,7 @@ pub use issue::{issue, may_be_issued_a_session};
 pub use list::{as_seen_by, audit_viewed, count_active, find_with_owner, list, sessions_of, view};
 pub use open::{OpenedSession, new_session};
 pub use sign_in::sign_in;
+pub use sign_up::{SIGNUP_CLOSED, sign_up};
 
 /// The one message for an unknown email and a wrong password.
 pub const BAD_CREDENTIALS: &str = "invalid email or password";

@@ -2,7 +2,7 @@
 //! the session cap and the expiry rules live in one place.
 
 use entity::{session, user};
-use sea_orm::{ConnectionTrait, EntityTrait, QuerySelect};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use uuid::Uuid;
 
 use super::{end_session, reasons, sessions_of};
@@ -10,8 +10,11 @@ use crate::{
     auth::{self, Actor, RequestMeta},
     config::Config,
     db,
-    error::AppResult,
-    service::audit::{self, NewEvent},
+    error::{AppError, AppResult},
+    service::{
+        audit::{self, NewEvent},
+        user as users,
+    },
 };
 
 /// A session just opened: the token is shown to the client this once.
@@ -66,17 +69,8 @@ async fn enforce_session_cap(
     user: &user::Model,
     meta: &RequestMeta,
 ) -> AppResult<Vec<Uuid>> {
-    // Concurrent openings for one user must count each other's sessions.
-    // SQLite runs one write transaction at a time; on PostgreSQL (read
-    // committed) each would miss the others' uncommitted rows and the cap
-    // would not hold (seen with concurrent `issueSession` calls), so the
-    // user's row is locked until the transaction ends.
-    if conn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
-        user::Entity::find_by_id(user.id)
-            .lock_exclusive()
-            .one(conn)
-            .await?;
-    }
+    // Concurrent openings for one user count each other's sessions: the
+    // user's row is locked by `open_session` (see `users::lock`).
     let mut own: Vec<session::Model> = sessions_of(conn, user.id, false)
         .await?
         .into_iter()
@@ -109,7 +103,18 @@ async fn enforce_session_cap(
 /// new one would go beyond `MAX_SESSIONS_PER_USER`. `event` names what
 /// opened it (sign-in, a trusted backend) given the new row; it is
 /// recorded from the request, with the user as subject, the session and
-/// the user's email. The caller commits.
+/// the user's email. The account's `lastSignInAt` is set. The caller
+/// commits.
+///
+/// The account is read again, its row locked (see [`users::lock`]),
+/// before anything is written: a disabled account is refused
+/// (`AccountDisabled`), a deleted one is `NOT_FOUND`. `disableUser` locks
+/// the same row before it ends the account's sessions, so a session
+/// opened concurrently is either refused here or ended there: on
+/// PostgreSQL, whichever locks second waits and then sees the other's
+/// commit; on SQLite, write transactions run one at a time. The
+/// concurrent openings of the session cap count each other's sessions for
+/// the same reason.
 pub(super) async fn open_session(
     txn: &impl ConnectionTrait,
     config: &Config,
@@ -118,8 +123,21 @@ pub(super) async fn open_session(
     lifetime: std::time::Duration,
     event: impl FnOnce(&session::Model) -> NewEvent,
 ) -> AppResult<OpenedSession> {
+    let current = users::lock(txn, user.id).await?;
+    if current.status == user::UserStatus::Disabled {
+        return Err(AppError::AccountDisabled);
+    }
     let token = auth::generate_token()?;
     let now = db::now();
+    user::Entity::update_many()
+        .col_expr(user::Column::LastSignInAt, Expr::value(now))
+        .filter(user::Column::Id.eq(user.id))
+        .exec(txn)
+        .await?;
+    let user = &user::Model {
+        last_sign_in_at: Some(now),
+        ..current
+    };
     let absolute = now + Config::chrono(lifetime);
     let idle = now + Config::chrono(config.session_idle_timeout);
     let session = new_session(&token, user.id, meta, now, absolute.min(idle), absolute);

@@ -137,7 +137,29 @@ async fn verify_and_open(
             .actor(user.id)
             .meta("expiresAt", session.expires_at.to_rfc3339())
     })
-    .await?;
+    .await;
+    let opened = match opened {
+        Ok(opened) => opened,
+        Err(err) => {
+            // Rolled back, the reservation with it: a refused sign-in of
+            // a disabled (or meanwhile deleted) account counts as a
+            // failure. Told only to whoever knows the password.
+            drop(txn);
+            if matches!(err, AppError::AccountDisabled | AppError::NotFound(_)) {
+                let event = NewEvent::failed(
+                    events::SIGN_IN,
+                    format!("sign-in of {} refused: the account is disabled", user.email),
+                )
+                .from_request(meta)
+                .subject(user.id)
+                .meta("emailHash", email_hash)
+                .meta("reason", "disabled");
+                audit::record_alone(db, event).await?;
+                return Err(AppError::AccountDisabled);
+            }
+            return Err(err);
+        }
+    };
     txn.commit().await?;
     Ok(opened)
 }

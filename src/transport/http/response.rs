@@ -133,13 +133,7 @@ pub(super) fn send_response(
 
 pub(super) fn send(status: StatusCode, media: MediaType, body: &impl serde::Serialize) -> Response {
     match serde_json::to_vec(body) {
-        Ok(bytes) => {
-            let mut response = (status, bytes).into_response();
-            let headers = response.headers_mut();
-            headers.insert(header::CONTENT_TYPE, media.header());
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            response
-        }
+        Ok(bytes) => send_bytes(status, media, bytes),
         Err(err) => {
             let err = AppError::internal(err);
             error_response(
@@ -150,6 +144,15 @@ pub(super) fn send(status: StatusCode, media: MediaType, body: &impl serde::Seri
             )
         }
     }
+}
+
+/// A body already written as JSON.
+pub(super) fn send_bytes(status: StatusCode, media: MediaType, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, media.header());
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 #[cfg(test)]
