@@ -8,8 +8,11 @@
 
 use std::path::{Path, PathBuf};
 
-use entity::{audit_chain, audit_event, user::Role};
-use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Statement};
+use entity::{audit_chain, audit_checkpoint, audit_event, user::Role};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    Statement,
+};
 use serde_json::{Value, json};
 use session_manager::service::audit::{self as audits, NewEvent, event_hash};
 
@@ -640,4 +643,88 @@ async fn after_a_key_rotation_old_checkpoints_verify_with_the_old_public_key() {
         ],
     );
     assert!(ok, "--public-key twice: {out}{err}");
+}
+
+/// The server never vouches for a rewritten chain: after the newest
+/// events are deleted and the head moved, or the chain recomputed past an
+/// edit, and new events appended, `audit checkpoint` refuses to sign and
+/// stores nothing; an untouched chain is signed as before.
+#[tokio::test]
+async fn no_checkpoint_is_signed_over_a_chain_rewritten_since_the_last() {
+    let (app, _token) = app_with_events(12).await;
+    let _kept = keep_outside(&app);
+    let stored = || async {
+        audit_checkpoint::Entity::find()
+            .filter(audit_checkpoint::Column::Kind.eq(audit_checkpoint::CHECKPOINT))
+            .count(app.db())
+            .await
+            .unwrap()
+    };
+    // Untouched and extended: signed.
+    seed(&app, 3).await;
+    let (ok, _, err) = cli(&app, &["audit", "checkpoint"]);
+    assert!(ok, "{err}");
+    let before = stored().await;
+    assert_eq!(before, 2);
+
+    // The newest 3 deleted (the last checkpoint among them), the head
+    // moved, new events appended.
+    let events = app.audit_events().await;
+    for event in &events[events.len() - 3..] {
+        exec(
+            &app,
+            &format!("DELETE FROM audit_events WHERE seq = {}", event.seq),
+        )
+        .await;
+    }
+    set_head(&app, &events[events.len() - 4]).await;
+    // Past the last checkpoint's position again, so one is due.
+    seed(&app, 5).await;
+    let (ok, out, err) = cli(&app, &["audit", "checkpoint"]);
+    assert!(!ok, "signed over deleted events: {out}");
+    assert!(err.contains("does not extend the last checkpoint"), "{err}");
+    assert_eq!(stored().await, before, "nothing stored");
+
+    // Event 8 edited, event 9 deleted, the rest recomputed and moved up,
+    // the head moved, then new events: refused as well.
+    let (app, _token) = app_with_events(20).await;
+    let _kept = keep_outside(&app);
+    let events = app.audit_events().await;
+    let mut prev = events[6].hash.clone();
+    let mut rewritten: Vec<audit_event::Model> = Vec::new();
+    for event in events.iter().filter(|e| e.seq >= 8 && e.seq != 9) {
+        let mut event = event.clone();
+        if event.seq == 8 {
+            event.message = "nothing happened".into();
+        } else {
+            event.seq -= 1;
+        }
+        event.prev_hash = prev;
+        event.hash = event_hash(&event);
+        prev = event.hash.clone();
+        rewritten.push(event);
+    }
+    exec(&app, "DELETE FROM audit_events WHERE seq >= 8").await;
+    for event in &rewritten {
+        audit_event::ActiveModel::from(event.clone())
+            .insert(app.db())
+            .await
+            .unwrap();
+    }
+    set_head(&app, rewritten.last().unwrap()).await;
+    seed(&app, 3).await;
+    let before = audit_checkpoint::Entity::find()
+        .count(app.db())
+        .await
+        .unwrap();
+    let (ok, out, err) = cli(&app, &["audit", "checkpoint"]);
+    assert!(!ok, "signed over a recomputed chain: {out}");
+    assert!(err.contains("does not extend the last checkpoint"), "{err}");
+    assert_eq!(
+        audit_checkpoint::Entity::find()
+            .count(app.db())
+            .await
+            .unwrap(),
+        before
+    );
 }

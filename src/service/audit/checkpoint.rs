@@ -28,7 +28,7 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Keyring, NewEvent, Signer, events, lock_head, record};
+use super::{Keyring, NewEvent, Signer, event_hash, events, lock_head, record};
 use crate::{
     db::{self, Db},
     error::{AppError, AppResult},
@@ -169,6 +169,21 @@ pub async fn checkpoint(db: &Db, signer: &Signer, force: bool) -> AppResult<Opti
     if !due {
         return Ok(last.filter(|_| force).map(Checkpoint::from));
     }
+    if let Some(last) = &last {
+        // Never vouch for a chain rewritten since the last checkpoint.
+        if let Err(broken) = extends(&txn, last, &head).await? {
+            tracing::error!(
+                last_seq = last.seq,
+                head_seq = head.head_seq,
+                "audit: not signing a checkpoint: {broken}"
+            );
+            return Err(AppError::internal(anyhow::anyhow!(
+                "the audit chain does not extend the last checkpoint (seq {}): {broken}; \
+                 run `session-manager audit verify`",
+                last.seq
+            )));
+        }
+    }
     let checkpoint = Checkpoint::signed(
         signer,
         CHECKPOINT,
@@ -190,6 +205,65 @@ pub async fn checkpoint(db: &Db, signer: &Signer, force: bool) -> AppResult<Opti
         "audit: checkpoint signed"
     );
     Ok(Some(checkpoint))
+}
+
+/// Whether the chain as it stands extends `last`: the event at its `seq`
+/// still has its hash, and every event after it through the head follows
+/// on, position by position, its hash recomputed. Normally a walk of
+/// about `AUDIT_CHECKPOINT_EVERY` events, so the server never signs a
+/// chain someone with the database's keys rewrote since (`Err` says how).
+async fn extends(
+    conn: &impl ConnectionTrait,
+    last: &audit_checkpoint::Model,
+    head: &audit_chain::Model,
+) -> AppResult<Result<(), String>> {
+    use entity::audit_event;
+    if head.head_seq < last.seq {
+        return Ok(Err(format!(
+            "the head (seq {}) is behind the last checkpoint",
+            head.head_seq
+        )));
+    }
+    // A checkpoint retention has purged past stands for nothing more than
+    // the anchor (a signed purge record vouches for that): walk from it.
+    let (first, mut hash) = if last.seq <= head.anchor_seq {
+        (head.anchor_seq + 1, Some(head.anchor_hash.clone()))
+    } else {
+        (last.seq, None)
+    };
+    let events = audit_event::Entity::find()
+        .filter(audit_event::Column::Seq.gte(first))
+        .filter(audit_event::Column::Seq.lte(head.head_seq))
+        .order_by_asc(audit_event::Column::Seq)
+        .all(conn)
+        .await?;
+    let mut expected = first;
+    for event in &events {
+        if event.seq != expected {
+            return Ok(Err(format!("no event at seq {expected}")));
+        }
+        match &hash {
+            None if event.hash != last.hash => {
+                return Ok(Err(format!(
+                    "the event at seq {} is not the one signed",
+                    event.seq
+                )));
+            }
+            Some(prev) if &event.prev_hash != prev || event_hash(event) != event.hash => {
+                return Ok(Err(format!("the chain breaks at seq {}", event.seq)));
+            }
+            _ => {}
+        }
+        hash = Some(event.hash.clone());
+        expected += 1;
+    }
+    if expected != head.head_seq + 1 || hash.as_deref() != Some(head.head_hash.as_str()) {
+        return Ok(Err(format!(
+            "the chain does not reach its head (seq {})",
+            head.head_seq
+        )));
+    }
+    Ok(Ok(()))
 }
 
 /// Signs a checkpoint at every `every`-th position of the chain as it
