@@ -112,6 +112,11 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/check", any(transport::gateway::check))
         .route("/oauth/revoke", post(transport::oauth::revoke))
         .route("/oauth/introspect", post(transport::introspect::introspect))
+        .route(
+            service::ssf::paths::CONFIGURATION,
+            get(transport::ssf::configuration),
+        )
+        .route(service::ssf::paths::JWKS, get(transport::ssf::jwks))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));

@@ -22,6 +22,8 @@ pub struct AppState {
     pub events: EventBus,
     /// Refused attempts per caller, for the denial rate limit (per process).
     pub denials: Arc<service::denials::DenialLimiter>,
+    /// The Shared Signals signing key and the published public keys.
+    pub ssf_keys: Arc<service::ssf::Keyring>,
 }
 
 impl AppState {
@@ -31,6 +33,10 @@ impl AppState {
         db::migrate(&db).await?;
         let db = database(db).await?;
         let throttle = service::throttle::Throttle::new(&db, &config).await?;
+        let ssf_keys = Arc::new(service::ssf::Keyring::load(
+            &config.ssf_signing_key_path(),
+            &config.ssf_previous_keys,
+        )?);
         Ok(Self {
             throttle,
             db,
@@ -38,6 +44,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             events: EventBus::new(config.subscriber_buffer),
             denials: Arc::default(),
+            ssf_keys,
             config: Arc::new(config),
         })
     }

@@ -1,0 +1,275 @@
+//! OpenID Shared Signals: the transmitter's metadata and JWK Set as a
+//! receiver reads them from the running server, and SETs signed with the
+//! server's key checked by PyJWT (PyPI `pyjwt[crypto]`, run as
+//! `tests/api/verify_sets.py`), a standard JOSE library, against the JWK
+//! Set fetched over HTTP — not by the server's code. Without the library
+//! the checks say so and are skipped, except under CI (`CI` set), where
+//! the tests fail (`.ci/run` installs it).
+
+use std::path::{Path, PathBuf};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::helpers::{TestApp, spawn_app_with, spawn_replica};
+
+async fn get_json(app: &TestApp, path: &str) -> (reqwest::StatusCode, String, Value) {
+    let response = app
+        .client
+        .get(format!("{}{path}", app.address))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let kind = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, kind, response.json().await.unwrap())
+}
+
+fn key_in(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
+
+#[tokio::test]
+async fn the_configuration_names_every_endpoint_under_the_issuer() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_in(dir.path(), "ssf.pem");
+    let app = spawn_app_with(|c| c.ssf_signing_key = Some(key.clone())).await;
+    let (status, kind, doc) = get_json(&app, "/.well-known/ssf-configuration").await;
+    assert_eq!(status, 200);
+    assert!(kind.starts_with("application/json"), "{kind}");
+    // Without SSF_ISSUER, the issuer is the host the request went to.
+    assert_eq!(doc["issuer"], app.address.as_str(), "{doc}");
+    assert_eq!(doc["spec_version"], "1_0");
+    assert_eq!(
+        doc["delivery_methods_supported"],
+        json!(["urn:ietf:rfc:8935", "urn:ietf:rfc:8936"])
+    );
+    for (field, path) in [
+        ("jwks_uri", "/jwks.json"),
+        ("configuration_endpoint", "/ssf/stream"),
+        ("status_endpoint", "/ssf/status"),
+        ("add_subject_endpoint", "/ssf/subjects:add"),
+        ("remove_subject_endpoint", "/ssf/subjects:remove"),
+        ("verification_endpoint", "/ssf/verify"),
+    ] {
+        assert_eq!(
+            doc[field],
+            format!("{}{path}", app.address),
+            "{field}: {doc}"
+        );
+    }
+    // The jwks_uri is where the keys are.
+    let jwks: Value = app
+        .client
+        .get(doc["jwks_uri"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1, "{jwks}");
+
+    // A Host that is not a plain host and port is not echoed.
+    let response = app
+        .client
+        .get(format!("{}/.well-known/ssf-configuration", app.address))
+        .header("host", "evil.test/<x>")
+        .send()
+        .await
+        .unwrap();
+    let doc: Value = response.json().await.unwrap();
+    assert!(!doc["issuer"].as_str().unwrap().contains("evil"), "{doc}");
+
+    // SSF_ISSUER names the issuer, whatever the request's host.
+    let other = spawn_app_with(|c| {
+        c.ssf_signing_key = Some(key.clone());
+        c.ssf_issuer = Some("https://auth.example.com".into());
+    })
+    .await;
+    let (_, _, doc) = get_json(&other, "/.well-known/ssf-configuration").await;
+    assert_eq!(doc["issuer"], "https://auth.example.com");
+    assert_eq!(doc["jwks_uri"], "https://auth.example.com/jwks.json");
+}
+
+#[tokio::test]
+async fn the_jwks_publishes_the_signing_key_under_its_rfc_7638_thumbprint() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = key_in(dir.path(), "keys/ssf.pem");
+    let app = spawn_app_with(|c| c.ssf_signing_key = Some(path.clone())).await;
+    let (status, kind, jwks) = get_json(&app, "/jwks.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(kind, "application/jwk-set+json");
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "{jwks}");
+    let key = &keys[0];
+    assert_eq!(key["kty"], "EC");
+    assert_eq!(key["crv"], "P-256");
+    assert_eq!(key["alg"], "ES256");
+    assert_eq!(key["use"], "sig");
+    assert!(
+        key.get("d").is_none(),
+        "no private part is published: {key}"
+    );
+    let canonical = format!(
+        r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+        key["x"].as_str().unwrap(),
+        key["y"].as_str().unwrap()
+    );
+    let thumbprint = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()));
+    assert_eq!(key["kid"], thumbprint.as_str());
+    assert_eq!(app.state.ssf_keys.kid(), thumbprint);
+
+    // The key was made, readable by its owner only, and is kept: a second
+    // server on the same file (a replica, or a restart) publishes the same.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .starts_with("-----BEGIN PRIVATE KEY-----")
+    );
+    let replica = spawn_replica(&app, |c| c.ssf_signing_key = Some(path.clone())).await;
+    let (_, _, again) = get_json(&replica, "/jwks.json").await;
+    assert_eq!(again, jwks);
+}
+
+#[tokio::test]
+async fn sets_signed_by_the_server_verify_with_pyjwt_and_survive_a_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let old_path = key_in(dir.path(), "old.pem");
+    let new_path = key_in(dir.path(), "new.pem");
+    let old = spawn_app_with(|c| c.ssf_signing_key = Some(old_path.clone())).await;
+    let issuer = old.address.clone();
+    let claims = json!({
+        "iss": issuer,
+        "aud": "https://receiver.test",
+        "iat": 1_700_000_000,
+        "jti": "a-jti",
+        "events": {},
+    });
+    let signed = old.state.ssf_keys.sign("secevent+jwt", &claims).unwrap();
+    let (_, _, jwks) = get_json(&old, "/jwks.json").await;
+    let Some(results) = verify(&jwks, &issuer, Some("https://receiver.test"), &[&signed]) else {
+        return;
+    };
+    assert_eq!(results[0]["claims"], claims, "{results:?}");
+    assert_eq!(results[0]["header"]["typ"], "secevent+jwt");
+    assert_eq!(results[0]["header"]["alg"], "ES256");
+    assert_eq!(results[0]["header"]["kid"], old.state.ssf_keys.kid());
+
+    // Tampered claims, another audience or another issuer do not verify.
+    let mut parts: Vec<String> = signed.split('.').map(str::to_owned).collect();
+    let mut forged = claims.clone();
+    forged["jti"] = json!("forged");
+    parts[1] = URL_SAFE_NO_PAD.encode(forged.to_string());
+    let tampered = parts.join(".");
+    let results = verify(&jwks, &issuer, Some("https://receiver.test"), &[&tampered]).unwrap();
+    assert!(results[0].get("error").is_some(), "{results:?}");
+    let results = verify(&jwks, &issuer, Some("https://other.test"), &[&signed]).unwrap();
+    assert!(results[0].get("error").is_some(), "{results:?}");
+    let results = verify(&jwks, "https://other.test", None, &[&signed]).unwrap();
+    assert!(results[0].get("error").is_some(), "{results:?}");
+
+    // Rotated: a server on a new key with the old one listed in
+    // SSF_PREVIOUS_KEYS publishes both; what the old key signed still
+    // verifies, and so does what the new one signs.
+    let rotated = spawn_replica(&old, |c| {
+        c.ssf_signing_key = Some(new_path.clone());
+        c.ssf_previous_keys = vec![old_path.clone()];
+    })
+    .await;
+    assert_ne!(rotated.state.ssf_keys.kid(), old.state.ssf_keys.kid());
+    let fresh = rotated
+        .state
+        .ssf_keys
+        .sign("secevent+jwt", &claims)
+        .unwrap();
+    let (_, _, both) = get_json(&rotated, "/jwks.json").await;
+    let kids: Vec<&str> = both["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kids,
+        [rotated.state.ssf_keys.kid(), old.state.ssf_keys.kid()]
+    );
+    let results = verify(
+        &both,
+        &issuer,
+        Some("https://receiver.test"),
+        &[&signed, &fresh],
+    )
+    .unwrap();
+    assert!(results.iter().all(|r| r["claims"] == claims), "{results:?}");
+    // Once the old key is dropped from the list, its SETs no longer verify.
+    let dropped = spawn_replica(&old, |c| c.ssf_signing_key = Some(new_path.clone())).await;
+    let (_, _, only_new) = get_json(&dropped, "/jwks.json").await;
+    let results = verify(
+        &only_new,
+        &issuer,
+        Some("https://receiver.test"),
+        &[&signed, &fresh],
+    )
+    .unwrap();
+    assert!(results[0].get("error").is_some(), "{results:?}");
+    assert_eq!(results[1]["claims"], claims, "{results:?}");
+}
+
+/// What PyJWT makes of `sets` against `jwks`; `None` when the library is
+/// missing outside CI.
+pub fn verify(
+    jwks: &Value,
+    issuer: &str,
+    audience: Option<&str>,
+    sets: &[&str],
+) -> Option<Vec<Value>> {
+    use std::{io::Write, process::Stdio};
+    let installed = std::process::Command::new("python3")
+        .args(["-c", "import jwt, cryptography"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        if std::env::var_os("CI").is_some() {
+            panic!(
+                "PyJWT is missing, and CI is set: SETs must be verified in CI \
+                 (.ci/run installs it; pip install 'pyjwt[crypto]')"
+            );
+        }
+        eprintln!("notice: python3 PyJWT is missing; SET verification is skipped");
+        return None;
+    }
+    let request = json!({ "jwks": jwks, "issuer": issuer, "audience": audience, "sets": sets });
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/verify_sets.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "the verifier failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some(serde_json::from_slice(&output.stdout).expect("the verifier's JSON"))
+}
