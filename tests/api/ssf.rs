@@ -12,6 +12,11 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use entity::{user, user::Role};
+use sea_orm::EntityTrait;
+use session_manager::service::ssf::{self, set};
+use uuid::Uuid;
+
 use crate::helpers::{TestApp, spawn_app_with, spawn_replica};
 
 async fn get_json(app: &TestApp, path: &str) -> (reqwest::StatusCode, String, Value) {
@@ -227,13 +232,119 @@ async fn sets_signed_by_the_server_verify_with_pyjwt_and_survive_a_rotation() {
     assert_eq!(results[1]["claims"], claims, "{results:?}");
 }
 
+/// The SETs the server would send to a stream (`stream`, for `audience`)
+/// for the committed audit events after `after`, signed with its key.
+async fn sets_after(app: &TestApp, after: i64, audience: &str, stream: Uuid) -> Vec<String> {
+    let issuer = app.address.clone();
+    let mut sets = Vec::new();
+    for event in app
+        .audit_events()
+        .await
+        .into_iter()
+        .filter(|e| e.seq > after)
+    {
+        let email = event
+            .metadata
+            .get("userEmail")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let email = match email {
+            Some(email) => Some(email),
+            None => match event.user_id {
+                Some(id) => user::Entity::find_by_id(id)
+                    .one(app.db())
+                    .await
+                    .unwrap()
+                    .map(|u| u.email),
+                None => None,
+            },
+        };
+        let subject = set::User {
+            email: email.as_deref(),
+            external_id: None,
+        };
+        if let Some(claims) = set::claims(&event, subject, &issuer, audience, stream) {
+            sets.push(app.state.ssf_keys.sign(ssf::SET_TYP, &claims).unwrap());
+        }
+    }
+    sets
+}
+
+#[tokio::test]
+async fn revocations_and_password_changes_make_caep_sets_that_pyjwt_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_in(dir.path(), "ssf.pem");
+    let app = spawn_app_with(|c| c.ssf_signing_key = Some(key.clone())).await;
+    let alice = app.create_user(Role::User).await;
+    let (token, _) = app.sign_in_as(&alice, "laptop").await;
+    let (_, phone) = app.sign_in_as(&alice, "phone").await;
+    let start = app.audit_events().await.last().unwrap().seq;
+    let body = app
+        .gql(
+            Some(&token),
+            "mutation($id: UUID!) { revokeSession(id: $id) { id } }",
+            json!({ "id": phone }),
+        )
+        .await;
+    assert!(body.get("errors").is_none(), "{body}");
+    let body = app
+        .gql(
+            Some(&token),
+            "mutation($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) }",
+            json!({ "c": alice.password, "n": "a-new-long-password-1" }),
+        )
+        .await;
+    assert!(body.get("errors").is_none(), "{body}");
+
+    let stream = Uuid::now_v7();
+    let sets = sets_after(&app, start, "https://receiver.test", stream).await;
+    let (_, _, jwks) = get_json(&app, "/jwks.json").await;
+    let Some(results) = verify(&jwks, &app.address, Some("https://receiver.test"), &sets) else {
+        return;
+    };
+    let kinds: Vec<String> = results
+        .iter()
+        .map(|r| {
+            assert_eq!(r["header"]["typ"], "secevent+jwt", "{r}");
+            let events = r["claims"]["events"].as_object().expect("verified");
+            assert_eq!(events.len(), 1, "{r}");
+            events.keys().next().unwrap().clone()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [ssf::SESSION_REVOKED, ssf::CREDENTIAL_CHANGE],
+        "{results:?}"
+    );
+    let revoked = &results[0]["claims"];
+    assert_eq!(revoked["sub_id"]["format"], "complex");
+    assert_eq!(revoked["sub_id"]["user"]["email"], alice.email.as_str());
+    assert_eq!(revoked["sub_id"]["session"]["id"], phone.to_string());
+    assert!(revoked["events"][ssf::SESSION_REVOKED]["event_timestamp"].is_i64());
+    let changed = &results[1]["claims"]["events"][ssf::CREDENTIAL_CHANGE];
+    assert_eq!(changed["credential_type"], "password");
+    assert_eq!(changed["change_type"], "update");
+    // The jtis are distinct, and the same again for the same stream.
+    let again = sets_after(&app, start, "https://receiver.test", stream).await;
+    let again = verify(&jwks, &app.address, Some("https://receiver.test"), &again).unwrap();
+    let jtis: Vec<&Value> = results.iter().map(|r| &r["claims"]["jti"]).collect();
+    assert_ne!(jtis[0], jtis[1]);
+    assert_eq!(
+        jtis,
+        again
+            .iter()
+            .map(|r| &r["claims"]["jti"])
+            .collect::<Vec<_>>()
+    );
+}
+
 /// What PyJWT makes of `sets` against `jwks`; `None` when the library is
 /// missing outside CI.
 pub fn verify(
     jwks: &Value,
     issuer: &str,
     audience: Option<&str>,
-    sets: &[&str],
+    sets: &[impl AsRef<str>],
 ) -> Option<Vec<Value>> {
     use std::{io::Write, process::Stdio};
     let installed = std::process::Command::new("python3")
@@ -250,6 +361,7 @@ pub fn verify(
         eprintln!("notice: python3 PyJWT is missing; SET verification is skipped");
         return None;
     }
+    let sets: Vec<&str> = sets.iter().map(AsRef::as_ref).collect();
     let request = json!({ "jwks": jwks, "issuer": issuer, "audience": audience, "sets": sets });
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/verify_sets.py");
     let mut child = std::process::Command::new("python3")

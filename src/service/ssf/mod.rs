@@ -5,6 +5,7 @@
 //! key behind them ([`keys`]).
 
 pub mod keys;
+pub mod set;
 
 use serde_json::{Value, json};
 
