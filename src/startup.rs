@@ -114,6 +114,10 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/check", any(transport::gateway::check))
         .route("/oauth/revoke", post(transport::oauth::revoke))
         .route("/oauth/introspect", post(transport::introspect::introspect))
+        // The SSF configuration document (`transport::ssf::configuration`)
+        // is routed once stream management answers at the endpoints it
+        // names (issue 19 §2): until then a receiver would be sent to 404s.
+        .route(service::ssf::paths::JWKS, get(transport::ssf::jwks))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));

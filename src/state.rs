@@ -26,6 +26,8 @@ pub struct AppState {
     pub signer: Arc<service::audit::Signer>,
     /// The keys `auditChain` accepts: the signer's and `AUDIT_PUBLIC_KEYS`.
     pub keyring: Arc<service::audit::Keyring>,
+    /// The Shared Signals signing key and the published public keys.
+    pub ssf_keys: Arc<service::ssf::Keyring>,
 }
 
 impl AppState {
@@ -36,6 +38,10 @@ impl AppState {
         let db = database(db).await?;
         let (signer, keyring) = audit_keys(&config)?;
         let throttle = service::throttle::Throttle::new(&db, &config).await?;
+        let ssf_keys = Arc::new(service::ssf::Keyring::load(
+            &config.ssf_signing_key_path(),
+            &config.ssf_previous_keys,
+        )?);
         Ok(Self {
             throttle,
             db,
@@ -45,6 +51,7 @@ impl AppState {
             denials: Arc::default(),
             signer: Arc::new(signer),
             keyring: Arc::new(keyring),
+            ssf_keys,
             config: Arc::new(config),
         })
     }

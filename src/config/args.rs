@@ -207,6 +207,23 @@ pub struct ServeArgs {
     /// event wakes it (retries fall due on this tick).
     #[arg(long, env = "OUTBOX_POLL", default_value = "1s", value_parser = parse_duration, global = true)]
     pub outbox_poll: Duration,
+    /// The Shared Signals transmitter's signing key (ES256, a PKCS#8 PEM
+    /// file), created with mode 0600 when missing. Default:
+    /// `ssf-signing-key.pem` in the SQLite database's directory, else in
+    /// `./data`.
+    #[arg(long, env = "SSF_SIGNING_KEY", global = true)]
+    pub ssf_signing_key: Option<PathBuf>,
+    /// Earlier signing keys (PEM files, private or public), comma-separated:
+    /// their public keys stay in `/jwks.json` so receivers can still verify
+    /// what was signed with them (see the README on rotation).
+    #[arg(long, env = "SSF_PREVIOUS_KEYS", value_delimiter = ',', global = true)]
+    pub ssf_previous_keys: Vec<PathBuf>,
+    /// The transmitter's issuer (`iss` of every SET, and the base of the
+    /// URLs `/.well-known/ssf-configuration` names), e.g.
+    /// `https://auth.example.com`. Default: `http://` and the host the
+    /// request for the document was sent to.
+    #[arg(long, env = "SSF_ISSUER", global = true)]
+    pub ssf_issuer: Option<String>,
     /// When set, `GET /metrics` requires `Authorization: Bearer <this token>`.
     #[arg(long, env = "METRICS_TOKEN", value_parser = parse_secret, hide_env_values = true, global = true)]
     pub metrics_token: Option<Secret>,

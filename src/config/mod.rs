@@ -224,6 +224,17 @@ impl Config {
                 && self.outbox_poll <= Duration::from_secs(60),
             "OUTBOX_POLL must be between 10ms and 60s"
         );
+        if let Some(issuer) = &self.ssf_issuer {
+            anyhow::ensure!(
+                (issuer.starts_with("https://") || issuer.starts_with("http://"))
+                    && url::Url::parse(issuer).is_ok_and(|u| {
+                        u.query().is_none() && u.fragment().is_none() && u.host().is_some()
+                    })
+                    && !issuer.ends_with('/'),
+                "SSF_ISSUER must be an http(s) URL without a query, a fragment or a trailing slash, \
+                 like https://auth.example.com"
+            );
+        }
         Ok(())
     }
 
@@ -252,6 +263,18 @@ impl Config {
             self.sqlite_dir()
                 .unwrap_or_else(|| PathBuf::from("data"))
                 .join("audit-signing.key")
+        })
+    }
+
+    /// Where the Shared Signals signing key is kept: `SSF_SIGNING_KEY`,
+    /// else `ssf-signing-key.pem` beside a SQLite database file, else in
+    /// `./data`.
+    pub fn ssf_signing_key_path(&self) -> PathBuf {
+        self.ssf_signing_key.clone().unwrap_or_else(|| {
+            self.sqlite_dir()
+                .filter(|dir| !dir.as_os_str().is_empty())
+                .unwrap_or_else(|| PathBuf::from("data"))
+                .join("ssf-signing-key.pem")
         })
     }
 
@@ -380,6 +403,43 @@ mod tests {
             config.session_cookie = bad.to_owned();
             let error = config.validate().unwrap_err().to_string();
             assert!(error.contains("SESSION_COOKIE"), "{bad:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_ssf_issuer_must_be_a_plain_url_and_the_key_sits_beside_the_database() {
+        let mut config = Config::with_database(DEFAULT_DATABASE_URL);
+        assert_eq!(
+            config.ssf_signing_key_path(),
+            PathBuf::from("data/ssf-signing-key.pem")
+        );
+        assert_eq!(
+            Config::with_database("postgres://localhost/test").ssf_signing_key_path(),
+            PathBuf::from("data/ssf-signing-key.pem")
+        );
+        config.ssf_signing_key = Some(PathBuf::from("/etc/sm/ssf.pem"));
+        assert_eq!(
+            config.ssf_signing_key_path(),
+            PathBuf::from("/etc/sm/ssf.pem")
+        );
+        for good in [
+            "https://auth.example.com",
+            "http://127.0.0.1:8000",
+            "https://x.test/ssf",
+        ] {
+            config.ssf_issuer = Some(good.to_owned());
+            assert!(config.validate().is_ok(), "{good}");
+        }
+        for bad in [
+            "auth.example.com",
+            "https://a.test/",
+            "https://a.test?x=1",
+            "ftp://a.test",
+            "https://",
+        ] {
+            config.ssf_issuer = Some(bad.to_owned());
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains("SSF_ISSUER"), "{bad}: {error}");
         }
     }
 

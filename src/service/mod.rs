@@ -30,6 +30,7 @@ pub mod outbox;
 pub mod paging;
 pub mod password;
 pub mod session;
+pub mod ssf;
 pub mod throttle;
 pub mod user;
 pub mod webhook;

@@ -23,6 +23,7 @@ pub mod gateway;
 pub mod http;
 pub mod introspect;
 pub mod oauth;
+pub mod ssf;
 pub mod ws;
 
 /// What the HTTP handlers share, behind one `Arc`: axum clones the state

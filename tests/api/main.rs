@@ -29,6 +29,7 @@ mod rights;
 mod schema;
 mod seed;
 mod sessions;
+mod ssf;
 mod subscriptions;
 mod throttle;
 mod user_lifecycle;
