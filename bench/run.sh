@@ -534,7 +534,8 @@ class Receiver(http.server.BaseHTTPRequestHandler):
         pass
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Receiver).serve_forever()
 PY
-  python3 "$WORK/receiver.py" $(( PORT + 2 )) >"$OUT/receiver.log" 2>&1 &
+  # Bounded, so that it ends even when the script stops early.
+  timeout 900 python3 "$WORK/receiver.py" $(( PORT + 2 )) >"$OUT/receiver.log" 2>&1 &
   RECEIVER_PID=$!
   printf '%s' "$PASSWORD" | DATABASE_URL="$URL" RUST_LOG=warn "$BIN" user add --email bench-owner@example.com \
     --name "Bench owner" --role owner --password-stdin >"$OUT/owner.log" 2>&1 || die "owner: $(cat "$OUT/owner.log")"
