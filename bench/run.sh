@@ -8,6 +8,7 @@
 #   bench/run.sh --duration 60        # longer runs
 #   bench/run.sh --baseline           # also the raw axum + sqlx baseline, with ratios
 #   BENCH_BIN=path bench/run.sh       # a binary built before (before/after comparisons)
+#   bench/run.sh --webhook            # also W2 with one webhook endpoint attached, with the ratio
 #   bench/run.sh --help               # every option
 #
 # Traffic goes to 127.0.0.1 only; every wrk run is bounded in time.
@@ -35,6 +36,7 @@ KEEP=0
 VACUUM=1
 OUT=""
 BASELINE=0
+WEBHOOK=0
 BASELINE_DIR="${BASELINE_DIR:-$ROOT/../shared/baseline/raw-axum}"
 ISSUE_USERS=1000
 ARGS=("$@")
@@ -63,6 +65,8 @@ usage: bench/run.sh [options]
                            ../shared/baseline/raw-axum) with the same wrk settings, seeded
                            with the same sizes, and print each comparable workload's ratio
                            to it (W1: /sessions, W2: DELETE /sessions/{id}, W4 and W6: /whoami)
+  --webhook                W2 again with one webhook endpoint (every event type) at a local
+                           receiver answering 204, then again without, and the ratio
 EOF
 }
 
@@ -82,6 +86,7 @@ while [ $# -gt 0 ]; do
     --keep) KEEP=1; shift ;;
     --no-vacuum) VACUUM=0; shift ;;
     --baseline) BASELINE=1; shift ;;
+    --webhook) WEBHOOK=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -503,6 +508,8 @@ machine_header
 
 # Sessions for W2: enough for ~3 000 revocations/s over warm-up and run.
 REVOCABLE=$(( (WARMUP + DURATION + 5) * 3000 ))
+# --webhook: sessions for two more W2 runs; the receiver is at 127.0.0.1.
+if [ "$WEBHOOK" -eq 1 ]; then REVOCABLE=$(( REVOCABLE * 3 )); export WEBHOOK_ALLOW_PRIVATE=true; fi
 
 # ================================================================ full scale
 log "== seeding: $USERS users x $SESSIONS_PER_USER sessions, $AUDIT_EVENTS audit events, $REVOCABLE revocable"
@@ -556,6 +563,88 @@ available="$(wc -l <"$WORK/ids-run.txt")"
 note="each a different session; $((r1 - r0)) revocations audited for $sent requests"
 [ "$sent" -le "$available" ] || note="$note (ids ran out: $available)"
 record W2_revoke_session "$OUT/W2_revoke_session.wrk" "$note"
+
+# W2 with one webhook endpoint attached (--webhook): delivery runs off the
+# request path, so the rate should hold. An owner makes one endpoint for
+# every event type at a trivial local receiver (204 at once); W2 runs with
+# it on the session ids W2 left unused, then without it (the endpoint
+# deleted) on others, so the with-run sits between two without-runs of
+# the same process; the ratio is to their mean.
+if [ "$WEBHOOK" -eq 1 ]; then
+  log "== W2 with one webhook endpoint (uptime: $(uptime))"
+  cat >"$WORK/receiver.py" <<'PY'
+import http.server, sys
+class Receiver(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(204)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Receiver).serve_forever()
+PY
+  # Bounded, so that it ends even when the script stops early.
+  timeout 900 python3 "$WORK/receiver.py" $(( PORT + 2 )) >"$OUT/receiver.log" 2>&1 &
+  RECEIVER_PID=$!
+  printf '%s' "$PASSWORD" | DATABASE_URL="$URL" RUST_LOG=warn "$BIN" user add --email bench-owner@example.com \
+    --name "Bench owner" --role owner --password-stdin >"$OUT/owner.log" 2>&1 || die "owner: $(cat "$OUT/owner.log")"
+  OWNER_TOKEN="$(gql "" "$(gql_body "$Q_SIGNIN" "$(jq -cn --arg p "$PASSWORD" '{e: "bench-owner@example.com", p: $p}')")" | jq -r '.data.signIn.token')"
+  sleep 0.5
+  HOOK_ID="$(gql "$OWNER_TOKEN" "$(gql_body "mutation { createWebhookEndpoint(url: \"http://127.0.0.1:$(( PORT + 2 ))/hook\", description: \"bench\") { endpoint { id } } }")" \
+    | jq -r '.data.createWebhookEndpoint.endpoint.id')"
+  [ -n "$HOOK_ID" ] && [ "$HOOK_ID" != null ] || die "W2 webhook: the endpoint was not made"
+  hook_state() { # -> "cursorSeq lag failures"
+    gql "$OWNER_TOKEN" "$(gql_body '{ webhookEndpoints { id cursorSeq lag failures } }')" \
+      | jq -r --arg id "$HOOK_ID" '.data.webhookEndpoints[] | select(.id == $id) | "\(.cursorSeq) \(.lag) \(.failures)"'
+  }
+  # The ids W2 left: two halves, each split into warm-up and run as W2's.
+  tail -n "+$(( sent + 1 ))" "$WORK/ids-run.txt" >"$WORK/ids-left.txt"
+  left_half=$(( $(wc -l <"$WORK/ids-left.txt") / 2 ))
+  w2_again() { # w2_again NAME FIRST_LINE NOTE
+    local name="$1" first="$2" note="$3" warm
+    sed -n "${first},$(( first + left_half - 1 ))p" "$WORK/ids-left.txt" >"$WORK/$name-ids.txt"
+    warm=$(( left_half * WARMUP / (WARMUP + DURATION + 5) + 1 ))
+    head -n "$warm" "$WORK/$name-ids.txt" >"$WORK/$name-ids-warmup.txt"
+    tail -n "+$(( warm + 1 ))" "$WORK/$name-ids.txt" >"$WORK/$name-ids-run.txt"
+    write_revoke_script "$WORK/$name-warmup.lua" "$REVOKER_TOKEN" "$WORK/$name-ids-warmup.txt"
+    write_revoke_script "$WORK/$name.lua" "$REVOKER_TOKEN" "$WORK/$name-ids-run.txt"
+    run_wrk "$name-warmup" "$WARMUP" "$CONNECTIONS" "$WORK/$name-warmup.lua"
+    [ -z "${PRE_HOOK:-}" ] || "$PRE_HOOK" "$name"
+    reset_peak
+    cpu_begin
+    run_wrk "$name" "$DURATION" "$CONNECTIONS" "$WORK/$name.lua"
+    cpu_end "$(wrk_requests "$OUT/$name.wrk")"
+    [ -z "${POST_HOOK:-}" ] || "$POST_HOOK" "$name"
+    [ -z "${HOOK_NOTE:-}" ] || note="$HOOK_NOTE"
+    HOOK_NOTE=""
+    [ "$(wrk_requests "$OUT/$name.wrk")" -le "$(wc -l <"$WORK/$name-ids-run.txt")" ] || note="$note (ids ran out)"
+    record "$name" "$OUT/$name.wrk" "$note"
+  }
+  hook_before() { read -r HOOK_C0 _ _ < <(hook_state); }
+  hook_after() {
+    local c1 lag fails t0 drained
+    read -r c1 lag fails < <(hook_state)
+    t0="$(date +%s.%N)"
+    for _ in $(seq 1 600); do
+      [ "$(hook_state | cut -d' ' -f2)" = 0 ] && break
+      sleep 0.2
+    done
+    drained="$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')"
+    HOOK_NOTE="one webhook endpoint (every type): $(( c1 - HOOK_C0 )) events delivered during the run, lag at its end $lag, drained ${drained}s later (lag now $(hook_state | cut -d' ' -f2)), $fails failures"
+  }
+  PRE_HOOK=hook_before POST_HOOK=hook_after w2_again W2_revoke_session_webhook 1 "with a webhook endpoint"
+  gql "$OWNER_TOKEN" "$(gql_body "mutation { deleteWebhookEndpoint(id: \"$HOOK_ID\") }")" >/dev/null
+  kill "$RECEIVER_PID" 2>/dev/null || true
+  w2_again W2_revoke_session_after $(( left_half + 1 )) "no webhook endpoint (deleted), after the run with one"
+  awk -F'\t' '
+    $2 == "full" && $3 == "W2_revoke_session" { a = $4; ca = $8 }
+    $2 == "full" && $3 == "W2_revoke_session_webhook" { w = $4; cw = $8 }
+    $2 == "full" && $3 == "W2_revoke_session_after" { b = $4; cb = $8 }
+    END { printf "  W2 with one webhook endpoint / without (mean of before and after): x%.2f req/s (%s / %s, %s), server CPU/req x%.2f (%s / %s, %s us)\n",
+      w / ((a + b) / 2), w, a, b, cw / ((ca + cb) / 2), cw, ca, cb }' "$RESULTS" | tee "$OUT/webhook.txt" >&2
+  log "   uptime after: $(uptime)"
+fi
 
 # W3: the admin's audit page, filtered by user.
 workload W3_audit_user_offset0 "$(gql_body "$Q_W3" "{\"u\":\"$BENCH_ID\",\"o\":0}")" "$ADMIN_TOKEN" \

@@ -52,7 +52,7 @@ export DATABASE_URL="sqlite://$work/e2e.db?mode=rwc"
 "$bin" demo >"$work/demo.log" 2>&1
 
 # Port 0: the server picks a free port and logs it.
-BIND=127.0.0.1:0 LOG_FORMAT=json RUST_LOG="${RUST_LOG:-info,sqlx=warn}" \
+BIND=127.0.0.1:0 LOG_FORMAT=json WEBHOOK_ALLOW_PRIVATE=true RUST_LOG="${RUST_LOG:-info,sqlx=warn}" \
   "$bin" serve 2>"$work/server.log" &
 server_pid=$!
 

@@ -58,6 +58,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         JS,
         include_bytes!("../assets/dashboard/audit.js"),
     ),
+    (
+        "webhooks.js",
+        JS,
+        include_bytes!("../assets/dashboard/webhooks.js"),
+    ),
 ];
 
 const PAGE: &str = include_str!("../assets/dashboard/index.html");

@@ -1,19 +1,20 @@
 // The dashboard: sign-in, the shell (navigation, impersonation banner,
-// messages) and a hash router over the views in sessions.js, admin.js and
-// audit.js. Every view has render(), refresh() and destroy().
+// messages) and a hash router over the views in sessions.js, admin.js,
+// audit.js and webhooks.js. Every view has render(), refresh() and destroy().
 
 import { ApiError, describeError, gql, onSessionEnded, tokens } from './api.js';
 import { h, mount, field } from './dom.js';
 import { sessionsView } from './sessions.js';
 import { usersView, userView } from './admin.js';
 import { auditView } from './audit.js';
+import { webhooksView, webhookView } from './webhooks.js';
 
 const VIEWER = `query Viewer {
   viewer {
     user { id email name role }
     session { id expires }
     impersonator { id email name role }
-    can { listUsers readAllAudit verifyAuditChain revokeSessions manageUsers grantableRoles }
+    can { listUsers readAllAudit verifyAuditChain revokeSessions manageUsers grantableRoles manageWebhooks }
   }
 }`;
 
@@ -60,7 +61,8 @@ function isImpersonating() {
 
 /**
  * What the server allows this viewer (`Viewer.can`: listUsers,
- * readAllAudit, verifyAuditChain, revokeSessions, manageUsers), asked rather than
+ * readAllAudit, verifyAuditChain, revokeSessions, manageUsers,
+ * manageWebhooks), asked rather than
  * worked out from the role, so the rules live only on the server.
  */
 function can(right) {
@@ -249,6 +251,7 @@ function renderShell() {
   const links = [['#/sessions', 'Your sessions']];
   if (can('listUsers')) links.push(['#/users', 'Users']);
   links.push(['#/audit', 'Audit log']);
+  if (can('manageWebhooks')) links.push(['#/webhooks', 'Webhooks']);
   const signOutButton = isImpersonating()
     ? null
     : h('button', { type: 'button', class: 'link', onclick: signOut }, 'Sign out');
@@ -278,7 +281,8 @@ function renderShell() {
 
 function markCurrentLink(path) {
   for (const a of root.querySelectorAll('nav a')) {
-    const active = path === a.dataset.route || (a.dataset.route === '#/users' && path.startsWith('#/users'));
+    const link = a.dataset.route;
+    const active = path === link || ((link === '#/users' || link === '#/webhooks') && path.startsWith(`${link}/`));
     if (active) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
@@ -330,6 +334,7 @@ function route() {
   if (!main) return;
   let view;
   const userMatch = path.match(/^#\/users\/([0-9a-fA-F-]{36})$/);
+  const webhookMatch = path.match(/^#\/webhooks\/([0-9a-fA-F-]{36})$/);
   if (path === '#/sessions' || path === '#/' || path === '#/signin' || path === '') {
     view = sessionsView(context);
   } else if (path === '#/users' && can('listUsers')) {
@@ -338,6 +343,10 @@ function route() {
     view = userView(context, userMatch[1], params);
   } else if (path === '#/audit') {
     view = auditView(context, params);
+  } else if (path === '#/webhooks' && can('manageWebhooks')) {
+    view = webhooksView(context);
+  } else if (webhookMatch && can('manageWebhooks')) {
+    view = webhookView(context, webhookMatch[1], params);
   } else {
     mount(
       main,

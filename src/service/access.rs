@@ -147,6 +147,12 @@ pub fn may_list_users(caller: &Caller) -> bool {
     has_role(caller, LIST_USERS_ROLE)
 }
 
+/// May `caller` manage webhook endpoints (the rule the webhook operations'
+/// guard applies to users)?
+pub fn may_manage_webhooks(caller: &Caller) -> bool {
+    has_role(caller, MANAGE_WEBHOOKS_ROLE)
+}
+
 /// May `caller` walk the audit hash chain (`auditChain`)?
 pub fn may_verify_audit(caller: &Caller) -> bool {
     has_role(caller, VERIFY_AUDIT_ROLE)

@@ -8,7 +8,8 @@ use uuid::Uuid;
 use crate::helpers::{TestApp, TestUser, spawn_app};
 
 const START: &str = "mutation($id: UUID!) { startImpersonation(userId: $id, reason: \"ticket 17\") { token session { id } } }";
-const CAN: &str = "{ viewer { can { listUsers readAllAudit verifyAuditChain revokeSessions } } }";
+const CAN: &str =
+    "{ viewer { can { listUsers readAllAudit verifyAuditChain revokeSessions manageWebhooks } } }";
 const LIST: &str = "query($user: UUID) { sessions(userId: $user) { sessions { id canRevoke } } }";
 const REVOKE: &str = "mutation($id: UUID!) { revokeSession(id: $id) { id } }";
 
@@ -97,6 +98,15 @@ async fn viewer_can_says_what_the_guarded_operations_answer() {
             "{case}: {chain}"
         );
 
+        let hooks = app
+            .gql(Some(&token), "{ webhookEndpoints { id } }", json!({}))
+            .await;
+        assert_eq!(
+            can["manageWebhooks"],
+            answered(&hooks, "webhookEndpoints"),
+            "{case}: {hooks}"
+        );
+
         let bulk = app
             .gql(
                 Some(&token),
@@ -111,10 +121,10 @@ async fn viewer_can_says_what_the_guarded_operations_answer() {
         );
     }
     let expected = [
-        (User, None, [false, false, false, true]),
-        (Admin, None, [true, true, false, true]),
-        (Owner, None, [true, true, true, true]),
-        (Admin, Some(Owner), [false, false, false, false]),
+        (User, None, [false, false, false, true, false]),
+        (Admin, None, [true, true, false, true, false]),
+        (Owner, None, [true, true, true, true, true]),
+        (Admin, Some(Owner), [false, false, false, false, false]),
     ];
     for (role, by, rights) in expected {
         let token = viewer(&app, role, by).await;
@@ -125,6 +135,7 @@ async fn viewer_can_says_what_the_guarded_operations_answer() {
             "readAllAudit",
             "verifyAuditChain",
             "revokeSessions",
+            "manageWebhooks",
         ]
         .map(|k| can[k].as_bool().unwrap_or_else(|| panic!("{body}")));
         assert_eq!(got, rights, "{role:?} impersonated by {by:?}: {body}");

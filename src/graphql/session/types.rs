@@ -294,6 +294,10 @@ pub struct ViewerRights {
     /// The roles the viewer may give an account (`createUser`,
     /// `setUserRole`): admins `USER`, owners all three; none otherwise.
     pub grantable_roles: Vec<Role>,
+    /// May manage webhook endpoints (`webhookEndpoints`,
+    /// `createWebhookEndpoint`, …): owners, not from an impersonation
+    /// session.
+    pub manage_webhooks: bool,
 }
 
 impl ViewerRights {
@@ -310,6 +314,7 @@ impl ViewerRights {
             read_all_audit: access::may_read_all_audit(caller),
             verify_audit_chain: access::may_verify_audit(caller),
             revoke_sessions: access::may_revoke_all(caller),
+            manage_webhooks: access::may_manage_webhooks(caller),
         }
     }
 }
