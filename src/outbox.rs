@@ -174,7 +174,7 @@ async fn turn(shared: &Shared, kind: &dyn Destination, id: Uuid) -> AppResult<()
     if cursor.lease_owner.as_deref() != Some(owner) || !cursor.enabled {
         return Ok(());
     }
-    let Some(sender) = kind.open(db, id).await? else {
+    let Some(mut sender) = kind.open(db, id).await? else {
         return Ok(());
     };
     loop {
@@ -184,6 +184,12 @@ async fn turn(shared: &Shared, kind: &dyn Destination, id: Uuid) -> AppResult<()
         }
         let mut passed = cursor.cursor_seq;
         for event in &page {
+            if sender.changed_by(event) {
+                let Some(reopened) = kind.open(db, id).await? else {
+                    return Ok(());
+                };
+                sender = reopened;
+            }
             if !sender.wants(event) {
                 passed = event.seq;
                 continue;

@@ -544,7 +544,8 @@ pub trait Destination: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
 
     /// What delivering to the destination `id` needs, read afresh at the
-    /// start of each turn; `None` when it no longer exists.
+    /// start of each turn and after every event that changed it
+    /// ([`Sender::changed_by`]); `None` when it no longer exists.
     async fn open(&self, db: &Db, id: Uuid) -> AppResult<Option<Box<dyn Sender>>>;
 }
 
@@ -553,6 +554,12 @@ pub trait Destination: Send + Sync + 'static {
 pub trait Sender: Send + Sync {
     /// Does it take this event? Others are passed over.
     fn wants(&self, event: &audit_event::Model) -> bool;
+
+    /// Does this event record a change of the destination itself (its
+    /// filter, address or key)? The worker then opens it afresh before the
+    /// next event, so a change applies from the next event in chain order
+    /// on, even to a turn that opened it before the change committed.
+    fn changed_by(&self, event: &audit_event::Model) -> bool;
 
     /// One attempt at delivering `event`; it must end within the lease
     /// (the worker renews the lease just before).

@@ -926,6 +926,80 @@ async fn a_rotated_secret_signs_every_delivery_after_it() {
 }
 
 #[tokio::test]
+async fn a_change_made_while_a_delivery_is_under_way_applies_from_the_next_event_on() {
+    // The worker opened the endpoint (filter and secret) for the delivery
+    // under way; the change commits meanwhile, and the events after it must
+    // be judged and signed as changed, not as opened.
+    let app = spawn_app_with(|config| {
+        fast(config);
+        // The delivery under way takes 1.5 s: well within its timeout.
+        config.webhook_timeout = Duration::from_secs(5);
+        config.outbox_lease = Duration::from_secs(12);
+    })
+    .await;
+    let (owner, _) = owner_token(&app).await;
+    let receiver = Receiver::start().await;
+    *receiver.shared.delay.lock().unwrap() = Duration::from_millis(1_500);
+    let (endpoint, old) =
+        create_endpoint(&app, &owner, &receiver.url, Some(&["session.revoked"])).await;
+    let alice = app.create_user(Role::User).await;
+    let before = revocation(&app, &alice).await;
+    for _ in 0..1_000 {
+        if receiver.shared.in_flight.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        receiver.shared.in_flight.load(Ordering::SeqCst) > 0,
+        "a delivery is under way"
+    );
+    let body = app
+        .gql(
+            Some(&owner),
+            "mutation($id: UUID!) { updateWebhookEndpoint(id: $id, eventTypes: [\"auth.sign_in\"]) { eventTypes } }",
+            json!({ "id": endpoint }),
+        )
+        .await;
+    assert!(body["data"]["updateWebhookEndpoint"].is_object(), "{body}");
+    let body = app
+        .gql(
+            Some(&owner),
+            "mutation($id: UUID!) { rotateWebhookSecret(id: $id) { secret } }",
+            json!({ "id": endpoint }),
+        )
+        .await;
+    let new = body["data"]["rotateWebhookSecret"]["secret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned();
+    *receiver.shared.delay.lock().unwrap() = Duration::ZERO;
+    let bob = app.create_user(Role::User).await;
+    app.sign_in(&bob).await;
+    let sign_in = app.events_of_type("auth.sign_in").await.pop().unwrap();
+    let after = receiver.wait_for_event(&sign_in.id.to_string()).await;
+    let first = receiver.wait_for_event(&before).await;
+    assert_verified(&old, &[first], true, "under way: the old secret");
+    assert_verified(
+        &new,
+        std::slice::from_ref(&after),
+        true,
+        "after: the new secret",
+    );
+    assert_verified(&old, &[after], false, "after: not the old secret");
+    let ids: Vec<String> = receiver
+        .acknowledged()
+        .iter()
+        .map(|d| d.id.clone())
+        .collect();
+    assert_eq!(
+        ids,
+        [before, sign_in.id.to_string()],
+        "the revocation under way, then only the new filter's events"
+    );
+}
+
+#[tokio::test]
 async fn a_replay_sends_the_events_again_in_order_with_their_ids() {
     let app = spawn_app_with(fast).await;
     let (owner, _) = owner_token(&app).await;

@@ -35,6 +35,15 @@ use crate::{
 
 /// The kind of destination in `outbox_cursors`.
 pub const KIND: &str = "webhook";
+
+/// The events that change what a delivery to an endpoint is (its filter,
+/// URL or secret), or whether there is one.
+const CHANGES: &[&str] = &[
+    events::WEBHOOK_UPDATED,
+    events::WEBHOOK_SECRET_ROTATED,
+    events::WEBHOOK_DELETED,
+];
+
 /// Endpoints at once: a few receivers per installation, not one per user.
 pub const MAX_ENDPOINTS: u64 = 50;
 /// Longest description.
@@ -600,6 +609,13 @@ struct EndpointSender {
 impl outbox::Sender for EndpointSender {
     fn wants(&self, event: &entity::audit_event::Model) -> bool {
         self.endpoint.wants(&event.event_type)
+    }
+
+    fn changed_by(&self, event: &entity::audit_event::Model) -> bool {
+        event.status == entity::audit_event::AuditStatus::Success
+            && CHANGES.contains(&event.event_type.as_str())
+            && event.metadata.get("endpointId").and_then(|id| id.as_str())
+                == Some(self.endpoint.id.to_string().as_str())
     }
 
     async fn send(&self, event: &entity::audit_event::Model) -> outbox::Outcome {
