@@ -75,6 +75,14 @@ impl WriteTxn {
     pub async fn commit(self) -> Result<(), DbErr> {
         self.txn.commit().await
     }
+
+    /// Ends it without writing, at once, before its turn is handed on.
+    /// (Dropped, it rolls back too, but only when its connection is next
+    /// used or returned to the pool, with the chain head or SQLite's write
+    /// lock held until then.)
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        self.txn.rollback().await
+    }
 }
 
 #[async_trait::async_trait]

@@ -268,7 +268,8 @@ async fn the_command_line_creates_lists_and_revokes_keys() {
             "Sessions:Check",
         ],
         "",
-    );
+    )
+    .await;
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     let key = text(&out.stdout).trim().to_owned();
     assert!(
@@ -281,7 +282,7 @@ async fn the_command_line_creates_lists_and_revokes_keys() {
         text(&out.stderr)
     );
 
-    let list = run(&app, &["api-key", "list"], "");
+    let list = run(&app, &["api-key", "list"], "").await;
     assert!(list.status.success(), "{}", text(&list.stderr));
     let listed = text(&list.stdout);
     assert!(
@@ -294,9 +295,9 @@ async fn the_command_line_creates_lists_and_revokes_keys() {
     );
     let id = listed.split_whitespace().next().unwrap().to_owned();
 
-    let revoke = run(&app, &["api-key", "revoke", &id], "");
+    let revoke = run(&app, &["api-key", "revoke", &id], "").await;
     assert!(revoke.status.success(), "{}", text(&revoke.stderr));
-    assert!(text(&run(&app, &["api-key", "list"], "").stdout).contains("revoked"));
+    assert!(text(&run(&app, &["api-key", "list"], "").await.stdout).contains("revoked"));
     let events = app.events_of_type("api_key.created").await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].actor_id, None, "no user on the command line");
@@ -324,7 +325,7 @@ async fn the_command_line_creates_lists_and_revokes_keys() {
         (&["api-key", "revoke", "not-a-uuid"], "invalid", "a bad id"),
     ];
     for (args, expected, why) in cases {
-        let out = run(&app, args, "");
+        let out = run(&app, args, "").await;
         assert!(!out.status.success(), "{why}: should fail");
         let stderr = text(&out.stderr);
         assert!(

@@ -345,8 +345,13 @@ async fn chain(app: &TestApp, token: &str) -> Value {
     body["data"]["auditChain"].clone()
 }
 
-fn cli_verify(app: &TestApp) -> (bool, String) {
-    let out = app.command().args(["audit", "verify"]).output().unwrap();
+async fn cli_verify(app: &TestApp) -> (bool, String) {
+    let out = app
+        .command()
+        .args(["audit", "verify"])
+        .output()
+        .await
+        .unwrap();
     (
         out.status.success(),
         format!(
@@ -365,7 +370,7 @@ async fn tampering_is_detected_by_the_owner_query_and_the_cli() {
     seed_events(&app, 6, "test.event", None).await;
     let report = chain(&app, &token).await;
     assert_eq!(report["intact"], true, "{report}");
-    let (ok, text) = cli_verify(&app);
+    let (ok, text) = cli_verify(&app).await;
     assert!(ok && text.contains("intact"), "{text}");
 
     let events = app.audit_events().await;
@@ -393,7 +398,7 @@ async fn tampering_is_detected_by_the_owner_query_and_the_cli() {
     let report = chain(&app, &token).await;
     assert_eq!(report["intact"], false, "edit: {report}");
     assert_eq!(report["firstBrokenId"], victim.id.to_string());
-    let (ok, text) = cli_verify(&app);
+    let (ok, text) = cli_verify(&app).await;
     assert!(
         !ok && text.contains(&victim.id.to_string()),
         "the CLI names the edited event: {text}"
@@ -452,7 +457,7 @@ async fn tampering_is_detected_by_the_owner_query_and_the_cli() {
     let report = chain(&app, &token).await;
     assert_eq!(report["intact"], false, "delete: {report}");
     assert_eq!(report["firstBrokenSeq"], victim.seq + 1);
-    let (ok, _) = cli_verify(&app);
+    let (ok, _) = cli_verify(&app).await;
     assert!(!ok);
 }
 
@@ -520,7 +525,7 @@ async fn a_purge_moves_the_anchor_and_the_chain_still_verifies() {
     let report = chain(&app, &token).await;
     assert_eq!(report["intact"], true, "{report}");
     assert_eq!(report["checked"], after.len(), "{report}");
-    let (ok, text) = cli_verify(&app);
+    let (ok, text) = cli_verify(&app).await;
     assert!(ok, "{text}");
 
     // Totals stay exact after a purge, filtered or not.
@@ -692,8 +697,8 @@ async fn export_writes_every_event_with_its_hash_as_ndjson_or_csv() {
     .unwrap();
     let events = app.audit_events().await;
 
-    let run = |args: &[&str]| app.command().args(args).output().unwrap();
-    let out = run(&["audit", "export"]);
+    let run = async |args: &[&str]| app.command().args(args).output().await.unwrap();
+    let out = run(&["audit", "export"]).await;
     assert!(
         out.status.success(),
         "{}",
@@ -711,7 +716,7 @@ async fn export_writes_every_event_with_its_hash_as_ndjson_or_csv() {
         assert_eq!(line["prevHash"], event.prev_hash.as_str());
     }
 
-    let out = run(&["audit", "export", "--format", "csv"]);
+    let out = run(&["audit", "export", "--format", "csv"]).await;
     assert!(out.status.success());
     let csv = String::from_utf8(out.stdout).unwrap();
     assert!(
@@ -729,10 +734,10 @@ async fn export_writes_every_event_with_its_hash_as_ndjson_or_csv() {
     let future = (chrono::Utc::now() + chrono::Duration::days(1))
         .format("%Y-%m-%d")
         .to_string();
-    let out = run(&["audit", "export", "--since", &future]);
+    let out = run(&["audit", "export", "--since", &future]).await;
     assert!(out.status.success());
     assert!(out.stdout.is_empty(), "nothing since tomorrow");
-    let out = run(&["audit", "export", "--since", "last tuesday"]);
+    let out = run(&["audit", "export", "--since", "last tuesday"]).await;
     assert!(!out.status.success(), "a malformed --since is refused");
 }
 

@@ -45,8 +45,8 @@ async fn seed(app: &TestApp, n: usize) {
 }
 
 /// Runs the binary on `app`'s database and key; (success, stdout, stderr).
-fn cli(app: &TestApp, args: &[&str]) -> (bool, String, String) {
-    let out = app.command().args(args).output().unwrap();
+async fn cli(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    let out = app.command().args(args).output().await.unwrap();
     (out.status.success(), text(&out.stdout), text(&out.stderr))
 }
 
@@ -59,11 +59,11 @@ struct KeptOutside {
     signed: Value,
 }
 
-fn keep_outside(app: &TestApp) -> KeptOutside {
+async fn keep_outside(app: &TestApp) -> KeptOutside {
     let dir = tempfile::tempdir().unwrap();
-    let (ok, key, err) = cli(app, &["audit", "public-key"]);
+    let (ok, key, err) = cli(app, &["audit", "public-key"]).await;
     assert!(ok && key.starts_with("ed25519:"), "{key}{err}");
-    let (ok, checkpoint, err) = cli(app, &["audit", "checkpoint"]);
+    let (ok, checkpoint, err) = cli(app, &["audit", "checkpoint"]).await;
     assert!(ok, "{err}");
     let signed: Value = serde_json::from_str(checkpoint.trim()).expect("one line of JSON");
     let public_key = dir.path().join("audit.pub");
@@ -78,13 +78,13 @@ fn keep_outside(app: &TestApp) -> KeptOutside {
     }
 }
 
-fn verify_with(app: &TestApp, key: &Path, checkpoint: Option<&Path>) -> (bool, String) {
+async fn verify_with(app: &TestApp, key: &Path, checkpoint: Option<&Path>) -> (bool, String) {
     let key = key.to_str().unwrap();
     let mut args = vec!["audit", "verify", "--public-key", key];
     if let Some(checkpoint) = checkpoint {
         args.extend(["--checkpoint", checkpoint.to_str().unwrap()]);
     }
-    let (ok, out, err) = cli(app, &args);
+    let (ok, out, err) = cli(app, &args).await;
     (ok, format!("{out}{err}"))
 }
 
@@ -128,7 +128,7 @@ async fn assert_intact_before(app: &TestApp, token: &str, kept: &KeptOutside) {
     assert_eq!(report["intact"], true, "{report}");
     assert_eq!(report["coveredSeq"], kept.signed["seq"], "{report}");
     assert_eq!(report["unsignedEvents"], 1, "the announcement: {report}");
-    let (ok, out) = verify_with(app, &kept.public_key, Some(&kept.checkpoint));
+    let (ok, out) = verify_with(app, &kept.public_key, Some(&kept.checkpoint)).await;
     assert!(ok && out.contains("intact"), "{out}");
 }
 
@@ -138,7 +138,7 @@ async fn assert_intact_before(app: &TestApp, token: &str, kept: &KeptOutside) {
 async fn assert_found(app: &TestApp, token: &str, kept: &KeptOutside, attack: &str) {
     let report = chain(app, token).await;
     assert_eq!(report["intact"], false, "{attack}: auditChain: {report}");
-    let (ok, out) = verify_with(app, &kept.public_key, None);
+    let (ok, out) = verify_with(app, &kept.public_key, None).await;
     assert!(!ok && out.contains("broken"), "{attack}: verify: {out}");
 
     exec(app, "DELETE FROM audit_checkpoints").await;
@@ -146,7 +146,7 @@ async fn assert_found(app: &TestApp, token: &str, kept: &KeptOutside, attack: &s
     // was before checkpoints) passes the rewrite.
     let walk = audits::verify_chain(app.db()).await.unwrap();
     assert!(walk.intact, "{attack}: the walk alone: {walk:?}");
-    let (ok, out) = verify_with(app, &kept.public_key, Some(&kept.checkpoint));
+    let (ok, out) = verify_with(app, &kept.public_key, Some(&kept.checkpoint)).await;
     assert!(
         !ok && out.contains("broken"),
         "{attack}: verify --checkpoint, the database's checkpoints deleted: {out}"
@@ -156,7 +156,7 @@ async fn assert_found(app: &TestApp, token: &str, kept: &KeptOutside, attack: &s
 #[tokio::test]
 async fn deleting_the_newest_events_and_moving_the_head_is_found() {
     let (app, token) = app_with_events(20).await;
-    let kept = keep_outside(&app);
+    let kept = keep_outside(&app).await;
     assert_intact_before(&app, &token, &kept).await;
 
     let events = app.audit_events().await;
@@ -188,7 +188,7 @@ async fn deleting_the_newest_events_and_moving_the_head_is_found() {
 #[tokio::test]
 async fn deleting_the_oldest_events_and_moving_the_anchor_is_found() {
     let (app, token) = app_with_events(20).await;
-    let kept = keep_outside(&app);
+    let kept = keep_outside(&app).await;
     assert_intact_before(&app, &token, &kept).await;
 
     let events = app.audit_events().await;
@@ -217,14 +217,14 @@ async fn deleting_the_oldest_events_and_moving_the_anchor_is_found() {
     assert_found(&app, &token, &kept, "delete the oldest 10").await;
     // Not even the checkpoints' absence hides it: no signed purge record
     // says why the chain starts after seq 10.
-    let (ok, out) = verify_with(&app, &kept.public_key, None);
+    let (ok, out) = verify_with(&app, &kept.public_key, None).await;
     assert!(!ok && out.contains("no signed purge record"), "{out}");
 }
 
 #[tokio::test]
 async fn editing_an_event_deleting_the_next_and_recomputing_the_chain_is_found() {
     let (app, token) = app_with_events(20).await;
-    let kept = keep_outside(&app);
+    let kept = keep_outside(&app).await;
     assert_intact_before(&app, &token, &kept).await;
 
     // Event 8 edited, event 9 gone, every later one moved up a place and
@@ -274,7 +274,7 @@ async fn editing_an_event_deleting_the_next_and_recomputing_the_chain_is_found()
 #[tokio::test]
 async fn a_checkpoint_forged_with_another_key_or_altered_is_refused() {
     let (app, token) = app_with_events(5).await;
-    let kept = keep_outside(&app);
+    let kept = keep_outside(&app).await;
     // Someone else's key signs a checkpoint of the chain as it is now.
     seed(&app, 1).await;
     let dir = tempfile::tempdir().unwrap();
@@ -284,6 +284,7 @@ async fn a_checkpoint_forged_with_another_key_or_altered_is_refused() {
         .env("AUDIT_SIGNING_KEY", &other_key)
         .args(["audit", "checkpoint"])
         .output()
+        .await
         .unwrap();
     assert!(forged.status.success(), "{}", text(&forged.stderr));
     let report = chain(&app, &token).await;
@@ -294,7 +295,7 @@ async fn a_checkpoint_forged_with_another_key_or_altered_is_refused() {
             .is_some_and(|p| p.contains("not among the public keys")),
         "{report}"
     );
-    let (ok, out) = verify_with(&app, &kept.public_key, None);
+    let (ok, out) = verify_with(&app, &kept.public_key, None).await;
     assert!(!ok && out.contains("not among"), "{out}");
     exec(&app, "DELETE FROM audit_checkpoints WHERE key_id <> (SELECT key_id FROM audit_checkpoints ORDER BY seq LIMIT 1)").await;
     assert_eq!(chain(&app, &token).await["intact"], true);
@@ -312,14 +313,14 @@ async fn a_checkpoint_forged_with_another_key_or_altered_is_refused() {
     altered["hash"] = json!("0".repeat(64));
     std::fs::write(&kept.checkpoint, altered.to_string()).unwrap();
     exec(&app, "DELETE FROM audit_checkpoints").await;
-    let (ok, out) = verify_with(&app, &kept.public_key, Some(&kept.checkpoint));
+    let (ok, out) = verify_with(&app, &kept.public_key, Some(&kept.checkpoint)).await;
     assert!(!ok && out.contains("given checkpoint"), "{out}");
 }
 
 #[tokio::test]
 async fn the_unsigned_tail_is_not_covered_and_is_reported_as_such() {
     let (app, token) = app_with_events(5).await;
-    let kept = keep_outside(&app);
+    let kept = keep_outside(&app).await;
     seed(&app, 4).await;
     let report = chain(&app, &token).await;
     assert_eq!(report["intact"], true, "{report}");
@@ -327,7 +328,7 @@ async fn the_unsigned_tail_is_not_covered_and_is_reported_as_such() {
         report["unsignedEvents"], 5,
         "4 and the announcement: {report}"
     );
-    let (ok, out) = verify_with(&app, &kept.public_key, None);
+    let (ok, out) = verify_with(&app, &kept.public_key, None).await;
     assert!(
         ok && out.contains("5 events since the last checkpoint are not signed"),
         "{out}"
@@ -354,7 +355,7 @@ async fn a_purge_is_a_signed_record_and_deleting_that_record_is_found() {
     let app = spawn_app().await;
     let owner = app.create_user(Role::Owner).await;
     seed(&app, 12).await;
-    let first = keep_outside(&app);
+    let first = keep_outside(&app).await;
     let cutoff = session_manager::db::now();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let token = app.sign_in(&owner).await;
@@ -374,7 +375,7 @@ async fn a_purge_is_a_signed_record_and_deleting_that_record_is_found() {
     assert_eq!(report["intact"], true, "{report}");
     // The checkpoint kept from before the purge still verifies: signed
     // purge records lead from its anchor to today's.
-    let (ok, out) = verify_with(&app, &first.public_key, Some(&first.checkpoint));
+    let (ok, out) = verify_with(&app, &first.public_key, Some(&first.checkpoint)).await;
     assert!(ok, "{out}");
 
     let body = app.gql(Some(&token), CHECKPOINTS, json!({})).await;
@@ -451,7 +452,7 @@ async fn only_owners_list_checkpoints_and_paging_is_bounded() {
     let (app, token) = app_with_events(3).await;
     for _ in 0..3 {
         seed(&app, 1).await;
-        let (ok, _, err) = cli(&app, &["audit", "checkpoint"]);
+        let (ok, _, err) = cli(&app, &["audit", "checkpoint"]).await;
         assert!(ok, "{err}");
     }
     let body = app
@@ -502,7 +503,7 @@ async fn only_owners_list_checkpoints_and_paging_is_bounded() {
 #[tokio::test]
 async fn the_command_line_signs_exports_and_refuses_what_it_cannot_check() {
     let (app, _token) = app_with_events(4).await;
-    let kept = keep_outside(&app);
+    let kept = keep_outside(&app).await;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -513,14 +514,14 @@ async fn the_command_line_signs_exports_and_refuses_what_it_cannot_check() {
         assert_eq!(mode & 0o777, 0o600, "the key is the owner's only");
     }
     // Nothing new: the same checkpoint again.
-    let (ok, again, _) = cli(&app, &["audit", "checkpoint"]);
+    let (ok, again, _) = cli(&app, &["audit", "checkpoint"]).await;
     assert!(ok);
     assert_eq!(serde_json::from_str::<Value>(&again).unwrap(), kept.signed);
     // `audit verify` with no --public-key uses AUDIT_SIGNING_KEY's.
-    let (ok, out, _) = cli(&app, &["audit", "verify"]);
+    let (ok, out, _) = cli(&app, &["audit", "verify"]).await;
     assert!(ok && out.contains("1 signed records verified"), "{out}");
 
-    let (ok, exported, _) = cli(&app, &["audit", "export", "--checkpoints"]);
+    let (ok, exported, _) = cli(&app, &["audit", "export", "--checkpoints"]).await;
     assert!(ok);
     let lines: Vec<Value> = exported
         .lines()
@@ -528,7 +529,7 @@ async fn the_command_line_signs_exports_and_refuses_what_it_cannot_check() {
         .collect();
     assert_eq!(lines, vec![kept.signed.clone()]);
     // The ordinary export carries the announcement, with the statement.
-    let (ok, events, _) = cli(&app, &["audit", "export"]);
+    let (ok, events, _) = cli(&app, &["audit", "export"]).await;
     assert!(ok);
     let announcement = events
         .lines()
@@ -578,7 +579,7 @@ async fn the_command_line_signs_exports_and_refuses_what_it_cannot_check() {
         ),
     ];
     for (args, expected, why) in cases {
-        let (ok, out, err) = cli(&app, args);
+        let (ok, out, err) = cli(&app, args).await;
         assert!(!ok, "{why}: should fail: {out}");
         assert!(err.contains(expected), "{why}: {err}");
     }
@@ -589,6 +590,7 @@ async fn the_command_line_signs_exports_and_refuses_what_it_cannot_check() {
         .args(["audit", "verify", "--checkpoint"])
         .arg(&kept.checkpoint)
         .output()
+        .await
         .unwrap();
     assert!(!out.status.success());
     assert!(
@@ -601,32 +603,33 @@ async fn the_command_line_signs_exports_and_refuses_what_it_cannot_check() {
 #[tokio::test]
 async fn after_a_key_rotation_old_checkpoints_verify_with_the_old_public_key() {
     let (app, _token) = app_with_events(3).await;
-    let old = keep_outside(&app);
+    let old = keep_outside(&app).await;
     // The new key signs from now on.
     let dir = tempfile::tempdir().unwrap();
     let new_key = dir.path().join("new.key");
     seed(&app, 2).await;
-    let with_new = |args: &[&str]| {
+    let with_new = async |args: &[&str]| {
         let out = app
             .command()
             .env("AUDIT_SIGNING_KEY", &new_key)
             .args(args)
             .output()
+            .await
             .unwrap();
         assert!(out.status.success(), "{}", text(&out.stderr));
         text(&out.stdout)
     };
-    with_new(&["audit", "checkpoint"]);
-    let new_public = with_new(&["audit", "public-key"]);
+    with_new(&["audit", "checkpoint"]).await;
+    let new_public = with_new(&["audit", "public-key"]).await;
     let new_pub = dir.path().join("new.pub");
     std::fs::write(&new_pub, &new_public).unwrap();
 
-    let (ok, out) = verify_with(&app, &new_pub, None);
+    let (ok, out) = verify_with(&app, &new_pub, None).await;
     assert!(!ok && out.contains("not among"), "the new key alone: {out}");
     let keyring = dir.path().join("keyring.pub");
     let old_public = std::fs::read_to_string(&old.public_key).unwrap();
     std::fs::write(&keyring, format!("{old_public}{new_public}")).unwrap();
-    let (ok, out) = verify_with(&app, &keyring, Some(&old.checkpoint));
+    let (ok, out) = verify_with(&app, &keyring, Some(&old.checkpoint)).await;
     assert!(
         ok && out.contains("signed records verified"),
         "a keyring: {out}"
@@ -641,7 +644,8 @@ async fn after_a_key_rotation_old_checkpoints_verify_with_the_old_public_key() {
             "--public-key",
             new_pub.to_str().unwrap(),
         ],
-    );
+    )
+    .await;
     assert!(ok, "--public-key twice: {out}{err}");
 }
 
@@ -652,7 +656,7 @@ async fn after_a_key_rotation_old_checkpoints_verify_with_the_old_public_key() {
 #[tokio::test]
 async fn no_checkpoint_is_signed_over_a_chain_rewritten_since_the_last() {
     let (app, _token) = app_with_events(12).await;
-    let _kept = keep_outside(&app);
+    let _kept = keep_outside(&app).await;
     let stored = || async {
         audit_checkpoint::Entity::find()
             .filter(audit_checkpoint::Column::Kind.eq(audit_checkpoint::CHECKPOINT))
@@ -662,7 +666,7 @@ async fn no_checkpoint_is_signed_over_a_chain_rewritten_since_the_last() {
     };
     // Untouched and extended: signed.
     seed(&app, 3).await;
-    let (ok, _, err) = cli(&app, &["audit", "checkpoint"]);
+    let (ok, _, err) = cli(&app, &["audit", "checkpoint"]).await;
     assert!(ok, "{err}");
     let before = stored().await;
     assert_eq!(before, 2);
@@ -680,7 +684,7 @@ async fn no_checkpoint_is_signed_over_a_chain_rewritten_since_the_last() {
     set_head(&app, &events[events.len() - 4]).await;
     // Past the last checkpoint's position again, so one is due.
     seed(&app, 5).await;
-    let (ok, out, err) = cli(&app, &["audit", "checkpoint"]);
+    let (ok, out, err) = cli(&app, &["audit", "checkpoint"]).await;
     assert!(!ok, "signed over deleted events: {out}");
     assert!(err.contains("does not extend the last checkpoint"), "{err}");
     assert_eq!(stored().await, before, "nothing stored");
@@ -688,7 +692,7 @@ async fn no_checkpoint_is_signed_over_a_chain_rewritten_since_the_last() {
     // Event 8 edited, event 9 deleted, the rest recomputed and moved up,
     // the head moved, then new events: refused as well.
     let (app, _token) = app_with_events(20).await;
-    let _kept = keep_outside(&app);
+    let _kept = keep_outside(&app).await;
     let events = app.audit_events().await;
     let mut prev = events[6].hash.clone();
     let mut rewritten: Vec<audit_event::Model> = Vec::new();
@@ -717,7 +721,7 @@ async fn no_checkpoint_is_signed_over_a_chain_rewritten_since_the_last() {
         .count(app.db())
         .await
         .unwrap();
-    let (ok, out, err) = cli(&app, &["audit", "checkpoint"]);
+    let (ok, out, err) = cli(&app, &["audit", "checkpoint"]).await;
     assert!(!ok, "signed over a recomputed chain: {out}");
     assert!(err.contains("does not extend the last checkpoint"), "{err}");
     assert_eq!(

@@ -1,9 +1,6 @@
 //! The command line: adding users, the demo accounts, the schema.
 
-use std::{
-    io::Write,
-    process::{Command, Output, Stdio},
-};
+use std::process::{Command, Output, Stdio};
 
 use entity::user::Role;
 use serde_json::json;
@@ -12,7 +9,8 @@ use crate::helpers::{TestApp, spawn_app};
 
 const BIN: &str = env!("CARGO_BIN_EXE_session-manager");
 
-pub(crate) fn run(app: &TestApp, args: &[&str], stdin: &str) -> Output {
+pub(crate) async fn run(app: &TestApp, args: &[&str], stdin: &str) -> Output {
+    use tokio::io::AsyncWriteExt;
     let mut child = app
         .command()
         .args(args)
@@ -27,8 +25,9 @@ pub(crate) fn run(app: &TestApp, args: &[&str], stdin: &str) -> Output {
         .take()
         .unwrap()
         .write_all(stdin.as_bytes())
+        .await
         .unwrap();
-    child.wait_with_output().unwrap()
+    child.wait_with_output().await.unwrap()
 }
 
 pub(crate) fn text(bytes: &[u8]) -> String {
@@ -52,7 +51,8 @@ async fn user_add_creates_an_account_that_can_sign_in() {
             "--password-stdin",
         ],
         "a-long-enough-password\n",
-    );
+    )
+    .await;
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("carol@example.com"),
@@ -134,7 +134,7 @@ async fn user_add_refuses_bad_input_with_a_clear_message() {
         let mut full = vec!["user", "add"];
         full.extend_from_slice(args);
         full.push("--password-stdin");
-        let out = run(&app, &full, stdin);
+        let out = run(&app, &full, stdin).await;
         assert!(!out.status.success(), "{why}: should fail");
         let stderr = text(&out.stderr);
         assert!(
@@ -152,7 +152,7 @@ async fn user_add_refuses_bad_input_with_a_clear_message() {
 #[tokio::test]
 async fn demo_creates_four_accounts_once_and_prints_their_passwords() {
     let app = spawn_app().await;
-    let first = run(&app, &["demo"], "");
+    let first = run(&app, &["demo"], "").await;
     assert!(first.status.success(), "{}", text(&first.stderr));
     let stdout = text(&first.stdout);
     for email in [
@@ -164,7 +164,7 @@ async fn demo_creates_four_accounts_once_and_prints_their_passwords() {
         assert!(stdout.contains(email), "{stdout}");
     }
     assert_eq!(stdout.matches("(created now)").count(), 4, "{stdout}");
-    let second = run(&app, &["demo"], "");
+    let second = run(&app, &["demo"], "").await;
     assert!(second.status.success());
     assert_eq!(
         text(&second.stdout).matches("(created now)").count(),

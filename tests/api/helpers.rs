@@ -163,9 +163,13 @@ impl TestApp {
         self.state.db.pool()
     }
 
-    /// The binary, on this app's database and signing key.
-    pub fn command(&self) -> std::process::Command {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_session-manager"));
+    /// The binary, on this app's database and signing key. Asynchronous:
+    /// waiting for it blocks nothing, since a test's runtime also runs the
+    /// server it talks to (a blocking wait would stall that server, with
+    /// whatever database locks its tasks hold, for as long as the command
+    /// waits for them).
+    pub fn command(&self) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_session-manager"));
         command
             .env("DATABASE_URL", &self.database_url)
             .env("AUDIT_SIGNING_KEY", &self.signing_key)

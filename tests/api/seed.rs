@@ -8,11 +8,12 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app};
 
-fn run(app: &TestApp, args: &[&str]) -> Output {
+async fn run(app: &TestApp, args: &[&str]) -> Output {
     app.command()
         .args(args)
         .env("RUST_LOG", "warn")
         .output()
+        .await
         .expect("the binary runs")
 }
 
@@ -38,8 +39,8 @@ const SMALL: &[&str] = &[
     "1000",
 ];
 
-fn seed(app: &TestApp) -> Value {
-    let out = run(app, SMALL);
+async fn seed(app: &TestApp) -> Value {
+    let out = run(app, SMALL).await;
     assert!(out.status.success(), "seed failed: {}", text(&out.stderr));
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("seed printed no JSON ({e}): {}", text(&out.stdout)))
@@ -62,7 +63,7 @@ async fn seed_fills_the_database_and_extends_the_audit_chain_validly() {
     let (users_before, sessions_before, events_before) = counts(&app).await;
     assert!(events_before >= 2, "the chain starts non-empty");
 
-    let report = seed(&app);
+    let report = seed(&app).await;
 
     let (users, sessions, events) = counts(&app).await;
     assert_eq!(
@@ -84,7 +85,7 @@ async fn seed_fills_the_database_and_extends_the_audit_chain_validly() {
         "seq is contiguous from the old head"
     );
 
-    let verify = run(&app, &["audit", "verify"]);
+    let verify = run(&app, &["audit", "verify"]).await;
     assert!(
         verify.status.success(),
         "audit verify failed: {}{}",
@@ -107,14 +108,14 @@ async fn seed_fills_the_database_and_extends_the_audit_chain_validly() {
 
     // The server keeps appending to the seeded chain.
     app.sign_in(&someone).await;
-    let verify = run(&app, &["audit", "verify"]);
+    let verify = run(&app, &["audit", "verify"]).await;
     assert!(verify.status.success(), "{}", text(&verify.stderr));
 }
 
 #[tokio::test]
 async fn seeded_tokens_work_and_the_benchmark_accounts_have_what_the_workloads_need() {
     let app = spawn_app().await;
-    let report = seed(&app);
+    let report = seed(&app).await;
     let bench_tokens = report["bench"]["tokens"].as_array().unwrap();
     assert_eq!(bench_tokens.len(), 10, "{report}");
 
@@ -189,10 +190,10 @@ async fn seeded_tokens_work_and_the_benchmark_accounts_have_what_the_workloads_n
 #[tokio::test]
 async fn seeding_a_seeded_database_again_is_refused_and_writes_nothing() {
     let app = spawn_app().await;
-    seed(&app);
+    seed(&app).await;
     let before = counts(&app).await;
 
-    let again = run(&app, SMALL);
+    let again = run(&app, SMALL).await;
 
     assert!(!again.status.success(), "a second seed must fail");
     assert!(
@@ -218,7 +219,7 @@ fn keys(event: &audit_event::Model) -> Vec<String> {
 async fn seeded_events_have_the_types_reasons_and_shapes_the_server_writes() {
     use session_manager::service::{audit::events, denials::denial_reasons, session::reasons};
     let app = spawn_app().await;
-    seed(&app);
+    seed(&app).await;
     let seeded = app.audit_events().await;
 
     // The same kinds of events, written by the server itself.

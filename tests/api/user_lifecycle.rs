@@ -948,7 +948,7 @@ async fn deleting_ends_sessions_keeps_the_history_verifying_and_frees_the_email(
         .gql(Some(&owner), "{ auditChain { intact checked } }", json!({}))
         .await;
     assert_eq!(chain["data"]["auditChain"]["intact"], true, "{chain}");
-    let verify = run(&app, &["audit", "verify"], "");
+    let verify = run(&app, &["audit", "verify"], "").await;
     assert!(
         verify.status.success(),
         "audit verify: {}{}",

@@ -167,6 +167,7 @@ pub async fn checkpoint(db: &Db, signer: &Signer, force: bool) -> AppResult<Opti
         Some(last) => head.head_seq > last.seq + 1,
     };
     if !due {
+        txn.rollback().await?;
         return Ok(last.filter(|_| force).map(Checkpoint::from));
     }
     if let Some(last) = &last {
@@ -177,6 +178,7 @@ pub async fn checkpoint(db: &Db, signer: &Signer, force: bool) -> AppResult<Opti
                 head_seq = head.head_seq,
                 "audit: not signing a checkpoint: {broken}"
             );
+            txn.rollback().await?;
             return Err(AppError::internal(anyhow::anyhow!(
                 "the audit chain does not extend the last checkpoint (seq {}): {broken}; \
                  run `session-manager audit verify`",
