@@ -44,6 +44,36 @@ async fn seed(app: &TestApp, n: usize) {
     }
 }
 
+/// The third attack of issue 20, with the database's keys: event 8
+/// edited, event 9 deleted, every later event moved up a place and the
+/// chain recomputed from 8 on (SHA-256 is public), the head moved to the
+/// new last event.
+async fn rewrite_from_event_8(app: &TestApp) {
+    let events = app.audit_events().await;
+    let mut prev = events[6].hash.clone();
+    let mut rewritten: Vec<audit_event::Model> = Vec::new();
+    for event in events.iter().filter(|e| e.seq >= 8 && e.seq != 9) {
+        let mut event = event.clone();
+        if event.seq == 8 {
+            event.message = "nothing happened".into();
+        } else {
+            event.seq -= 1;
+        }
+        event.prev_hash = prev;
+        event.hash = event_hash(&event);
+        prev = event.hash.clone();
+        rewritten.push(event);
+    }
+    exec(app, "DELETE FROM audit_events WHERE seq >= 8").await;
+    for event in &rewritten {
+        audit_event::ActiveModel::from(event.clone())
+            .insert(app.db())
+            .await
+            .unwrap();
+    }
+    set_head(app, rewritten.last().unwrap()).await;
+}
+
 /// Runs the binary on `app`'s database and key; (success, stdout, stderr).
 async fn cli(app: &TestApp, args: &[&str]) -> (bool, String, String) {
     let out = app.command().args(args).output().await.unwrap();
@@ -229,32 +259,7 @@ async fn editing_an_event_deleting_the_next_and_recomputing_the_chain_is_found()
 
     // Event 8 edited, event 9 gone, every later one moved up a place and
     // the chain recomputed from 8 on, as anyone can: SHA-256 is public.
-    let events = app.audit_events().await;
-    let mut rewritten: Vec<audit_event::Model> = Vec::new();
-    let mut prev = events[6].hash.clone();
-    for event in &events[7..] {
-        if event.seq == 9 {
-            continue;
-        }
-        let mut event = event.clone();
-        if event.seq == 8 {
-            event.message = "nothing happened".into();
-        } else {
-            event.seq -= 1;
-        }
-        event.prev_hash = prev;
-        event.hash = event_hash(&event);
-        prev = event.hash.clone();
-        rewritten.push(event);
-    }
-    exec(&app, "DELETE FROM audit_events WHERE seq >= 8").await;
-    for event in &rewritten {
-        audit_event::ActiveModel::from(event.clone())
-            .insert(app.db())
-            .await
-            .unwrap();
-    }
-    set_head(&app, rewritten.last().unwrap()).await;
+    rewrite_from_event_8(&app).await;
     // The hash chain itself is whole: every hash recomputed and linked.
     let events_left = app.audit_events().await;
     assert!(events_left.windows(2).all(|w| w[1].prev_hash == w[0].hash));
@@ -693,29 +698,7 @@ async fn no_checkpoint_is_signed_over_a_chain_rewritten_since_the_last() {
     // the head moved, then new events: refused as well.
     let (app, _token) = app_with_events(20).await;
     let _kept = keep_outside(&app).await;
-    let events = app.audit_events().await;
-    let mut prev = events[6].hash.clone();
-    let mut rewritten: Vec<audit_event::Model> = Vec::new();
-    for event in events.iter().filter(|e| e.seq >= 8 && e.seq != 9) {
-        let mut event = event.clone();
-        if event.seq == 8 {
-            event.message = "nothing happened".into();
-        } else {
-            event.seq -= 1;
-        }
-        event.prev_hash = prev;
-        event.hash = event_hash(&event);
-        prev = event.hash.clone();
-        rewritten.push(event);
-    }
-    exec(&app, "DELETE FROM audit_events WHERE seq >= 8").await;
-    for event in &rewritten {
-        audit_event::ActiveModel::from(event.clone())
-            .insert(app.db())
-            .await
-            .unwrap();
-    }
-    set_head(&app, rewritten.last().unwrap()).await;
+    rewrite_from_event_8(&app).await;
     seed(&app, 3).await;
     let before = audit_checkpoint::Entity::find()
         .count(app.db())

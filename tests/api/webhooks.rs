@@ -354,6 +354,37 @@ async fn wait_for_attempts(
     );
 }
 
+/// Gives the endpoint a new secret and returns it.
+async fn rotate_secret(app: &TestApp, token: &str, endpoint: &str) -> String {
+    let body = app
+        .gql(
+            Some(token),
+            "mutation($id: UUID!) { rotateWebhookSecret(id: $id) { secret endpoint { id } } }",
+            json!({ "id": endpoint }),
+        )
+        .await;
+    body["data"]["rotateWebhookSecret"]["secret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned()
+}
+
+/// Sets the endpoint's filter to sign-ins alone.
+async fn only_sign_ins(app: &TestApp, token: &str, endpoint: &str) {
+    let body = app
+        .gql(
+            Some(token),
+            "mutation($id: UUID!) { updateWebhookEndpoint(id: $id, eventTypes: [\"auth.sign_in\"]) { eventTypes } }",
+            json!({ "id": endpoint }),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["updateWebhookEndpoint"]["eventTypes"],
+        json!(["auth.sign_in"]),
+        "{body}"
+    );
+}
+
 async fn endpoints(app: &TestApp, token: &str) -> Vec<Value> {
     let body = app.gql(Some(token), ENDPOINTS, json!({})).await;
     body["data"]["webhookEndpoints"]
@@ -509,18 +540,7 @@ async fn only_the_event_types_asked_for_are_delivered_and_unknown_types_are_refu
         );
     }
     // A change of filter applies from the next event on.
-    let body = app
-        .gql(
-            Some(&owner),
-            "mutation($id: UUID!) { updateWebhookEndpoint(id: $id, eventTypes: [\"auth.sign_in\"]) { eventTypes } }",
-            json!({ "id": endpoint }),
-        )
-        .await;
-    assert_eq!(
-        body["data"]["updateWebhookEndpoint"]["eventTypes"],
-        json!(["auth.sign_in"]),
-        "{body}"
-    );
+    only_sign_ins(&app, &owner, &endpoint).await;
     let bob = app.create_user(Role::User).await;
     app.sign_in(&bob).await;
     let sign_in = app.events_of_type("auth.sign_in").await.pop().unwrap();
@@ -885,17 +905,7 @@ async fn a_rotated_secret_signs_every_delivery_after_it() {
     let alice = app.create_user(Role::User).await;
     let before = revocation(&app, &alice).await;
     let first = receiver.wait_for_event(&before).await;
-    let body = app
-        .gql(
-            Some(&owner),
-            "mutation($id: UUID!) { rotateWebhookSecret(id: $id) { secret endpoint { id } } }",
-            json!({ "id": endpoint }),
-        )
-        .await;
-    let new = body["data"]["rotateWebhookSecret"]["secret"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{body}"))
-        .to_owned();
+    let new = rotate_secret(&app, &owner, &endpoint).await;
     assert!(new.starts_with("whsec_") && new != old);
     let after = revocation(&app, &alice).await;
     let second = receiver.wait_for_event(&after).await;
@@ -954,25 +964,8 @@ async fn a_change_made_while_a_delivery_is_under_way_applies_from_the_next_event
         receiver.shared.in_flight.load(Ordering::SeqCst) > 0,
         "a delivery is under way"
     );
-    let body = app
-        .gql(
-            Some(&owner),
-            "mutation($id: UUID!) { updateWebhookEndpoint(id: $id, eventTypes: [\"auth.sign_in\"]) { eventTypes } }",
-            json!({ "id": endpoint }),
-        )
-        .await;
-    assert!(body["data"]["updateWebhookEndpoint"].is_object(), "{body}");
-    let body = app
-        .gql(
-            Some(&owner),
-            "mutation($id: UUID!) { rotateWebhookSecret(id: $id) { secret } }",
-            json!({ "id": endpoint }),
-        )
-        .await;
-    let new = body["data"]["rotateWebhookSecret"]["secret"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{body}"))
-        .to_owned();
+    only_sign_ins(&app, &owner, &endpoint).await;
+    let new = rotate_secret(&app, &owner, &endpoint).await;
     *receiver.shared.delay.lock().unwrap() = Duration::ZERO;
     let bob = app.create_user(Role::User).await;
     app.sign_in(&bob).await;
