@@ -128,6 +128,28 @@ impl Server {
         panic!("the server did not start");
     }
 
+    /// Waits (bounded) until the server counted `n` failed sign-ins.
+    async fn wait_for_failed_sign_ins(&self, n: u64) {
+        let metric = "session_manager_sign_ins_total{outcome=\"failed\"} ";
+        for _ in 0..2_000 {
+            let metrics = reqwest::get(format!("{}/metrics", self.url))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let failed = metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(metric))
+                .and_then(|value| value.trim().parse::<u64>().ok());
+            if failed.is_some_and(|failed| failed >= n) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("the server never counted {n} failed sign-ins");
+    }
+
     fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args([signal, &self.child.id().to_string()])
@@ -206,7 +228,11 @@ async fn sigterm_lets_requests_finish_and_revocations_survive_restarts_and_crash
     let url = format!("{}/graphql", server.url);
     let in_flight =
         tokio::spawn(async move { reqwest::Client::new().post(url).json(&batch).send().await });
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    // Signalled once the server is working on it (its first password
+    // check failed): a fixed sleep raced the request's arrival on a busy
+    // machine, and a request not yet read when the listener closes is
+    // refused, not finished.
+    server.wait_for_failed_sign_ins(1).await;
     server.signal("-TERM");
     let response = in_flight
         .await
