@@ -76,6 +76,28 @@ impl WriteTxn {
         self.txn.commit().await
     }
 
+    /// Holds `lock` until this transaction ends, against every other
+    /// transaction on the database that asks for it, in any process: for a
+    /// check that must hold at the commit (a cap on how many rows there
+    /// are, a name unique among live rows), taken before the check. Two
+    /// concurrent creations then cannot both count 49 and both insert the
+    /// fiftieth. A PostgreSQL transaction-scoped advisory lock; on SQLite
+    /// nothing more is needed, since a write transaction (`IMMEDIATE`)
+    /// already excludes every other writer of the file.
+    pub async fn exclusive(&self, lock: &str) -> Result<(), DbErr> {
+        if self.txn.get_database_backend() != DatabaseBackend::Postgres {
+            return Ok(());
+        }
+        self.txn
+            .execute_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT pg_advisory_xact_lock($1)",
+                [advisory_key(lock).into()],
+            ))
+            .await
+            .map(|_| ())
+    }
+
     /// Ends it without writing, at once, before its turn is handed on.
     /// (Dropped, it rolls back too, but only when its connection is next
     /// used or returned to the pool, with the chain head or SQLite's write
@@ -110,6 +132,14 @@ impl ConnectionTrait for WriteTxn {
     fn support_returning(&self) -> bool {
         self.txn.support_returning()
     }
+}
+
+/// The advisory lock key of `name`: the first 8 bytes of its SHA-256,
+/// the same in every process and release.
+fn advisory_key(name: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("session-manager:{name}").as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
 /// Begins a transaction that will write, in its turn. On SQLite it is

@@ -131,8 +131,9 @@ pub async fn create(
     let scopes = validate_scopes(scopes)?;
     let new = generate(name, &scopes, created_by)?;
     let txn = db.transaction().await?;
-    // Inside the write transaction (the turn to write on SQLite), so two
-    // concurrent creations cannot both pass.
+    // Under the lock (in any process), so two concurrent creations cannot
+    // both pass the checks below.
+    txn.exclusive("api_keys.create").await?;
     let live = live_keys()
         .filter(api_key::Column::Name.eq(new.key.name.clone()))
         .count(&txn)

@@ -5,6 +5,7 @@ mod api_keys;
 mod audit;
 mod audit_tamper;
 mod auth;
+mod caps;
 mod cli;
 mod config;
 mod dashboard;

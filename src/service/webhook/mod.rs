@@ -244,6 +244,7 @@ pub async fn create(
         updated_at: now,
     };
     let txn = db.transaction().await?;
+    txn.exclusive("webhook_endpoints.create").await?;
     if webhook_endpoint::Entity::find().count(&txn).await? >= MAX_ENDPOINTS {
         drop(txn);
         let error = AppError::bad_input(
