@@ -15,6 +15,10 @@ pub struct Model {
     /// The signing key, `whsec_` and base64, as shown at creation. The
     /// server must hold it to sign; it is never answered again.
     pub secret: String,
+    /// The secret before the last rotation, which signs beside `secret`
+    /// until `previous_secret_until`; both null when there is none.
+    pub previous_secret: Option<String>,
+    pub previous_secret_until: Option<DateTimeUtc>,
     /// The owner who made it; null when an API key did (named in the audit
     /// event).
     pub created_by: Option<Uuid>,
@@ -28,6 +32,18 @@ impl Model {
         self.event_types
             .as_deref()
             .map(|t| t.split_whitespace().map(str::to_owned).collect())
+    }
+
+    /// The secrets a delivery at `now` is signed with: the current one,
+    /// and the previous one while it still signs.
+    pub fn signing_secrets(&self, now: DateTimeUtc) -> Vec<&str> {
+        let mut secrets = vec![self.secret.as_str()];
+        if let (Some(previous), Some(until)) = (&self.previous_secret, self.previous_secret_until)
+            && now < until
+        {
+            secrets.push(previous);
+        }
+        secrets
     }
 
     pub fn wants(&self, event_type: &str) -> bool {

@@ -71,6 +71,10 @@ pub struct WebhookEndpoint {
     pub last_success_at: Option<DateTime<Utc>>,
     /// The last failed attempt; null if none yet.
     pub last_failure_at: Option<DateTime<Utc>>,
+    /// Until when the secret replaced by the last rotation still signs
+    /// beside the current one (each delivery then carries both
+    /// signatures); null when it no longer does.
+    pub previous_secret_until: Option<DateTime<Utc>>,
     /// The owner who made it; null when an API key did.
     pub created_by_id: Option<Uuid>,
     /// When it was made.
@@ -107,6 +111,9 @@ impl From<webhooks::Endpoint> for WebhookEndpoint {
             next_attempt_at: cursor.next_attempt_at,
             last_success_at: cursor.last_success_at,
             last_failure_at: cursor.last_failure_at,
+            previous_secret_until: endpoint
+                .previous_secret_until
+                .filter(|until| *until > Utc::now()),
             created_by_id: endpoint.created_by,
             created_at: endpoint.created_at,
             updated_at: endpoint.updated_at,
@@ -312,19 +319,33 @@ impl WebhookMutation {
     }
 
     /// Owners, and API keys with `WEBHOOKS_MANAGE`: gives an endpoint a new
-    /// signing secret, shown this once; deliveries from now on are signed
-    /// with it alone. Audited as `webhook.secret_rotated`.
+    /// signing secret, shown this once. Deliveries from now on are signed
+    /// with it and, for `keepPreviousFor`, also with the secret it
+    /// replaces (two signatures in `webhook-signature`), so the receiver
+    /// can switch secrets without refusing a delivery in between; see
+    /// `previousSecretUntil`. Audited as `webhook.secret_rotated`.
     #[graphql(guard = "guard()")]
     async fn rotate_webhook_secret(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The endpoint's id.")] id: Uuid,
+        #[graphql(
+            desc = "How long the replaced secret keeps signing, e.g. `1h` or `2d`: at most \
+            `7d`; `0s` ends it at once. Default `24h`."
+        )]
+        keep_previous_for: Option<String>,
     ) -> Result<WebhookEndpointPayload> {
         let app = state(ctx)?;
-        webhooks::rotate_secret(&app.db, manager(ctx)?, id, &request_meta(ctx))
-            .await
-            .map(WebhookEndpointPayload::from)
-            .map_err(AppError::extend)
+        webhooks::rotate_secret(
+            &app.db,
+            manager(ctx)?,
+            id,
+            keep_previous_for.as_deref(),
+            &request_meta(ctx),
+        )
+        .await
+        .map(WebhookEndpointPayload::from)
+        .map_err(AppError::extend)
     }
 
     /// Owners, and API keys with `WEBHOOKS_MANAGE`: sends an endpoint's

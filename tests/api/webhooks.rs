@@ -354,19 +354,26 @@ async fn wait_for_attempts(
     );
 }
 
-/// Gives the endpoint a new secret and returns it.
-async fn rotate_secret(app: &TestApp, token: &str, endpoint: &str) -> String {
+const ROTATE: &str = "mutation($id: UUID!, $keep: String) { rotateWebhookSecret(id: $id, keepPreviousFor: $keep) { secret endpoint { id previousSecretUntil } } }";
+
+/// Gives the endpoint a new secret, the replaced one signing beside it
+/// for `keep` (the server's default when `None`); returns the new secret
+/// and the endpoint's `previousSecretUntil`.
+async fn rotate_secret(
+    app: &TestApp,
+    token: &str,
+    endpoint: &str,
+    keep: Option<&str>,
+) -> (String, Value) {
     let body = app
-        .gql(
-            Some(token),
-            "mutation($id: UUID!) { rotateWebhookSecret(id: $id) { secret endpoint { id } } }",
-            json!({ "id": endpoint }),
-        )
+        .gql(Some(token), ROTATE, json!({ "id": endpoint, "keep": keep }))
         .await;
-    body["data"]["rotateWebhookSecret"]["secret"]
+    let payload = &body["data"]["rotateWebhookSecret"];
+    let secret = payload["secret"]
         .as_str()
         .unwrap_or_else(|| panic!("{body}"))
-        .to_owned()
+        .to_owned();
+    (secret, payload["endpoint"]["previousSecretUntil"].clone())
 }
 
 /// Sets the endpoint's filter to sign-ins alone.
@@ -905,10 +912,20 @@ async fn a_rotated_secret_signs_every_delivery_after_it() {
     let alice = app.create_user(Role::User).await;
     let before = revocation(&app, &alice).await;
     let first = receiver.wait_for_event(&before).await;
-    let new = rotate_secret(&app, &owner, &endpoint).await;
+    assert_eq!(first.signature.split(' ').count(), 1, "{first:?}");
+
+    // The default: the replaced secret keeps signing for a day, beside
+    // the new one, so either verifies.
+    let (new, until) = rotate_secret(&app, &owner, &endpoint, None).await;
     assert!(new.starts_with("whsec_") && new != old);
+    let until = chrono::DateTime::parse_from_rfc3339(until.as_str().expect("an overlap"))
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let day = chrono::Utc::now() + chrono::Duration::hours(24) - until;
+    assert!(day.num_seconds().abs() < 600, "a day from now: {until}");
     let after = revocation(&app, &alice).await;
     let second = receiver.wait_for_event(&after).await;
+    assert_eq!(second.signature.split(' ').count(), 2, "{second:?}");
     assert_verified(
         &old,
         std::slice::from_ref(&first),
@@ -921,16 +938,67 @@ async fn a_rotated_secret_signs_every_delivery_after_it() {
         true,
         "after: the new secret",
     );
-    assert_verified(&old, &[second], false, "after: not the old secret");
+    assert_verified(
+        &old,
+        std::slice::from_ref(&second),
+        true,
+        "after: the old one too, for now",
+    );
+
+    // Rotated again with no overlap: only the newest signs; the one
+    // replaced now and the one before it do not.
+    let (newest, until) = rotate_secret(&app, &owner, &endpoint, Some("0s")).await;
+    assert_eq!(until, Value::Null);
+    let last = revocation(&app, &alice).await;
+    let third = receiver.wait_for_event(&last).await;
+    assert_eq!(third.signature.split(' ').count(), 1, "{third:?}");
+    assert_verified(&newest, std::slice::from_ref(&third), true, "the newest");
+    assert_verified(
+        &new,
+        std::slice::from_ref(&third),
+        false,
+        "not the one replaced",
+    );
+    assert_verified(&old, &[third], false, "not the first");
+
     let rotated = app.events_of_type("webhook.secret_rotated").await;
-    assert_eq!(rotated.len(), 1);
-    assert!(!rotated[0].metadata.to_string().contains(&new));
+    assert_eq!(rotated.len(), 2);
+    for event in &rotated {
+        let metadata = event.metadata.to_string();
+        assert!(
+            ![&old, &new, &newest]
+                .iter()
+                .any(|s| metadata.contains(s.as_str()))
+        );
+    }
+    assert!(rotated[0].metadata["previousSecretUntil"].is_string());
+    assert!(rotated[1].metadata.get("previousSecretUntil").is_none());
+
+    for (keep, what) in [("8d", "longer than 7 days"), ("soon", "not a duration")] {
+        let body = app
+            .gql(
+                Some(&owner),
+                ROTATE,
+                json!({ "id": endpoint, "keep": keep }),
+            )
+            .await;
+        assert_error_code(&body, "BAD_USER_INPUT", what);
+        assert_eq!(
+            body["errors"][0]["extensions"]["field"], "keepPreviousFor",
+            "{what}: {body}"
+        );
+    }
+    let refused = app.events_of_type("webhook.secret_rotated").await;
+    assert_eq!(
+        refused
+            .iter()
+            .filter(|e| e.status == entity::audit_event::AuditStatus::Failed)
+            .count(),
+        2,
+        "each refusal is audited"
+    );
     let body = app
-        .gql(
-            Some(&owner),
-            "mutation($id: UUID!) { rotateWebhookSecret(id: $id) { secret } }",
-            json!({ "id": uuid::Uuid::new_v4() }),
-        )
+        .gql(Some(&owner), ROTATE, json!({ "id": uuid::Uuid::new_v4() }))
         .await;
     assert_error_code(&body, "NOT_FOUND", "an unknown endpoint");
 }
@@ -965,7 +1033,7 @@ async fn a_change_made_while_a_delivery_is_under_way_applies_from_the_next_event
         "a delivery is under way"
     );
     only_sign_ins(&app, &owner, &endpoint).await;
-    let new = rotate_secret(&app, &owner, &endpoint).await;
+    let (new, _) = rotate_secret(&app, &owner, &endpoint, Some("0s")).await;
     *receiver.shared.delay.lock().unwrap() = Duration::ZERO;
     let bob = app.create_user(Role::User).await;
     app.sign_in(&bob).await;

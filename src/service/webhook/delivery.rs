@@ -45,6 +45,16 @@ fn key_of(secret: &str) -> AppResult<Vec<u8>> {
         })
 }
 
+/// The `webhook-signature` header: one `v1,` signature per secret,
+/// space-separated (receivers accept a delivery any of them verifies).
+pub fn signatures(secrets: &[&str], id: &str, timestamp: i64, body: &[u8]) -> AppResult<String> {
+    let signed = secrets
+        .iter()
+        .map(|secret| sign(secret, id, timestamp, body))
+        .collect::<AppResult<Vec<_>>>()?;
+    Ok(signed.join(" "))
+}
+
 /// `v1,` and the base64 HMAC-SHA256 of `id.timestamp.body`.
 pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> AppResult<String> {
     let key = key_of(secret)?;
@@ -107,13 +117,13 @@ pub fn client(timeout: Duration, allow_private: bool) -> anyhow::Result<reqwest:
         .build()?)
 }
 
-/// Sends `event` to `url`, signed with `secret`; any 2xx is a success,
+/// Sends `event` to `url`, signed with each of `secrets`; any 2xx is a success,
 /// anything else (another status, a timeout, a refused connection or
 /// address) a failure to retry.
 pub async fn send(
     client: &reqwest::Client,
     url: &str,
-    secret: &str,
+    secrets: &[&str],
     event: &audit_event::Model,
     allow_private: bool,
 ) -> Outcome {
@@ -145,7 +155,7 @@ pub async fn send(
     };
     let id = event.id.to_string();
     let timestamp = chrono::Utc::now().timestamp();
-    let signature = match sign(secret, &id, timestamp, &body) {
+    let signature = match signatures(secrets, &id, timestamp, &body) {
         Ok(signature) => signature,
         Err(e) => return outcome(None, Some(e.to_string())),
     };

@@ -239,6 +239,8 @@ pub async fn create(
         description,
         event_types: event_types.map(|t| t.join(" ")),
         secret: secret.clone(),
+        previous_secret: None,
+        previous_secret_until: None,
         created_by: by.user_id(),
         created_at: now,
         updated_at: now,
@@ -412,30 +414,79 @@ pub async fn delete(db: &Db, by: Manager<'_>, id: Uuid, meta: &RequestMeta) -> A
     Ok(found)
 }
 
-/// Gives an endpoint a new signing secret, answered this once; every
-/// delivery from now on is signed with it (the old one stops at once).
-/// Audited as `webhook.secret_rotated`.
+/// How long a rotated-away secret keeps signing when the caller does not
+/// say: a day, as the common webhook services do.
+pub const DEFAULT_PREVIOUS_SECRET_FOR: std::time::Duration =
+    std::time::Duration::from_secs(24 * 3600);
+/// The longest a rotated-away secret may keep signing.
+pub const MAX_PREVIOUS_SECRET_FOR: std::time::Duration =
+    std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// Gives an endpoint a new signing secret, answered this once. Every
+/// delivery from now on is signed with it and, for `keep_previous` (a
+/// duration such as `1h`, [`DEFAULT_PREVIOUS_SECRET_FOR`] when `None`, at
+/// most [`MAX_PREVIOUS_SECRET_FOR`]; zero ends it at once), also with the
+/// secret it replaces, so a receiver can switch to the new secret without
+/// refusing a delivery in between (Standard Webhooks' several
+/// signatures). Only the secret replaced keeps signing: one rotated away
+/// before it stops now. Audited as `webhook.secret_rotated`, refusals
+/// included.
 #[tracing::instrument(skip(db, by, meta))]
 pub async fn rotate_secret(
     db: &Db,
     by: Manager<'_>,
     id: Uuid,
+    keep_previous: Option<&str>,
     meta: &RequestMeta,
 ) -> AppResult<WithSecret> {
+    let keep_previous = match keep_previous.map(crate::config::parse_duration) {
+        None => Ok(DEFAULT_PREVIOUS_SECRET_FOR),
+        Some(Ok(keep)) if keep <= MAX_PREVIOUS_SECRET_FOR => Ok(keep),
+        Some(Ok(_)) => {
+            Err("the previous secret can keep signing for 7 days at the most".to_owned())
+        }
+        Some(Err(error)) => Err(error),
+    };
+    let keep_previous = match keep_previous {
+        Ok(keep) => keep,
+        Err(message) => {
+            let error = AppError::bad_input("keepPreviousFor", message);
+            return refused(
+                db,
+                by,
+                events::WEBHOOK_SECRET_ROTATED,
+                Some(id),
+                meta,
+                error,
+            )
+            .await;
+        }
+    };
     let secret = delivery::new_secret()?;
     let txn = db.transaction().await?;
     let mut found = get(&txn, id).await?;
+    let now = db::now();
+    let (previous, until) = if keep_previous.is_zero() {
+        (None, None)
+    } else {
+        let until = now + crate::config::Config::chrono(keep_previous);
+        (Some(found.endpoint.secret.clone()), Some(until))
+    };
     found.endpoint.secret = secret.clone();
-    found.endpoint.updated_at = db::now();
+    found.endpoint.previous_secret = previous.clone();
+    found.endpoint.previous_secret_until = until;
+    found.endpoint.updated_at = now;
     webhook_endpoint::ActiveModel {
         id: Set(id),
         secret: Set(secret.clone()),
-        updated_at: Set(found.endpoint.updated_at),
+        previous_secret: Set(previous),
+        previous_secret_until: Set(until),
+        updated_at: Set(now),
         ..Default::default()
     }
     .update(&txn)
     .await?;
-    let event = endpoint_event(
+    let mut event = endpoint_event(
         by,
         NewEvent::success(
             events::WEBHOOK_SECRET_ROTATED,
@@ -447,6 +498,9 @@ pub async fn rotate_secret(
         &found.endpoint,
         meta,
     );
+    if let Some(until) = until {
+        event = event.meta("previousSecretUntil", until.to_rfc3339());
+    }
     audit::record(&txn, event).await?;
     txn.commit().await?;
     Ok(WithSecret {
@@ -623,7 +677,7 @@ impl outbox::Sender for EndpointSender {
         delivery::send(
             &self.client,
             &self.endpoint.url,
-            &self.endpoint.secret,
+            &self.endpoint.signing_secrets(chrono::Utc::now()),
             event,
             self.allow_private,
         )
