@@ -1,9 +1,11 @@
 //! Hostile and malformed input, GraphQL-over-HTTP conformance, limits,
 //! throttling and operations endpoints.
 
-use entity::{audit_event::AuditStatus, session, user::Role};
+use entity::{
+    audit_event::AuditStatus, session, sign_in_failure, sign_in_throttle_key, user::Role,
+};
 use reqwest::{StatusCode, header};
-use sea_orm::{ConnectionTrait, EntityTrait, Statement};
+use sea_orm::{ConnectionTrait, EntityTrait, Statement, sea_query::Expr};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, assert_error_code, spawn_app, spawn_app_with, spawn_replica};
@@ -615,7 +617,10 @@ async fn readiness_fails_when_the_database_is_gone() {
 async fn failed_sign_ins_are_throttled_per_account_even_for_the_right_password() {
     let app = spawn_app_with(|c| {
         c.signin_max_failures_per_account = 3;
-        c.signin_failure_window = std::time::Duration::from_secs(2);
+        // Long enough that the attempts below fall inside it however
+        // slowly a loaded machine runs them; its end is reached by moving
+        // the stored failures back in time, not by sleeping.
+        c.signin_failure_window = std::time::Duration::from_secs(120);
     })
     .await;
     let alice = app.create_user(Role::User).await;
@@ -651,7 +656,22 @@ async fn failed_sign_ins_are_throttled_per_account_even_for_the_right_password()
         (AuditStatus::Failed, Some(alice.id))
     );
 
-    tokio::time::sleep(std::time::Duration::from_millis(2_200)).await;
+    // The window passes: every failure (and the throttle it caused) is
+    // now older than it.
+    let past = chrono::Utc::now() - chrono::Duration::seconds(121);
+    sign_in_failure::Entity::update_many()
+        .col_expr(sign_in_failure::Column::CreatedAt, Expr::value(past))
+        .exec(app.db())
+        .await
+        .unwrap();
+    sign_in_throttle_key::Entity::update_many()
+        .col_expr(
+            sign_in_throttle_key::Column::ThrottledUntil,
+            Expr::value(past),
+        )
+        .exec(app.db())
+        .await
+        .unwrap();
     let body = sign_in(&app, &alice.email, &alice.password).await;
     assert!(
         body["data"]["signIn"]["token"].is_string(),
