@@ -9,7 +9,7 @@ import { gql } from './api.js';
 import { facts, field, h, mount, timeEl, uid } from './dom.js';
 
 const ENDPOINT_FIELDS = `id url description eventTypes enabled disabledAt disabledReason cursorSeq
-  failures failingSince nextAttemptAt lastSuccessAt lastFailureAt createdAt updatedAt lag`;
+  failures failingSince nextAttemptAt lastSuccessAt lastFailureAt previousSecretUntil createdAt updatedAt lag`;
 const PAGE_SIZE = 20;
 const UUID = /^[0-9a-fA-F-]{36}$/;
 
@@ -35,6 +35,7 @@ function healthFacts(endpoint) {
     ['Failing since', endpoint.failingSince ? timeEl(endpoint.failingSince) : null],
     ['Next attempt', endpoint.nextAttemptAt ? timeEl(endpoint.nextAttemptAt) : null],
     ['Last failure', endpoint.lastFailureAt ? timeEl(endpoint.lastFailureAt) : null],
+    ['Old secret signs until', endpoint.previousSecretUntil ? h('span', { 'data-testid': 'previous-secret-until' }, timeEl(endpoint.previousSecretUntil)) : null],
     ['Lag', h('span', { 'data-testid': 'lag' }, `${endpoint.lag} event${endpoint.lag === 1 ? '' : 's'} (delivered up to seq ${endpoint.cursorSeq})`)],
     ['Events', eventTypesText(endpoint)],
     ['Created', timeEl(endpoint.createdAt, { relativeToo: false })],
@@ -339,8 +340,8 @@ export function webhookView(ctx, endpointId, params) {
     const rotate = twoStep(
       ctx,
       'Rotate secret…',
-      'Rotate now: the old secret stops working',
-      'A new secret signs every delivery from now on; the receiver must be given it.',
+      'Rotate now',
+      'A new secret signs every delivery from now on. The old one keeps signing beside it for 24 hours (each delivery carries both signatures), so give the receiver the new secret within that time.',
       async () => {
         const data = await gql(
           `mutation Rotate($id: UUID!) { rotateWebhookSecret(id: $id) { secret endpoint { ${ENDPOINT_FIELDS} } } }`,

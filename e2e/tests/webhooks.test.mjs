@@ -170,10 +170,12 @@ test('a failing receiver shows failures; disable, enable, rotate and delete work
   // Rotate (two steps): a new secret, shown once.
   await page.getByRole('button', { name: 'Rotate secret…' }).click();
   assert.equal(await page.getByTestId('secret').count(), 0, 'the first click only asks');
-  await page.getByRole('button', { name: 'Rotate now: the old secret stops working' }).click();
+  await page.getByRole('button', { name: 'Rotate now' }).click();
   const second = await page.getByRole('region', { name: 'Signing secret' }).getByTestId('secret').textContent();
   assert.match(second, /^whsec_/);
   assert.notEqual(second, first, 'a new secret');
+  // The old secret keeps signing for a day, and the page says until when.
+  await page.getByTestId('previous-secret-until').waitFor();
 
   // Replay from a seq is accepted, and refused for a seq that cannot be.
   await page.getByLabel('Send again from audit seq').fill('1');
