@@ -6,14 +6,15 @@
 //! back-off, until it is delivered or the destination is disabled.
 //!
 //! - Nothing uncommitted is announced: the worker reads committed rows.
-//! - Nothing is lost across a crash: the cursor moves only after a
-//!   delivery succeeded, in the transaction that records it; an attempt
-//!   under way when a process dies is made again (at-least-once, with the
-//!   event's id as the receivers' key to drop duplicates).
-//! - One process per destination at a time: the lease, renewed before
-//!   every attempt and longer than twice an attempt's timeout; a process
-//!   that dies hands its destinations on when its leases run out
-//!   (`OUTBOX_LEASE`).
+//! - Nothing is lost across a crash: the cursor moves only after
+//!   deliveries succeeded, in the transaction that records them (a batch
+//!   at a time); an attempt under way, or delivered but not yet recorded,
+//!   when a process dies is made again (at-least-once, with the event's
+//!   id as the receivers' key to drop duplicates).
+//! - One process per destination at a time: the lease, longer than twice
+//!   an attempt's timeout and renewed before an attempt once half of it
+//!   has gone (so every attempt ends within it); a process that dies
+//!   hands its destinations on when its leases run out (`OUTBOX_LEASE`).
 //!
 //! The worker wakes on every event the process's event tail sees (on
 //! PostgreSQL, every replica's: see [`crate::events`]) and every
@@ -161,10 +162,53 @@ async fn pass(
     Ok(())
 }
 
+/// Deliveries recorded together at most (one transaction for them all).
+const BATCH: usize = 64;
+/// The longest a delivery waits to be recorded while the turn goes on.
+const BATCH_WAIT: Duration = Duration::from_millis(500);
+
+/// What a turn has delivered (or passed over) but not yet recorded: the
+/// cursor as stored, how far the turn got, the deliveries since, and
+/// since when it has been ahead of what is stored.
+struct Progress {
+    stored: i64,
+    reached: i64,
+    delivered: Vec<outbox::Delivered>,
+    since: Option<std::time::Instant>,
+}
+
+impl Progress {
+    fn due(&self) -> bool {
+        self.delivered.len() >= BATCH || self.since.is_some_and(|at| at.elapsed() >= BATCH_WAIT)
+    }
+
+    /// Writes it (one transaction); `false` when the lease or the cursor
+    /// changed meanwhile: the turn must stop.
+    async fn record(&mut self, db: &Db, id: Uuid, owner: &str) -> AppResult<bool> {
+        if self.reached == self.stored {
+            return Ok(true);
+        }
+        if !outbox::advance(db, id, owner, self.stored, self.reached, &self.delivered).await? {
+            return Ok(false);
+        }
+        self.stored = self.reached;
+        self.delivered.clear();
+        self.since = None;
+        Ok(true)
+    }
+}
+
 /// Delivers the events after the cursor of `id` while this process holds
 /// its lease: until it is caught up, an attempt fails (the back-off is
 /// written and the turn ends), or the cursor changed under it (replayed,
 /// disabled, deleted, or taken over).
+///
+/// Events are sent one at a time, in order; what was delivered is
+/// recorded in batches (up to [`BATCH`] deliveries, at most
+/// [`BATCH_WAIT`] late, and always before a failure is recorded or the
+/// turn ends), and the lease is renewed once half of it has gone, so a
+/// busy destination does not cost two writes per event beside the
+/// requests' own (on SQLite every one of them waits for the one writer).
 async fn turn(shared: &Shared, kind: &dyn Destination, id: Uuid) -> AppResult<()> {
     let db = &shared.db;
     let owner = shared.owner.as_str();
@@ -177,46 +221,64 @@ async fn turn(shared: &Shared, kind: &dyn Destination, id: Uuid) -> AppResult<()
     let Some(mut sender) = kind.open(db, id).await? else {
         return Ok(());
     };
+    let lease = crate::config::Config::chrono(shared.lease);
+    let mut renew_after = db::now() + lease / 2;
+    let mut progress = Progress {
+        stored: cursor.cursor_seq,
+        reached: cursor.cursor_seq,
+        delivered: Vec::new(),
+        since: None,
+    };
     loop {
-        let page = outbox::events_after(db, cursor.cursor_seq, PAGE).await?;
+        let page = outbox::events_after(db, progress.reached, PAGE).await?;
         if page.is_empty() {
+            progress.record(db, id, owner).await?;
             return Ok(());
         }
-        let mut passed = cursor.cursor_seq;
         for event in &page {
             if sender.changed_by(event) {
                 let Some(reopened) = kind.open(db, id).await? else {
                     return Ok(());
                 };
                 sender = reopened;
+                // Disabled or replayed meanwhile: found out now, not
+                // half a lease later.
+                renew_after = db::now();
             }
-            if !sender.wants(event) {
-                passed = event.seq;
-                continue;
+            if progress.due() && !progress.record(db, id, owner).await? {
+                return Ok(());
             }
-            if passed > cursor.cursor_seq {
-                if !outbox::pass_over(db, id, owner, cursor.cursor_seq, passed).await? {
+            let now = db::now();
+            if now >= renew_after {
+                if !outbox::renew(db, id, owner, progress.stored, now + lease).await? {
                     return Ok(());
                 }
-                cursor.cursor_seq = passed;
+                renew_after = now + lease / 2;
             }
-            let until = db::now() + crate::config::Config::chrono(shared.lease);
-            if !outbox::renew(db, id, owner, cursor.cursor_seq, until).await? {
-                return Ok(());
+            if !sender.wants(event) {
+                progress.reached = event.seq;
+                progress.since.get_or_insert_with(std::time::Instant::now);
+                continue;
             }
             let outcome = sender.send(event).await;
             if outcome.ok {
-                let attempt = cursor.attempts.saturating_add(1);
-                let from = cursor.cursor_seq;
-                if !outbox::delivered(db, id, owner, from, event, attempt, &outcome).await? {
-                    return Ok(());
-                }
-                cursor.cursor_seq = event.seq;
+                progress.delivered.push(outbox::Delivered {
+                    event: event.clone(),
+                    attempt: cursor.attempts.saturating_add(1),
+                    outcome,
+                });
+                progress.since.get_or_insert_with(std::time::Instant::now);
+                progress.reached = event.seq;
                 cursor.attempts = 0;
                 cursor.failing_since = None;
-                passed = event.seq;
                 continue;
             }
+            // What was delivered before it is recorded first: the failure
+            // is at the event after the stored cursor.
+            if !progress.record(db, id, owner).await? {
+                return Ok(());
+            }
+            cursor.cursor_seq = progress.stored;
             let after = outbox::failed(
                 db,
                 &cursor,
@@ -244,12 +306,6 @@ async fn turn(shared: &Shared, kind: &dyn Destination, id: Uuid) -> AppResult<()
                 AfterFailure::Lost => {}
             }
             return Ok(());
-        }
-        if passed > cursor.cursor_seq {
-            if !outbox::pass_over(db, id, owner, cursor.cursor_seq, passed).await? {
-                return Ok(());
-            }
-            cursor.cursor_seq = passed;
         }
     }
 }

@@ -267,44 +267,66 @@ fn truncate(text: &str, max: usize) -> String {
     format!("{}…", &text[..end])
 }
 
-/// Records a delivered event: the attempt, and the cursor moved from
-/// `from` to the event, its failures forgotten, in one transaction.
-/// `false` (and nothing written) when `owner` lost the lease or the cursor
-/// moved meanwhile.
-pub async fn delivered(
+/// One event delivered, not yet recorded (see [`advance`]).
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub event: audit_event::Model,
+    pub attempt: i32,
+    pub outcome: Outcome,
+}
+
+/// Records a turn's progress since the cursor was stored at `from`: the
+/// cursor moved to `to` (the last event delivered or passed over), a row
+/// for each attempt in `delivered` (one insert), and, when anything was
+/// delivered, the destination's failures forgotten — in one transaction.
+/// The worker records a batch of deliveries at a time this way, so a
+/// busy destination costs one commit per batch instead of one per event
+/// (a crash before the commit delivers the batch again: at-least-once, as
+/// for a crash mid-attempt). `false` (nothing written) when `owner` lost
+/// the lease or the cursor moved meanwhile.
+pub async fn advance(
     db: &Db,
     id: Uuid,
     owner: &str,
     from: i64,
-    event: &audit_event::Model,
-    attempt: i32,
-    outcome: &Outcome,
+    to: i64,
+    delivered: &[Delivered],
 ) -> AppResult<bool> {
     let now = crate::db::now();
     let txn = db.transaction().await?;
-    let done = outbox_cursor::Entity::update_many()
-        .col_expr(outbox_cursor::Column::CursorSeq, Expr::value(event.seq))
-        .col_expr(outbox_cursor::Column::Attempts, Expr::value(0))
-        .col_expr(
-            outbox_cursor::Column::FailingSince,
-            Expr::value(None::<DateTime<Utc>>),
-        )
-        .col_expr(
-            outbox_cursor::Column::NextAttemptAt,
-            Expr::value(None::<DateTime<Utc>>),
-        )
-        .col_expr(outbox_cursor::Column::LastSuccessAt, Expr::value(now))
+    let mut update = outbox_cursor::Entity::update_many()
+        .col_expr(outbox_cursor::Column::CursorSeq, Expr::value(to));
+    if !delivered.is_empty() {
+        update = update
+            .col_expr(outbox_cursor::Column::Attempts, Expr::value(0))
+            .col_expr(
+                outbox_cursor::Column::FailingSince,
+                Expr::value(None::<DateTime<Utc>>),
+            )
+            .col_expr(
+                outbox_cursor::Column::NextAttemptAt,
+                Expr::value(None::<DateTime<Utc>>),
+            )
+            .col_expr(outbox_cursor::Column::LastSuccessAt, Expr::value(now));
+    }
+    let done = update
         .filter(outbox_cursor::Column::Id.eq(id))
         .filter(outbox_cursor::Column::LeaseOwner.eq(owner))
         .filter(outbox_cursor::Column::CursorSeq.eq(from))
         .exec(&txn)
         .await?;
     if done.rows_affected != 1 {
+        txn.rollback().await?;
         return Ok(false);
     }
-    outbox_attempt::Entity::insert(attempt_row(id, event, attempt, outcome, now))
-        .exec_without_returning(&txn)
-        .await?;
+    if !delivered.is_empty() {
+        let rows = delivered
+            .iter()
+            .map(|d| attempt_row(id, &d.event, d.attempt, &d.outcome, now));
+        outbox_attempt::Entity::insert_many(rows)
+            .exec_without_returning(&txn)
+            .await?;
+    }
     txn.commit().await?;
     Ok(true)
 }
