@@ -38,6 +38,9 @@ use crate::{
     state::AppState,
 };
 
+/// The shortest time between two passes when events wake the worker.
+const MIN_PASS_INTERVAL: Duration = Duration::from_millis(20);
+
 /// Events read per page of a destination's turn.
 const PAGE: u64 = 100;
 
@@ -99,6 +102,7 @@ pub fn spawn(state: &AppState) -> anyhow::Result<Outbox> {
         let mut turns: JoinSet<()> = JoinSet::new();
         let mut running: HashMap<Uuid, tokio::task::AbortHandle> = HashMap::new();
         loop {
+            let passed_at = tokio::time::Instant::now();
             if let Err(err) = pass(&shared, &mut turns, &mut running).await {
                 tracing::warn!(error = %err, "outbox: a pass failed; retrying");
             }
@@ -110,6 +114,10 @@ pub fn spawn(state: &AppState) -> anyhow::Result<Outbox> {
                     // One pass for every event come meanwhile: a burst of
                     // revocations costs a pass, not a pass each.
                     while !matches!(wake.try_recv(), Err(TryRecvError::Empty | TryRecvError::Closed)) {}
+                    // And at most one pass per interval while events keep
+                    // coming: a destination being served needs none, and
+                    // each pass is two queries.
+                    tokio::time::sleep_until(passed_at + MIN_PASS_INTERVAL).await;
                 }
                 () = tokio::time::sleep(poll) => {}
                 Some(_) = turns.join_next(), if !turns.is_empty() => {}
