@@ -10,6 +10,7 @@ mod m20261202_000001_api_keys;
 mod m20261203_000001_user_lifecycle;
 mod m20261203_000002_audit_checkpoints;
 mod m20261203_000003_webhooks;
+mod m20261204_000001_ssf_streams;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000001_user_lifecycle::Migration),
             Box::new(m20261203_000002_audit_checkpoints::Migration),
             Box::new(m20261203_000003_webhooks::Migration),
+            Box::new(m20261204_000001_ssf_streams::Migration),
         ]
     }
 }
