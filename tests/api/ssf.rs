@@ -1205,11 +1205,14 @@ async fn a_poll_stream_answers_sets_until_they_are_acknowledged() {
     else {
         return;
     };
-    let sessions: Vec<Value> = events_of(&results)
+    // A JSON object has no order: compare the sessions named as sets.
+    let mut sessions: Vec<String> = events_of(&results)
         .iter()
-        .map(|(_, c)| c["sub_id"]["session"]["id"].clone())
+        .map(|(_, c)| c["sub_id"]["session"]["id"].as_str().unwrap().to_owned())
         .collect();
-    let expected: Vec<Value> = ended.iter().map(|s| json!(s.to_string())).collect();
+    let mut expected: Vec<String> = ended.iter().map(Uuid::to_string).collect();
+    sessions.sort();
+    expected.sort();
     assert_eq!(sessions, expected);
     // Bad poll input.
     for body in [
@@ -1227,4 +1230,132 @@ async fn a_poll_stream_answers_sets_until_they_are_acknowledged() {
         .await;
         assert_eq!(status, 400, "{body}");
     }
+}
+
+#[tokio::test]
+async fn a_password_change_and_a_disabled_account_are_announced_to_a_push_receiver() {
+    let app = spawn_app_with(fast).await;
+    let key = ssf_key(&app, &["SSF_MANAGE"]).await;
+    let (receiver, url) = PushReceiver::start().await;
+    create_stream(
+        &app,
+        &key,
+        json!({ "aud": "https://receiver.test", "delivery": { "method": PUSH, "endpoint_url": url } }),
+    )
+    .await;
+    let owner = app.create_user(Role::Owner).await;
+    let owner_token = app.sign_in(&owner).await;
+    let alice = app.create_user(Role::User).await;
+    let bob = app.create_user(Role::User).await;
+    let (token, _) = app.sign_in_as(&alice, "laptop").await;
+    let (_, phone) = app.sign_in_as(&alice, "phone").await;
+    let (_, bobs) = app.sign_in_as(&bob, "phone").await;
+    let body = app
+        .gql(
+            Some(&token),
+            "mutation($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) }",
+            json!({ "c": alice.password, "n": "a-new-long-password-1" }),
+        )
+        .await;
+    assert!(body.get("errors").is_none(), "{body}");
+    let body = app
+        .gql(
+            Some(&owner_token),
+            "mutation($id: UUID!) { disableUser(id: $id, reason: \"left\") { id } }",
+            json!({ "id": bob.id }),
+        )
+        .await;
+    assert!(body.get("errors").is_none(), "{body}");
+    let expected: Vec<&str> = app
+        .audit_events()
+        .await
+        .iter()
+        .filter(|e| set::announced(e))
+        .map(|e| e.event_type.as_str().to_owned())
+        .map(|t| {
+            if t == "password.changed" {
+                ssf::CREDENTIAL_CHANGE
+            } else {
+                ssf::SESSION_REVOKED
+            }
+        })
+        .collect();
+    let sets = receiver.wait_for_accepted(expected.len()).await;
+    let (_, _, jwks) = get_json(&app, "/jwks.json").await;
+    let Some(results) = verify_async(
+        jwks,
+        app.address.clone(),
+        "https://receiver.test".into(),
+        sets,
+    )
+    .await
+    else {
+        return;
+    };
+    let got = events_of(&results);
+    let kinds: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds, expected);
+    assert!(kinds.contains(&ssf::CREDENTIAL_CHANGE), "{kinds:?}");
+    let sessions: Vec<&Value> = got
+        .iter()
+        .map(|(_, c)| &c["sub_id"]["session"]["id"])
+        .collect();
+    assert!(
+        sessions.contains(&&json!(phone.to_string())),
+        "the password change ended the phone's session"
+    );
+    assert!(
+        sessions.contains(&&json!(bobs.to_string())),
+        "disabling bob ended his session"
+    );
+}
+
+#[tokio::test]
+async fn a_push_stream_failing_for_the_retry_window_is_disabled_and_audited() {
+    let app = spawn_app_with(|c| {
+        fast(c);
+        c.webhook_retry_for = Duration::from_secs(1);
+    })
+    .await;
+    let key = ssf_key(&app, &["SSF_MANAGE"]).await;
+    let (receiver, url) = PushReceiver::start().await;
+    receiver.script.lock().unwrap().extend([500; 10_000]);
+    let stream = create_stream(
+        &app,
+        &key,
+        json!({ "aud": "https://receiver.test", "delivery": { "method": PUSH, "endpoint_url": url } }),
+    )
+    .await;
+    let id = stream["stream_id"].as_str().unwrap().to_owned();
+    let alice = app.create_user(Role::User).await;
+    let (token, _) = app.sign_in_as(&alice, "laptop").await;
+    let body = app
+        .gql(Some(&token), "mutation { signOut }", json!({}))
+        .await;
+    assert!(body.get("errors").is_none(), "{body}");
+    let mut status = Value::Null;
+    for _ in 0..1_000 {
+        (_, status) = call(
+            &app,
+            reqwest::Method::GET,
+            &format!("/ssf/status?stream_id={id}"),
+            Some(&key),
+            None,
+        )
+        .await;
+        if status["status"] == "disabled" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status["status"], "disabled", "{status}");
+    assert!(
+        status["reason"].as_str().unwrap().contains("HTTP 500"),
+        "{status}"
+    );
+    let disabled = app.events_of_type("ssf.stream_disabled").await;
+    assert_eq!(disabled.len(), 1);
+    assert_eq!(disabled[0].metadata["streamId"], id.as_str());
+    assert!(receiver.log().len() >= 2, "retried before giving up");
+    assert!(receiver.accepted().is_empty());
 }
