@@ -464,7 +464,8 @@ async fn db_streams(app: &TestApp) -> Vec<entity::ssf_stream::Model> {
 /// A key with `scopes` (GraphQL names).
 async fn ssf_key(app: &TestApp, scopes: &[&str]) -> String {
     let (owner, _) = owner_token(app).await;
-    create_key(app, &owner, "receiver", scopes).await.0
+    let name = format!("receiver {}", Uuid::new_v4());
+    create_key(app, &owner, &name, scopes).await.0
 }
 
 /// A request to an SSF endpoint with `key`: (status, JSON body or null).
@@ -1358,4 +1359,48 @@ async fn a_push_stream_failing_for_the_retry_window_is_disabled_and_audited() {
     assert_eq!(disabled[0].metadata["streamId"], id.as_str());
     assert!(receiver.log().len() >= 2, "retried before giving up");
     assert!(receiver.accepted().is_empty());
+}
+
+#[tokio::test]
+async fn owners_and_ssf_keys_list_streams_with_their_health_and_others_are_refused() {
+    let app = spawn_app().await;
+    let key = ssf_key(&app, &["SSF_MANAGE"]).await;
+    let stream = create_stream(
+        &app,
+        &key,
+        json!({ "aud": "https://poller.test", "description": "SIEM", "delivery": { "method": POLL } }),
+    )
+    .await;
+    const STREAMS: &str = "{ ssfStreams { id audience description delivery endpointUrl eventsDelivered status statusReason subjectsRestricted cursorSeq failures lastSuccessAt lag } }";
+    let owner = app.create_user(Role::Owner).await;
+    let owner_token = app.sign_in(&owner).await;
+    let body = app.gql(Some(&owner_token), STREAMS, json!({})).await;
+    let listed = &body["data"]["ssfStreams"];
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{body}");
+    let one = &listed[0];
+    assert_eq!(one["id"], stream["stream_id"]);
+    assert_eq!(one["audience"], "https://poller.test");
+    assert_eq!(one["delivery"], "poll");
+    assert_eq!(one["endpointUrl"], stream["delivery"]["endpoint_url"]);
+    assert_eq!(one["status"], "enabled");
+    assert_eq!(one["subjectsRestricted"], false);
+    assert!(one["lag"].as_i64().unwrap() >= 0);
+    let body = app
+        .gql_with_authorization(&format!("Bearer {key}"), STREAMS)
+        .await;
+    assert_eq!(
+        body["data"]["ssfStreams"][0]["id"], stream["stream_id"],
+        "{body}"
+    );
+    for role in [Role::User, Role::Admin] {
+        let someone = app.create_user(role).await;
+        let token = app.sign_in(&someone).await;
+        let body = app.gql(Some(&token), STREAMS, json!({})).await;
+        crate::helpers::assert_error_code(&body, "FORBIDDEN", &format!("{role:?}"));
+    }
+    let other = ssf_key(&app, &["WEBHOOKS_MANAGE"]).await;
+    let body = app
+        .gql_with_authorization(&format!("Bearer {other}"), STREAMS)
+        .await;
+    crate::helpers::assert_error_code(&body, "FORBIDDEN", "a key without SSF_MANAGE");
 }
