@@ -1404,3 +1404,77 @@ async fn owners_and_ssf_keys_list_streams_with_their_health_and_others_are_refus
         .await;
     crate::helpers::assert_error_code(&body, "FORBIDDEN", "a key without SSF_MANAGE");
 }
+
+/// The claims of a SET, read without verifying it (the other tests verify).
+fn claims_of(set: &str) -> Value {
+    let payload = set.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_stream_changed_while_it_is_delivered_applies_the_change_from_the_next_event() {
+    let app = spawn_app_with(fast).await;
+    let key = ssf_key(&app, &["SSF_MANAGE"]).await;
+    let (receiver, url) = PushReceiver::start().await;
+    let stream = create_stream(
+        &app,
+        &key,
+        json!({ "aud": "https://receiver.test", "delivery": { "method": PUSH, "endpoint_url": url } }),
+    )
+    .await;
+    let id = stream["stream_id"].as_str().unwrap().to_owned();
+    let alice = app.create_user(Role::User).await;
+    let (token, _) = app.sign_in_as(&alice, "laptop").await;
+    let (_, first) = app.sign_in_as(&alice, "phone").await;
+    let (_, second) = app.sign_in_as(&alice, "tablet").await;
+    let body = app.gql(Some(&token), REVOKE, json!({ "id": first })).await;
+    assert!(body.get("errors").is_none(), "{body}");
+    // Committed in this order: the change, a revocation it excludes, a
+    // verification request. Whatever turn is running sees them in order.
+    let (status, _) = call(
+        &app,
+        reqwest::Method::PATCH,
+        "/ssf/stream",
+        Some(&key),
+        Some(json!({ "stream_id": id, "events_requested": [ssf::CREDENTIAL_CHANGE] })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let body = app.gql(Some(&token), REVOKE, json!({ "id": second })).await;
+    assert!(body.get("errors").is_none(), "{body}");
+    let (status, _) = call(
+        &app,
+        reqwest::Method::POST,
+        "/ssf/verify",
+        Some(&key),
+        Some(json!({ "stream_id": id, "state": "after" })),
+    )
+    .await;
+    assert_eq!(status, 204);
+    // The change applies at the latest from the event after it: the
+    // first revocation went out unless the turn opened the stream after
+    // the change committed (a turn reads the stream as it is then); the
+    // second never does, and the verification after it does.
+    let mut claims: Vec<Value> = Vec::new();
+    for _ in 0..1_000 {
+        claims = receiver.accepted().iter().map(|s| claims_of(s)).collect();
+        if claims
+            .iter()
+            .any(|c| c["events"][VERIFICATION]["state"] == "after")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let last = claims.last().expect("the verification was delivered");
+    assert_eq!(last["events"][VERIFICATION]["state"], "after", "{claims:?}");
+    assert!(
+        claims
+            .iter()
+            .all(|c| c["sub_id"]["session"]["id"] != second.to_string().as_str()),
+        "the revocation after the change was not sent: {claims:?}"
+    );
+    if claims.len() == 2 {
+        assert_eq!(claims[0]["sub_id"]["session"]["id"], first.to_string());
+    }
+}

@@ -14,8 +14,10 @@
 //! still pass). Removing a subject not listed is `404`.
 //!
 //! Every change is audited (`ssf.*`), refusals of bad input included, and
-//! applies from the next event in chain order (the worker reopens a
-//! stream after any event that changed it).
+//! applies at the latest from the next event in chain order (the worker
+//! reopens a stream after any event that changed it; a turn that opens the
+//! stream after the change committed applies it to the events before it
+//! that are still undelivered too, as for webhooks).
 
 use std::collections::HashSet;
 
