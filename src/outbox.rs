@@ -33,7 +33,7 @@ use crate::{
     error::AppResult,
     service::{
         outbox::{self, AfterFailure, Destination},
-        webhook,
+        ssf, webhook,
     },
     state::AppState,
 };
@@ -86,7 +86,9 @@ impl Drop for Outbox {
 pub fn spawn(state: &AppState) -> anyhow::Result<Outbox> {
     let config = &state.config;
     let webhooks: Arc<dyn Destination> = Arc::new(webhook::Webhooks::new(config)?);
-    let kinds = HashMap::from([(webhooks.kind(), webhooks)]);
+    let streams: Arc<dyn Destination> =
+        Arc::new(ssf::push::PushStreams::new(config, state.ssf_keys.clone())?);
+    let kinds = HashMap::from([(webhooks.kind(), webhooks), (streams.kind(), streams)]);
     let shared = Arc::new(Shared {
         db: state.db.clone(),
         owner: format!("{}", Uuid::new_v4()),
@@ -141,7 +143,8 @@ async fn pass(
 ) -> AppResult<()> {
     let head = outbox::head_seq(&shared.db).await?;
     let now = db::now();
-    let due = outbox::due(&shared.db, &shared.owner, head, now).await?;
+    let kinds: Vec<&str> = shared.kinds.keys().copied().collect();
+    let due = outbox::due(&shared.db, &shared.owner, &kinds, head, now).await?;
     for cursor in due {
         if running.get(&cursor.id).is_some_and(|h| !h.is_finished()) {
             continue;

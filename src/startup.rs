@@ -114,10 +114,34 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/check", any(transport::gateway::check))
         .route("/oauth/revoke", post(transport::oauth::revoke))
         .route("/oauth/introspect", post(transport::introspect::introspect))
-        // The SSF configuration document (`transport::ssf::configuration`)
-        // is routed once stream management answers at the endpoints it
-        // names (issue 19 §2): until then a receiver would be sent to 404s.
+        // OpenID Shared Signals: the metadata, the keys, stream
+        // management (API keys with `ssf:manage`) and the poll endpoints.
+        .route(
+            service::ssf::paths::CONFIGURATION,
+            get(transport::ssf::configuration),
+        )
         .route(service::ssf::paths::JWKS, get(transport::ssf::jwks))
+        .route(
+            service::ssf::paths::STREAM,
+            any(transport::ssf_streams::configuration),
+        )
+        .route(
+            service::ssf::paths::STATUS,
+            any(transport::ssf_streams::status),
+        )
+        .route(
+            service::ssf::paths::ADD_SUBJECT,
+            post(transport::ssf_streams::add_subject),
+        )
+        .route(
+            service::ssf::paths::REMOVE_SUBJECT,
+            post(transport::ssf_streams::remove_subject),
+        )
+        .route(
+            service::ssf::paths::VERIFY,
+            post(transport::ssf_streams::verify),
+        )
+        .route("/ssf/poll/{stream_id}", post(transport::ssf_streams::poll))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));

@@ -1,4 +1,6 @@
-// Owner pages for webhook endpoints: the list with each endpoint's health,
+// Owner pages for webhook endpoints and Shared Signals streams: the list
+// of endpoints with each one's health, the streams with theirs (read-only:
+// receivers manage their streams over the SSF API),
 // making one (its signing secret shown once), and one endpoint's page:
 // enable or disable it, rotate its secret (shown once), delete it (two
 // steps), replay from an audit `seq`, and its recent delivery attempts,
@@ -106,14 +108,80 @@ function twoStep(ctx, label, confirmLabel, hint, work, { danger = true } = {}) {
   return h('div', { class: 'stack' }, h('p', { class: 'hint', id: hintId }, hint), h('div', { class: 'buttons' }, button));
 }
 
+// ---------------------------------------------------------------- streams
+
+const STREAM_FIELDS = `id audience description delivery endpointUrl eventsDelivered status statusReason
+  subjectsRestricted cursorSeq failures failingSince lastSuccessAt lastFailureAt createdAt lag`;
+
+function streamBadge(stream) {
+  const failing = stream.status === 'enabled' && stream.failures > 0;
+  const label = failing ? 'failing' : stream.status;
+  const tone = { enabled: 'status-active', paused: 'status-disabled', disabled: 'status-disabled', failing: 'status-failed' }[label] || 'status-disabled';
+  return h('span', { class: `badge ${tone}`, 'data-testid': 'stream-state' }, label);
+}
+
+/** The streams and their health; `slot` is filled (and refilled). */
+async function loadStreams(ctx, slot, isDestroyed) {
+  try {
+    const data = await gql(`query Streams { ssfStreams { ${STREAM_FIELDS} } }`);
+    if (isDestroyed()) return;
+    const streams = data.ssfStreams;
+    mount(
+      slot,
+      streams.length
+        ? h(
+            'div',
+            { class: 'table-wrap' },
+            h(
+              'table',
+              { class: 'ssf-streams' },
+              h('caption', { class: 'visually-hidden' }, 'Shared Signals streams, oldest first'),
+              h('thead', {}, h('tr', {}, ['Receiver', 'Delivery', 'State', 'Last success', 'Failures', 'Lag'].map((t) => h('th', { scope: 'col' }, t)))),
+              h(
+                'tbody',
+                {},
+                streams.map((s) =>
+                  h(
+                    'tr',
+                    { class: s.status === 'enabled' && s.failures === 0 ? null : 'failed', 'data-stream-id': s.id },
+                    h(
+                      'td',
+                      { 'data-label': 'Receiver' },
+                      h('code', { class: 'endpoint-url' }, s.audience),
+                      s.description ? h('div', { class: 'muted' }, s.description) : null,
+                      h('div', { class: 'hint' }, s.eventsDelivered.length ? s.eventsDelivered.map((t) => t.split('/').pop()).join(', ') : 'no event types'),
+                      s.subjectsRestricted ? h('div', { class: 'hint' }, 'listed subjects only') : null,
+                    ),
+                    h('td', { 'data-label': 'Delivery' }, s.delivery, h('div', { class: 'hint endpoint-url' }, s.endpointUrl)),
+                    h('td', { 'data-label': 'State' }, streamBadge(s), s.statusReason ? h('div', { class: 'hint' }, s.statusReason) : null),
+                    h('td', { 'data-label': 'Last success' }, s.lastSuccessAt ? timeEl(s.lastSuccessAt) : 'none yet'),
+                    h('td', { 'data-label': 'Failures', 'data-testid': 'stream-failures' }, String(s.failures)),
+                    h('td', { 'data-label': 'Lag', 'data-testid': 'stream-lag' }, String(s.lag)),
+                  ),
+                ),
+              ),
+            ),
+          )
+        : h('p', { class: 'hint no-streams' }, 'No Shared Signals streams: receivers make them with an API key scoped SSF_MANAGE.'),
+    );
+  } catch (error) {
+    if (!isDestroyed()) {
+      mount(slot, h('p', { class: 'hint' }, 'The Shared Signals streams could not be loaded.'));
+      ctx.reportError(error);
+    }
+  }
+}
+
 // ---------------------------------------------------------------- list
 
 export function webhooksView(ctx) {
   let destroyed = false;
   let results;
   let secretSlot;
+  let streams;
 
   async function refresh() {
+    loadStreams(ctx, streams, () => destroyed);
     try {
       const data = await gql(`query Webhooks { webhookEndpoints { ${ENDPOINT_FIELDS} } }`);
       if (!destroyed) show(data.webhookEndpoints);
@@ -233,6 +301,7 @@ export function webhooksView(ctx) {
     render(main) {
       results = h('div', { 'aria-live': 'polite' }, h('p', {}, 'Loading…'));
       secretSlot = h('div', {});
+      streams = h('div', { 'aria-live': 'polite' }, h('p', {}, 'Loading…'));
       mount(
         main,
         h('div', { class: 'toolbar' }, h('h1', { tabindex: '-1' }, 'Webhooks'), h('button', { type: 'button', onclick: refresh }, 'Refresh')),
@@ -240,6 +309,13 @@ export function webhooksView(ctx) {
         secretSlot,
         results,
         createForm(),
+        h(
+          'section',
+          { class: 'ssf', 'aria-labelledby': 'ssf-title' },
+          h('h2', { id: 'ssf-title' }, 'Shared Signals streams'),
+          h('p', { class: 'muted' }, 'OpenID Shared Signals receivers: CAEP session-revoked and credential-change events, signed (ES256), pushed or polled. Receivers manage their own streams.'),
+          streams,
+        ),
       );
       refresh();
     },

@@ -199,6 +199,61 @@ test('a failing receiver shows failures; disable, enable, rotate and delete work
   await page.closeAll();
 });
 
+/** A request to the SSF API with `key`; returns { status, body }. */
+async function ssf(method, path, key, body) {
+  const response = await fetch(`${BASE_URL}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : null };
+}
+
+test('the owner page lists Shared Signals streams with their health', async () => {
+  const { token: ownerToken } = await signInApi(DEMO.owner, 'e2e-ssf');
+  const made = await api(
+    'mutation($n: String!, $s: [ApiScope!]!) { createApiKey(name: $n, scopes: $s) { key } }',
+    { n: 'e2e receiver', s: ['SSF_MANAGE'] },
+    { token: ownerToken },
+  );
+  const key = made.data?.createApiKey?.key;
+  assert.ok(key, JSON.stringify(made));
+  const poll = await ssf('POST', '/ssf/stream', key, { aud: 'https://siem.e2e.test', description: 'SIEM', delivery: { method: 'urn:ietf:rfc:8936' } });
+  assert.equal(poll.status, 201, JSON.stringify(poll.body));
+  // The receiver answers 500 on /fail: RFC 8935 wants 202.
+  const push = await ssf('POST', '/ssf/stream', key, { aud: 'https://app.e2e.test', delivery: { method: 'urn:ietf:rfc:8935', endpoint_url: `${receiverUrl}/fail` } });
+  assert.equal(push.status, 201, JSON.stringify(push.body));
+  await revokeOne(DEMO.alice);
+
+  const page = await openPage(browser);
+  await signIn(page, DEMO.owner);
+  await openWebhooks(page);
+  const streams = page.locator('table.ssf-streams tbody tr');
+  const polled = streams.filter({ hasText: 'https://siem.e2e.test' });
+  const pushed = streams.filter({ hasText: 'https://app.e2e.test' });
+  await polled.waitFor();
+  assert.match(await polled.textContent(), /poll/);
+  assert.match(await polled.textContent(), /SIEM/);
+  assert.equal((await polled.getByTestId('stream-state').textContent()).trim(), 'enabled');
+  await eventually(async () => {
+    await page.getByRole('button', { name: 'Refresh' }).click();
+    await page.locator('table.ssf-streams').waitFor();
+    assert.equal((await pushed.getByTestId('stream-state').textContent()).trim(), 'failing');
+  });
+  assert.notEqual((await pushed.getByTestId('stream-failures').textContent()).trim(), '0');
+  await screenshot(page, 'ssf-streams');
+
+  for (const made of [poll, push]) {
+    const gone = await ssf('DELETE', `/ssf/stream?stream_id=${made.body.stream_id}`, key);
+    assert.equal(gone.status, 204);
+  }
+  await page.getByRole('button', { name: 'Refresh' }).click();
+  await page.locator('p.no-streams').waitFor();
+  await page.assertClean();
+  await page.closeAll();
+});
+
 test('admins and users see no Webhooks link, and the server refuses them', async () => {
   for (const who of [DEMO.admin, DEMO.alice]) {
     const page = await openPage(browser);

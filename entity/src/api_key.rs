@@ -14,6 +14,8 @@ pub enum ApiScope {
     AuditRead,
     /// Manage webhook endpoints (outbound session events).
     WebhooksManage,
+    /// Manage OpenID Shared Signals streams and poll them.
+    SsfManage,
 }
 
 impl ApiScope {
@@ -26,6 +28,7 @@ impl ApiScope {
             ApiScope::UsersProvision => "users:provision",
             ApiScope::AuditRead => "audit:read",
             ApiScope::WebhooksManage => "webhooks:manage",
+            ApiScope::SsfManage => "ssf:manage",
         }
     }
 

@@ -10,7 +10,8 @@ mod m20261202_000001_api_keys;
 mod m20261203_000001_user_lifecycle;
 mod m20261203_000002_audit_checkpoints;
 mod m20261203_000003_webhooks;
-mod m20261204_000001_webhook_secret_overlap;
+mod m20261204_000001_ssf_streams;
+mod m20261204_000002_webhook_secret_overlap;
 
 pub struct Migrator;
 
@@ -25,7 +26,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000001_user_lifecycle::Migration),
             Box::new(m20261203_000002_audit_checkpoints::Migration),
             Box::new(m20261203_000003_webhooks::Migration),
-            Box::new(m20261204_000001_webhook_secret_overlap::Migration),
+            Box::new(m20261204_000001_ssf_streams::Migration),
+            Box::new(m20261204_000002_webhook_secret_overlap::Migration),
         ]
     }
 }

@@ -50,7 +50,8 @@ pub enum ApiKeyCommand {
         #[arg(long)]
         name: String,
         /// A scope the key holds (repeat for more): sessions:issue,
-        /// sessions:check, users:provision, audit:read.
+        /// sessions:check, users:provision, audit:read,
+        /// webhooks:manage, ssf:manage.
         #[arg(long = "scope", required = true, value_parser = parse_scope)]
         scopes: Vec<entity::api_key::ApiScope>,
     },

@@ -37,6 +37,9 @@ pub enum ApiScope {
     AuditRead,
     /// `createWebhookEndpoint` and the other webhook operations.
     WebhooksManage,
+    /// The OpenID Shared Signals stream-management API and poll
+    /// endpoints (`/ssf/…`).
+    SsfManage,
 }
 
 impl From<Scope> for ApiScope {
@@ -47,6 +50,7 @@ impl From<Scope> for ApiScope {
             Scope::UsersProvision => ApiScope::UsersProvision,
             Scope::AuditRead => ApiScope::AuditRead,
             Scope::WebhooksManage => ApiScope::WebhooksManage,
+            Scope::SsfManage => ApiScope::SsfManage,
         }
     }
 }
@@ -59,6 +63,7 @@ impl From<ApiScope> for Scope {
             ApiScope::UsersProvision => Scope::UsersProvision,
             ApiScope::AuditRead => Scope::AuditRead,
             ApiScope::WebhooksManage => Scope::WebhooksManage,
+            ApiScope::SsfManage => Scope::SsfManage,
         }
     }
 }

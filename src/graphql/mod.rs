@@ -10,6 +10,7 @@ pub mod impersonation;
 pub mod limits;
 pub mod paging;
 pub mod session;
+pub mod ssf;
 pub mod user;
 pub mod webhook;
 
@@ -27,6 +28,7 @@ pub struct QueryRoot(
     user::UserQuery,
     api_key::ApiKeyQuery,
     webhook::WebhookQuery,
+    ssf::SsfQuery,
 );
 
 /// Changes: signing in and out, revocation, impersonation, passwords.

@@ -25,6 +25,8 @@ pub enum Action {
     ManageApiKeys,
     /// Managing webhook endpoints.
     ManageWebhooks,
+    /// Reading Shared Signals streams (`ssfStreams`).
+    ManageSsf,
     /// An operation for signed-in users, attempted with an API key.
     UserOperation,
     /// An operation for API keys, attempted without the scope it needs.
@@ -59,6 +61,7 @@ impl Action {
             Action::Sensitive => "account.sensitive",
             Action::ManageApiKeys => "api_keys.manage",
             Action::ManageWebhooks => "webhooks.manage",
+            Action::ManageSsf => "ssf.manage",
             Action::UserOperation => "user.operation",
             Action::KeyOperation => "api_key.operation",
             Action::ViewUser => "user.view",

@@ -90,16 +90,19 @@ fn free_for(owner: &str, now: DateTime<Utc>) -> Condition {
         .add(outbox_cursor::Column::LeaseUntil.lt(now))
 }
 
-/// Destinations with events to deliver now: enabled, behind `head`, not
-/// backing off, and free for `owner`.
+/// Destinations of `kinds` with events to deliver now: enabled, behind
+/// `head`, not backing off, and free for `owner`. (Kinds the worker does
+/// not deliver, such as poll streams, never come up.)
 pub async fn due(
     db: &Db,
     owner: &str,
+    kinds: &[&str],
     head: i64,
     now: DateTime<Utc>,
 ) -> AppResult<Vec<outbox_cursor::Model>> {
     Ok(outbox_cursor::Entity::find()
         .filter(outbox_cursor::Column::Enabled.eq(true))
+        .filter(outbox_cursor::Column::Kind.is_in(kinds.iter().copied()))
         .filter(outbox_cursor::Column::CursorSeq.lt(head))
         .filter(
             Condition::any()

@@ -24,6 +24,7 @@ pub mod http;
 pub mod introspect;
 pub mod oauth;
 pub mod ssf;
+pub mod ssf_streams;
 pub mod ws;
 
 /// What the HTTP handlers share, behind one `Arc`: axum clones the state
@@ -48,6 +49,8 @@ pub struct HttpShared {
     pub validated_schema: AppSchema,
     /// Parsed documents, shared by HTTP and WebSocket requests.
     pub documents: Arc<Documents>,
+    /// Permits for SSF long polls waiting at once.
+    pub ssf_long_polls: Arc<tokio::sync::Semaphore>,
 }
 
 impl HttpState {
@@ -61,6 +64,7 @@ impl HttpState {
                 config.max_query_fields,
                 graphql::limits::document_bound(config.max_query_depth),
             )),
+            ssf_long_polls: Arc::new(tokio::sync::Semaphore::new(ssf_streams::MAX_LONG_POLLS)),
             app: state,
         }))
     }
@@ -112,5 +116,27 @@ pub(crate) fn code_uncoded_errors(errors: &mut [ServerError]) {
         if extensions.get("code").is_none() {
             extensions.set("code", "BAD_USER_INPUT");
         }
+    }
+}
+
+/// `SSF_ISSUER`, else `http://` and the host the request was sent to
+/// (when it is a plain host and port), else the address the server is
+/// bound to.
+pub(crate) fn ssf_issuer(http: &HttpState, headers: &HeaderMap) -> String {
+    if let Some(issuer) = &http.app.config.ssf_issuer {
+        return issuer.clone();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        });
+    match host {
+        Some(host) => format!("http://{host}"),
+        None => format!("http://{}", http.app.config.bind),
     }
 }

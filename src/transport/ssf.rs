@@ -10,7 +10,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::HttpState;
+use super::{HttpState, ssf_issuer as issuer};
 use crate::service::ssf;
 
 /// `GET /.well-known/ssf-configuration`.
@@ -37,26 +37,4 @@ fn cached(mut response: Response) -> Response {
         HeaderValue::from_static("public, max-age=300"),
     );
     response
-}
-
-/// `SSF_ISSUER`, else `http://` and the host the request was sent to
-/// (when it is a plain host and port), else the address the server is
-/// bound to.
-pub(crate) fn issuer(http: &HttpState, headers: &HeaderMap) -> String {
-    if let Some(issuer) = &http.app.config.ssf_issuer {
-        return issuer.clone();
-    }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .filter(|h| {
-            !h.is_empty()
-                && h.len() <= 255
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
-        });
-    match host {
-        Some(host) => format!("http://{host}"),
-        None => format!("http://{}", http.app.config.bind),
-    }
 }

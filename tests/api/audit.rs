@@ -1035,6 +1035,14 @@ async fn audit_event_types_lists_every_type_the_server_records_to_anyone_signed_
         "webhook.secret_rotated",
         "webhook.replayed",
         "webhook.disabled",
+        "ssf.stream_created",
+        "ssf.stream_updated",
+        "ssf.stream_deleted",
+        "ssf.stream_status_changed",
+        "ssf.subject_added",
+        "ssf.subject_removed",
+        "ssf.verification_requested",
+        "ssf.stream_disabled",
     ]);
     let owner = app.create_user(Role::Owner).await;
     let owner_token = app.sign_in(&owner).await;

@@ -66,6 +66,17 @@ pub mod events {
     pub const WEBHOOK_REPLAYED: &str = "webhook.replayed";
     /// An endpoint disabled after failing for `WEBHOOK_RETRY_FOR`.
     pub const WEBHOOK_DISABLED: &str = "webhook.disabled";
+    pub const SSF_STREAM_CREATED: &str = "ssf.stream_created";
+    pub const SSF_STREAM_UPDATED: &str = "ssf.stream_updated";
+    pub const SSF_STREAM_DELETED: &str = "ssf.stream_deleted";
+    pub const SSF_STREAM_STATUS_CHANGED: &str = "ssf.stream_status_changed";
+    pub const SSF_SUBJECT_ADDED: &str = "ssf.subject_added";
+    pub const SSF_SUBJECT_REMOVED: &str = "ssf.subject_removed";
+    /// A receiver asked for a verification event; the stream delivers it
+    /// (with the receiver's `state`) in its place in the log.
+    pub const SSF_VERIFICATION_REQUESTED: &str = "ssf.verification_requested";
+    /// A push stream disabled after failing for `WEBHOOK_RETRY_FOR`.
+    pub const SSF_STREAM_DISABLED: &str = "ssf.stream_disabled";
 
     /// Every type above, as the schema's `auditEventTypes` lists them.
     pub const ALL: &[&str] = &[
@@ -95,5 +106,13 @@ pub mod events {
         WEBHOOK_SECRET_ROTATED,
         WEBHOOK_REPLAYED,
         WEBHOOK_DISABLED,
+        SSF_STREAM_CREATED,
+        SSF_STREAM_UPDATED,
+        SSF_STREAM_DELETED,
+        SSF_STREAM_STATUS_CHANGED,
+        SSF_SUBJECT_ADDED,
+        SSF_SUBJECT_REMOVED,
+        SSF_VERIFICATION_REQUESTED,
+        SSF_STREAM_DISABLED,
     ];
 }

@@ -5,7 +5,10 @@
 //! key behind them ([`keys`]).
 
 pub mod keys;
+pub mod poll;
+pub mod push;
 pub mod set;
+pub mod stream;
 
 use serde_json::{Value, json};
 
@@ -36,6 +39,8 @@ pub mod paths {
     pub const ADD_SUBJECT: &str = "/ssf/subjects:add";
     pub const REMOVE_SUBJECT: &str = "/ssf/subjects:remove";
     pub const VERIFY: &str = "/ssf/verify";
+    /// A poll stream's endpoint is this and `/` and the stream's id.
+    pub const POLL: &str = "/ssf/poll";
 }
 
 /// The transmitter configuration metadata of the issuer `issuer` (an
