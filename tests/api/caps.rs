@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use crate::{
     api_keys::owner_token,
     helpers::{TestApp, assert_error_code, spawn_app, spawn_app_with, spawn_replica},
+    ssf::{call, ssf_key},
 };
 
 const CREATE_KEY: &str =
@@ -106,4 +107,48 @@ async fn concurrent_webhook_endpoints_never_pass_the_cap() {
         Some(cap),
         "{listed}"
     );
+}
+
+#[tokio::test]
+async fn concurrent_ssf_streams_never_share_an_audience_or_pass_the_cap() {
+    let app = spawn_app().await;
+    let replica = spawn_replica(&app, |_| {}).await;
+    let key = ssf_key(&app, &["SSF_MANAGE"]).await;
+    let poll = |aud: String| json!({ "aud": aud, "delivery": { "method": "urn:ietf:rfc:8936" } });
+    let create = |i: usize, body: Value| {
+        let server = if i % 2 == 0 { &app } else { &replica };
+        call(
+            server,
+            reqwest::Method::POST,
+            "/ssf/stream",
+            Some(&key),
+            Some(body),
+        )
+    };
+
+    let same = join_all((0..12).map(|i| create(i, poll("https://one.test".into())))).await;
+    let statuses: Vec<u16> = same.iter().map(|(status, _)| *status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{same:?}"
+    );
+    assert!(statuses.iter().all(|s| [201, 409].contains(s)), "{same:?}");
+
+    let cap = session_manager::service::ssf::stream::MAX_STREAMS as usize;
+    for i in 1..cap - 1 {
+        let (status, body) = create(0, poll(format!("https://r{i}.test"))).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let last = join_all((0..12).map(|i| create(i, poll(format!("https://last{i}.test"))))).await;
+    let statuses: Vec<u16> = last.iter().map(|(status, _)| *status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{last:?}"
+    );
+    assert!(statuses.iter().all(|s| [201, 400].contains(s)), "{last:?}");
+    let (status, listed) = call(&app, reqwest::Method::GET, "/ssf/stream", Some(&key), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed.as_array().map(Vec::len), Some(cap), "{listed}");
 }

@@ -462,14 +462,14 @@ async fn db_streams(app: &TestApp) -> Vec<entity::ssf_stream::Model> {
 }
 
 /// A key with `scopes` (GraphQL names).
-async fn ssf_key(app: &TestApp, scopes: &[&str]) -> String {
+pub(crate) async fn ssf_key(app: &TestApp, scopes: &[&str]) -> String {
     let (owner, _) = owner_token(app).await;
     let name = format!("receiver {}", Uuid::new_v4());
     create_key(app, &owner, &name, scopes).await.0
 }
 
 /// A request to an SSF endpoint with `key`: (status, JSON body or null).
-async fn call(
+pub(crate) async fn call(
     app: &TestApp,
     method: reqwest::Method,
     path: &str,

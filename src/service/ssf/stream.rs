@@ -52,6 +52,8 @@ pub const VERIFICATION: &str = "https://schemas.openid.net/secevent/ssf/event-ty
 pub const SUPPORTED: &[&str] = &[SESSION_REVOKED, CREDENTIAL_CHANGE];
 /// Streams at once: one per receiver, a few receivers per installation.
 pub const MAX_STREAMS: u64 = 50;
+/// Taken by the changes that check the cap or that audiences are unique.
+const STREAMS_LOCK: &str = "ssf_streams.create";
 /// Subjects listed in one stream.
 pub const MAX_SUBJECTS: usize = 1_000;
 /// Longest `aud`, `state`, `reason`, identifier.
@@ -404,6 +406,9 @@ pub async fn create(
         updated_at: now,
     };
     let txn = db.transaction().await?;
+    // Under the lock (in any process), so that concurrent creations and
+    // changes cannot both pass the cap or the audience checks.
+    txn.exclusive(STREAMS_LOCK).await?;
     if ssf_stream::Entity::find().count(&txn).await? >= MAX_STREAMS {
         drop(txn);
         let error = bad(
@@ -540,6 +545,7 @@ pub async fn update(
         }
     };
     let txn = db.transaction().await?;
+    txn.exclusive(STREAMS_LOCK).await?;
     let mut stream = found.stream;
     let mut changed: Vec<&str> = Vec::new();
     let mut active = ssf_stream::ActiveModel {
