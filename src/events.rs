@@ -181,18 +181,6 @@ async fn listen(database_url: String, wake: Arc<Notify>) {
     }
 }
 
-/// The `NOTIFY` an append sends on PostgreSQL, inside its transaction.
-/// The payload is empty on purpose: PostgreSQL delivers identical
-/// notifications of one transaction once, and the tail reads what is new
-/// from the log anyway.
-pub fn notify_statement() -> sea_orm::Statement {
-    sea_orm::Statement::from_sql_and_values(
-        DatabaseBackend::Postgres,
-        "SELECT pg_notify($1, '')",
-        [CHANNEL.into()],
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

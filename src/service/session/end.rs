@@ -3,13 +3,16 @@
 use std::sync::Arc;
 
 use entity::{session, user};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryTrait, Statement,
+    sea_query::{self, Expr},
+};
 use uuid::Uuid;
 
 use super::{as_seen_by, find_with_owner, list::target, reasons, sessions_of};
 use crate::{
     auth::{Actor, Caller, RequestMeta},
-    db::{self, Db},
+    db::{self, Db, Prepared},
     error::{AppError, AppResult, BAD_TOKEN},
     metrics::Metrics,
     service::{
@@ -31,9 +34,15 @@ pub async fn end_session(
     meta: &RequestMeta,
     reason: &str,
 ) -> AppResult<Option<session::Model>> {
-    let Some(ended) = end_one(conn, target, owner, actor, meta, reason).await? else {
+    let Some((ended, has_children)) = end_one(conn, target, owner, actor, meta, reason).await?
+    else {
         return Ok(None);
     };
+    // Most sessions never opened an impersonation: the update said so
+    // (see `end_one`), and then there is nothing more to read.
+    if !has_children {
+        return Ok(Some(ended));
+    }
     let children = session::Entity::find()
         .filter(session::Column::ImpersonatorSessionId.eq(target.id))
         .filter(session::Column::RevokedAt.is_null())
@@ -86,6 +95,11 @@ pub fn revoked_event(
     .meta("reason", reason)
 }
 
+/// Ends `target` and records it; `None` when it had already ended.
+/// Otherwise the ended session, and whether impersonation sessions opened
+/// from it were live when it ended (answered by the same statement, so
+/// revoking a session that opened none, the usual case, is one round
+/// trip here besides the audit event, which waits in the group).
 async fn end_one(
     conn: &impl ConnectionTrait,
     target: &session::Model,
@@ -93,22 +107,22 @@ async fn end_one(
     actor: Actor,
     meta: &RequestMeta,
     reason: &str,
-) -> AppResult<Option<session::Model>> {
+) -> AppResult<Option<(session::Model, bool)>> {
     let now = db::now();
     let revoked_by = actor.id;
-    // Conditional, so two concurrent revocations end it (and audit it) once.
-    let updated = session::Entity::update_many()
-        .col_expr(session::Column::RevokedAt, Expr::value(now))
-        .col_expr(session::Column::RevokedBy, Expr::value(revoked_by))
-        .col_expr(session::Column::RevokeReason, Expr::value(reason))
-        .filter(session::Column::Id.eq(target.id))
-        .filter(session::Column::RevokedAt.is_null())
-        .filter(session::Column::ExpiresAt.gt(now))
-        .exec(conn)
-        .await?;
-    if updated.rows_affected == 0 {
+    let statement = end_statement(
+        conn.get_database_backend(),
+        target.id,
+        now,
+        revoked_by,
+        reason,
+    );
+    // Conditional, so two concurrent revocations end it (and audit it) once:
+    // no row when it had ended.
+    let Some(row) = conn.query_one_raw(statement).await? else {
         return Ok(None);
-    }
+    };
+    let has_children: bool = row.try_get_by_index(0)?;
     audit::record(
         conn,
         revoked_event(target, owner, actor, now, reason).from_request(meta),
@@ -118,7 +132,89 @@ async fn end_one(
     ended.revoked_at = Some(now);
     ended.revoked_by = Some(revoked_by);
     ended.revoke_reason = Some(reason.to_owned());
-    Ok(Some(ended))
+    Ok(Some((ended, has_children)))
+}
+
+/// Ends the session `id` if it is live (not revoked, not expired) at
+/// `now`, and returns one row when it did: whether live impersonation
+/// sessions were opened from it (`RETURNING EXISTS (...)`, both
+/// databases). Its SQL is built once per backend (see [`Prepared`]).
+fn end_statement(
+    backend: DatabaseBackend,
+    id: Uuid,
+    now: chrono::DateTime<chrono::Utc>,
+    revoked_by: Uuid,
+    reason: &str,
+) -> Statement {
+    static END: Prepared = Prepared::new();
+    // Placeholders, each distinct, swapped for the values.
+    const REASON: &str = "end_statement reason";
+    let epoch = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+    let micros = chrono::Duration::microseconds;
+    let slots = EndValues {
+        id: Uuid::from_u128(1),
+        revoked_by: Uuid::from_u128(2),
+        child_of: Uuid::from_u128(3),
+        at: epoch,
+        live_at: epoch + micros(1),
+        child_live_at: epoch + micros(2),
+        reason: REASON,
+    };
+    let values = EndValues {
+        id,
+        revoked_by,
+        child_of: id,
+        at: now,
+        live_at: now,
+        child_live_at: now,
+        reason,
+    };
+    END.statement(
+        backend,
+        |backend| backend.build(&end_query(&slots)),
+        [
+            (slots.at.into(), values.at.into()),
+            (slots.revoked_by.into(), values.revoked_by.into()),
+            (slots.reason.into(), values.reason.into()),
+            (slots.id.into(), values.id.into()),
+            (slots.live_at.into(), values.live_at.into()),
+            (slots.child_of.into(), values.child_of.into()),
+            (slots.child_live_at.into(), values.child_live_at.into()),
+        ],
+    )
+}
+
+/// The values of [`end_query`], one field per bound value.
+struct EndValues<'a> {
+    id: Uuid,
+    revoked_by: Uuid,
+    /// `id` again: the session the impersonations were opened from.
+    child_of: Uuid,
+    at: chrono::DateTime<chrono::Utc>,
+    live_at: chrono::DateTime<chrono::Utc>,
+    child_live_at: chrono::DateTime<chrono::Utc>,
+    reason: &'a str,
+}
+
+/// The update of [`end_statement`], built afresh.
+fn end_query(v: &EndValues<'_>) -> sea_query::UpdateStatement {
+    let children = sea_query::Query::select()
+        .expr(Expr::val(1))
+        .from(session::Entity)
+        .and_where(session::Column::ImpersonatorSessionId.eq(v.child_of))
+        .and_where(session::Column::RevokedAt.is_null())
+        .and_where(session::Column::ExpiresAt.gt(v.child_live_at))
+        .to_owned();
+    let mut update = session::Entity::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(v.at))
+        .col_expr(session::Column::RevokedBy, Expr::value(v.revoked_by))
+        .col_expr(session::Column::RevokeReason, Expr::value(v.reason))
+        .filter(session::Column::Id.eq(v.id))
+        .filter(session::Column::RevokedAt.is_null())
+        .filter(session::Column::ExpiresAt.gt(v.live_at))
+        .into_query();
+    update.returning(sea_query::Query::returning().expr(Expr::exists(children)));
+    update
 }
 
 /// [`end_session`] as a write of its own, through the (grouping) writer.
@@ -289,4 +385,32 @@ async fn impersonators_of(
         .filter(user::Column::Id.is_in(ids))
         .all(conn)
         .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepared_end_statement_is_the_query_built_afresh() {
+        let (id, by) = (Uuid::now_v7(), Uuid::now_v7());
+        let now = db::now();
+        for backend in [DatabaseBackend::Sqlite, DatabaseBackend::Postgres] {
+            for reason in [reasons::REVOKE, reasons::BULK] {
+                let fresh = backend.build(&end_query(&EndValues {
+                    id,
+                    revoked_by: by,
+                    child_of: id,
+                    at: now,
+                    live_at: now,
+                    child_live_at: now,
+                    reason,
+                }));
+                let cached = end_statement(backend, id, now, by, reason);
+                assert_eq!(cached.sql, fresh.sql, "{backend:?}");
+                assert_eq!(cached.values, fresh.values, "{backend:?}");
+                assert!(cached.sql.contains("RETURNING EXISTS"), "{}", cached.sql);
+            }
+        }
+    }
 }

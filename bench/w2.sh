@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# A short, targeted run of W2 (revoke one session over GraphQL, each
+# request a different session) and optionally W8 (signIn alone), on
+# SQLite and/or PostgreSQL, one after the other, with the figures that
+# a busy machine disturbs least: the server's CPU per request, and on
+# PostgreSQL the CPU of the run's own backends per request, the
+# transactions committed per request and, when the cluster has
+# pg_stat_statements loaded, every statement's calls per request. For
+# the full benchmark use bench/run.sh; this is for before/after work on
+# the write path (issue 20).
+#
+#   bench/w2.sh                           # both databases, 8 s each
+#   bench/w2.sh --db postgres --pg-url postgres://postgres@127.0.0.1:5433/postgres
+#   BENCH_BIN=path bench/w2.sh            # a binary built before, not rebuilt
+#
+# Traffic goes to 127.0.0.1 only; every wrk run is bounded in time.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+
+DBS=both
+PG_ADMIN_URL="${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+DURATION=8
+WARMUP=2
+CONNECTIONS=32
+THREADS=2
+USERS=1000
+AUDIT_EVENTS=10000
+PORT=18090
+SIGNIN=0
+OUT=""
+
+usage() {
+  cat <<EOF
+usage: bench/w2.sh [options]
+  --db sqlite|postgres|both  (default: both, SQLite first)
+  --pg-url URL               PostgreSQL admin URL (default $PG_ADMIN_URL); a fresh database per run
+  --duration S               seconds measured (default $DURATION)
+  --warmup S                 seconds of warm-up (default $WARMUP)
+  --connections N            wrk connections (default $CONNECTIONS)
+  --audit-events M           seeded audit events (default $AUDIT_EVENTS)
+  --port P                   server port (default $PORT)
+  --signin                   also W8 (signIn alone, 4 connections)
+  --out DIR                  results (default: a new directory under bench/results/)
+EOF
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --db) DBS="$2"; shift 2 ;;
+    --pg-url) PG_ADMIN_URL="$2"; shift 2 ;;
+    --duration) DURATION="$2"; shift 2 ;;
+    --warmup) WARMUP="$2"; shift 2 ;;
+    --connections) CONNECTIONS="$2"; shift 2 ;;
+    --audit-events) AUDIT_EVENTS="$2"; shift 2 ;;
+    --port) PORT="$2"; shift 2 ;;
+    --signin) SIGNIN=1; shift ;;
+    --out) OUT="$2"; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+case "$DBS" in sqlite) DBS="sqlite" ;; postgres) DBS="postgres" ;; both) DBS="sqlite postgres" ;;
+  *) echo "--db must be sqlite, postgres or both" >&2; exit 2 ;; esac
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+for tool in wrk jq curl psql; do command -v "$tool" >/dev/null || die "$tool is required"; done
+
+if [ -n "${BENCH_BIN:-}" ]; then
+  BIN="$BENCH_BIN"
+else
+  cargo build --release --locked --quiet
+  BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/session-manager"
+fi
+[ -x "$BIN" ] || die "no binary at $BIN"
+
+OUT="${OUT:-$ROOT/bench/results/w2-$(date -u +%Y%m%dT%H%M%SZ)}"
+mkdir -p "$OUT"
+WORK="$(mktemp -d)"
+SERVER_PID=""
+PG_DB=""
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then kill -TERM "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  [ -z "$PG_DB" ] || psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+HZ="$(getconf CLK_TCK)"
+NCPU="$(nproc)"
+GRAPHQL="http://127.0.0.1:$PORT/graphql"
+REVOCABLE=$(( (WARMUP + DURATION + 3) * 4000 ))
+
+log "== bench/w2.sh: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (dirty)'), binary $BIN"
+log "   $(date -u '+%Y-%m-%d %H:%M UTC'), $NCPU cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+log "   $CONNECTIONS connections, ${WARMUP}s warm-up, ${DURATION}s measured; $USERS users, $AUDIT_EVENTS events, $REVOCABLE revocable"
+
+server_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"; }
+machine_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+# CPU ticks of the PostgreSQL backends serving database $1 (their process
+# title names it), so other users of the same cluster are not counted.
+pg_ticks() {
+  local total=0 pid
+  for pid in $(pgrep -f "postgres: ([^ ]+: )?[a-z_]+ $1 " || true); do
+    total=$(( total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0) ))
+  done
+  echo "$total"
+}
+pg_commits() { psql "$URL" -Atqc "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"; }
+has_pgss() { psql "$URL" -Atqc "SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'" 2>/dev/null | grep -qx 1; }
+
+revoke_script() { # FILE IDS
+  cat >"$1" <<LUA
+local ids = {}
+for line in io.lines("$2") do ids[#ids + 1] = line end
+local counter = 0
+function setup(thread) thread:set("index", counter); counter = counter + 1 end
+function init(args) n = 0 end
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $REVOKER_TOKEN"
+wrk.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0"
+function request()
+  local i = index + 1 + n * $THREADS
+  n = n + 1
+  local id = ids[((i - 1) % #ids) + 1]
+  return wrk.format(nil, nil, nil,
+    '{"query":"mutation(\$id: UUID!) { revokeSession(id: \$id) { id revokedAt isActive } }","variables":{"id":"' .. id .. '"}}')
+end
+LUA
+}
+
+# measure NAME DB SCRIPT CONNECTIONS THREADS: runs wrk and prints one line.
+measure() {
+  local name="$1" db="$2" script="$3" conns="$4" threads="$5"
+  local t0 s0 b0 p0 c0 t1 s1 b1 p1 c1 req rps
+  [ "$db" = postgres ] && has_pgss && psql "$URL" -Atqc "SELECT pg_stat_statements_reset()" >/dev/null
+  t0=$(date +%s.%N); s0=$(server_ticks); b0=$(machine_busy); p0=0; c0=0
+  if [ "$db" = postgres ]; then p0=$(pg_ticks "$PG_DB"); c0=$(pg_commits); fi
+  wrk -t "$threads" -c "$conns" -d "${DURATION}s" --timeout 10s --latency -s "$script" "$GRAPHQL" >"$OUT/$db-$name.wrk" 2>&1
+  t1=$(date +%s.%N); s1=$(server_ticks); b1=$(machine_busy); p1=0; c1=0
+  if [ "$db" = postgres ]; then p1=$(pg_ticks "$PG_DB"); sleep 0.6; c1=$(pg_commits); fi
+  req=$(awk '/requests in/ { print $1; exit }' "$OUT/$db-$name.wrk")
+  rps=$(awk '/^Requests\/sec/ { printf "%.0f", $2 }' "$OUT/$db-$name.wrk")
+  awk -v name="$name" -v db="$db" -v rps="$rps" -v req="$req" -v hz="$HZ" -v n="$NCPU" \
+    -v t0="$t0" -v t1="$t1" -v s0="$s0" -v s1="$s1" -v b0="$b0" -v b1="$b1" -v p0="$p0" -v p1="$p1" \
+    -v c0="$c0" -v c1="$c1" -v errs="$(grep -E 'Non-2xx|Socket errors' "$OUT/$db-$name.wrk" | tr '\n' ' ')" 'BEGIN {
+      wall = (t1 - t0) * n; srv = (s1 - s0) / hz; pg = (p1 - p0) / hz; busy = (b1 - b0) / hz
+      printf "%s\t%s\t%s\t%.0f\t%.0f\t%.2f\t%.0f%%\t%.0f%%\t%.0f%%\t%s\n", db, name, rps, srv * 1e6 / req,
+        (db == "postgres" ? pg * 1e6 / req : 0), (db == "postgres" ? (c1 - c0) / req : 0),
+        100 * srv / wall, 100 * pg / wall, 100 * (busy - srv - pg) / wall, errs }' | tee -a "$OUT/results.tsv" >&2
+  if [ "$db" = postgres ] && has_pgss; then
+    psql "$URL" -Atq -F $'\t' -c "SELECT round(calls::numeric / $req, 3), round(total_exec_time::numeric * 1000 / $req, 1),
+        round(total_plan_time::numeric * 1000 / $req, 1), round(plans::numeric / $req, 3), left(regexp_replace(query, '\s+', ' ', 'g'), 150)
+      FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+      ORDER BY calls DESC LIMIT 25" >"$OUT/statements-$db-$name.tsv"
+    log "   statements per request (calls, exec us, plan us, plans; pg_stat_statements):"
+    sed 's/^/     /' "$OUT/statements-$db-$name.tsv" >&2
+    awk -F'\t' '{ c += $1; e += $2; p += $3 } END { printf "     total: %.2f statements, %.0f us executing, %.0f us planning per request\n", c, e, p }' \
+      "$OUT/statements-$db-$name.tsv" >&2
+    # Each group of the grouped writer is one BEGIN (the reads run outside
+    # transactions; W2 opens no transaction of its own).
+    awk -F'\t' '$5 == "BEGIN" && $1 > 0 { printf "     writes per group (requests per BEGIN): %.1f\n", 1 / $1 }' \
+      "$OUT/statements-$db-$name.tsv" >&2
+  fi
+}
+
+printf 'db\tworkload\treq_per_s\tserver_cpu_us_per_req\tpg_backend_cpu_us_per_req\tpg_xacts_per_req\tserver_cpu\tpg_cpu\tother_cpu\terrors\n' >"$OUT/results.tsv"
+for db in $DBS; do
+  if [ "$db" = sqlite ]; then
+    URL="sqlite://$WORK/w2.db?mode=rwc"
+  else
+    PG_DB="sm_w2_$(date +%s)_$$"
+    psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $PG_DB" >/dev/null
+    URL="${PG_ADMIN_URL%/*}/$PG_DB"
+    has_pgss_admin=$(psql "$PG_ADMIN_URL" -Atqc "SHOW shared_preload_libraries" | grep -c pg_stat_statements || true)
+    [ "$has_pgss_admin" = 1 ] && psql "$URL" -qc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+  fi
+  DATABASE_URL="$URL" RUST_LOG=warn "$BIN" seed --users "$USERS" --sessions-per-user 2 --audit-events "$AUDIT_EVENTS" \
+    --revocable-sessions "$REVOCABLE" --bench-user-events 100 >"$OUT/seed-$db.json" 2>"$OUT/seed-$db.log" \
+    || die "seed: $(cat "$OUT/seed-$db.log")"
+  [ "$db" = postgres ] && psql "$URL" -qc "VACUUM (ANALYZE)"
+  sync
+  REVOKER_TOKEN="$(jq -r '.revoker.tokens[0]' "$OUT/seed-$db.json")"
+  jq -r '.revocableSessionIds[]' "$OUT/seed-$db.json" >"$WORK/ids.txt"
+  half=$(( REVOCABLE * WARMUP / (WARMUP + DURATION + 3) + 1 ))
+  head -n "$half" "$WORK/ids.txt" >"$WORK/ids-warmup.txt"
+  tail -n "+$(( half + 1 ))" "$WORK/ids.txt" >"$WORK/ids-run.txt"
+  revoke_script "$WORK/w2-warmup.lua" "$WORK/ids-warmup.txt"
+  revoke_script "$WORK/w2.lua" "$WORK/ids-run.txt"
+  DATABASE_URL="$URL" BIND="127.0.0.1:$PORT" RUST_LOG=info MAX_SESSIONS_PER_USER=0 \
+    SIGNIN_MAX_FAILURES_PER_ACCOUNT=1000000 SIGNIN_MAX_FAILURES_PER_IP=1000000 \
+    "$BIN" serve >"$OUT/server-$db.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null || die "the server did not start: $(tail -5 "$OUT/server-$db.log")"
+  wrk -t "$THREADS" -c "$CONNECTIONS" -d "${WARMUP}s" --timeout 10s -s "$WORK/w2-warmup.lua" "$GRAPHQL" >"$OUT/$db-warmup.wrk" 2>&1
+  # One request checked by hand: revoked, no errors.
+  check_id="$(tail -n 1 "$WORK/ids.txt")"
+  curl -fsS "$GRAPHQL" -H 'content-type: application/json' -H "authorization: Bearer $REVOKER_TOKEN" \
+    -d "{\"query\":\"mutation(\$id: UUID!) { revokeSession(id: \$id) { id isActive } }\",\"variables\":{\"id\":\"$check_id\"}}" \
+    | jq -e '.data.revokeSession.isActive == false and (.errors == null)' >/dev/null || die "W2: a revocation did not answer as expected"
+  log "-- $db"
+  measure W2_revoke_session "$db" "$WORK/w2.lua" "$CONNECTIONS" "$THREADS"
+  if [ "$SIGNIN" = 1 ]; then
+    email="$(jq -r .signInEmail "$OUT/seed-$db.json")"; password="$(jq -r .password "$OUT/seed-$db.json")"
+    body="$(jq -cn --arg e "$email" --arg p "$password" '{query: "mutation($e: String!, $p: String!) { signIn(email: $e, password: $p) { token } }", variables: {e: $e, p: $p}}')"
+    printf 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [==[%s]==]\n' "$body" >"$WORK/w8.lua"
+    measure W8_sign_in "$db" "$WORK/w8.lua" 4 1
+  fi
+  kill -TERM "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
+  if [ "$db" = postgres ]; then psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null; PG_DB=""; fi
+done
+log ""
+log "== results: req/s, server CPU us/req, PostgreSQL backend CPU us/req, transactions/req, CPU shares of $NCPU cores (server, PostgreSQL backends of this run, everything else)"
+column -t -s $'\t' "$OUT/results.tsv" >&2
+awk -F'\t' '$2 == "W2_revoke_session" { r[$1] = $3 } END { if (r["sqlite"] && r["postgres"]) printf "W2 PostgreSQL / SQLite: x%.2f (%s / %s req/s)\n", r["postgres"] / r["sqlite"], r["postgres"], r["sqlite"] }' \
+  "$OUT/results.tsv" | tee "$OUT/ratio.txt" >&2
+log "   load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
