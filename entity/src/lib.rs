@@ -12,6 +12,7 @@ pub mod outbox_cursor;
 pub mod session;
 pub mod sign_in_failure;
 pub mod sign_in_throttle_key;
+pub mod time;
 pub mod user;
 pub mod webhook_endpoint;
 
