@@ -13,6 +13,7 @@ pub mod session;
 pub mod sign_in_failure;
 pub mod sign_in_throttle_key;
 pub mod ssf_stream;
+pub mod time;
 pub mod user;
 pub mod webhook_endpoint;
 

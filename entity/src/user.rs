@@ -139,13 +139,13 @@ impl Model {
             name: row.try_get_by_index_nullable(column())?,
             role: row.try_get_by_index_nullable(column())?,
             password_hash: row.try_get_by_index_nullable(column())?,
-            created_at: row.try_get_by_index_nullable(column())?,
+            created_at: crate::time::get(row, column())?,
             external_id: row.try_get_by_index_nullable(column())?,
             status: row.try_get_by_index_nullable(column())?,
-            disabled_at: row.try_get_by_index_nullable(column())?,
+            disabled_at: crate::time::get(row, column())?,
             disabled_reason: row.try_get_by_index_nullable(column())?,
-            last_sign_in_at: row.try_get_by_index_nullable(column())?,
-            deleted_at: row.try_get_by_index_nullable(column())?,
+            last_sign_in_at: crate::time::get(row, column())?,
+            deleted_at: crate::time::get(row, column())?,
         })
     }
 }

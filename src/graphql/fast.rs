@@ -287,6 +287,57 @@ pub async fn run(
     Some(out.0)
 }
 
+/// `at` as a JSON string, as the `DateTime` scalar's value
+/// (`to_rfc3339()`: `2026-12-01T20:00:00.123456+00:00`, the fraction in 0,
+/// 3, 6 or 9 digits) comes out of serde_json, without the `Value` and the
+/// `String` on the way. `false`, with nothing written, for a year outside
+/// 0–9999 or a leap second, which the scalar writes as it does.
+fn write_time(out: &mut Vec<u8>, at: &DateTime<Utc>) -> bool {
+    use chrono::{Datelike, Timelike};
+    let (year, nano) = (at.year(), at.nanosecond());
+    if !(0..=9999).contains(&year) || nano >= 1_000_000_000 {
+        return false;
+    }
+    let two = |out: &mut Vec<u8>, n: u32| {
+        out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8])
+    };
+    out.push(b'"');
+    let year = year as u32;
+    two(out, year / 100);
+    two(out, year % 100);
+    out.push(b'-');
+    two(out, at.month());
+    out.push(b'-');
+    two(out, at.day());
+    out.push(b'T');
+    two(out, at.hour());
+    out.push(b':');
+    two(out, at.minute());
+    out.push(b':');
+    two(out, at.second());
+    let (digits, fraction) = if nano == 0 {
+        (0, 0)
+    } else if nano % 1_000_000 == 0 {
+        (3, nano / 1_000_000)
+    } else if nano % 1_000 == 0 {
+        (6, nano / 1_000)
+    } else {
+        (9, nano)
+    };
+    if digits > 0 {
+        out.push(b'.');
+        let start = out.len();
+        out.resize(start + digits, b'0');
+        let mut rest = fraction;
+        for slot in out[start..].iter_mut().rev() {
+            *slot = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+    }
+    out.extend_from_slice(b"+00:00\"");
+    true
+}
+
 /// JSON as serde_json writes async-graphql's values: compact, strings
 /// escaped by serde_json itself.
 struct Out(Vec<u8>);
@@ -337,7 +388,9 @@ impl Out {
     }
 
     fn time(&mut self, at: &DateTime<Utc>) {
-        self.value(&ScalarType::to_value(at));
+        if !write_time(&mut self.0, at) {
+            self.value(&ScalarType::to_value(at));
+        }
     }
 
     fn opt_time(&mut self, at: Option<&DateTime<Utc>>) {
@@ -481,6 +534,49 @@ mod tests {
 
     fn plan(query: &str) -> Option<Plan> {
         Plan::of(&parse_query(query).unwrap())
+    }
+
+    #[test]
+    fn times_are_written_as_the_scalar_writes_them() {
+        use chrono::{Duration, TimeZone};
+        let check = |at: DateTime<Utc>| {
+            let mut fast = Vec::new();
+            assert!(write_time(&mut fast, &at), "{at:?}");
+            let general = serde_json::to_vec(&ScalarType::to_value(&at)).unwrap();
+            assert_eq!(
+                String::from_utf8(fast).unwrap(),
+                String::from_utf8(general).unwrap()
+            );
+        };
+        let mut at = Utc.with_ymd_and_hms(0, 1, 1, 0, 0, 0).unwrap();
+        let mut nanos: i64 = 7;
+        for i in 0..20_000i64 {
+            at += Duration::seconds(86_400 * 181 + 3_601 * (i % 24) + i % 60);
+            nanos = nanos
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407)
+                .rem_euclid(1_000_000_000);
+            for scaled in [
+                0,
+                nanos / 1_000_000 * 1_000_000,
+                nanos / 1_000 * 1_000,
+                nanos,
+            ] {
+                check(at + Duration::nanoseconds(scaled));
+            }
+        }
+        check(Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap());
+        check(Utc.with_ymd_and_hms(1, 2, 3, 4, 5, 6).unwrap() + Duration::nanoseconds(1));
+        check(Utc.with_ymd_and_hms(2026, 12, 1, 20, 0, 0).unwrap() + Duration::microseconds(10));
+        let far = Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap();
+        let mut out = Vec::new();
+        assert!(!write_time(&mut out, &far) && out.is_empty());
+        let mut fallback = Out(Vec::new());
+        fallback.time(&far);
+        assert_eq!(
+            fallback.0,
+            serde_json::to_vec(&ScalarType::to_value(&far)).unwrap()
+        );
     }
 
     #[test]
