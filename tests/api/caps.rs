@@ -27,7 +27,7 @@ async fn at_once(
     variables: Vec<Value>,
 ) -> Vec<Value> {
     join_all(variables.into_iter().enumerate().map(|(i, variables)| {
-        let server = if i % 2 == 0 { app } else { replica };
+        let server = if i.is_multiple_of(2) { app } else { replica };
         server.gql(Some(token), query, variables)
     }))
     .await
@@ -116,7 +116,7 @@ async fn concurrent_ssf_streams_never_share_an_audience_or_pass_the_cap() {
     let key = ssf_key(&app, &["SSF_MANAGE"]).await;
     let poll = |aud: String| json!({ "aud": aud, "delivery": { "method": "urn:ietf:rfc:8936" } });
     let create = |i: usize, body: Value| {
-        let server = if i % 2 == 0 { &app } else { &replica };
+        let server = if i.is_multiple_of(2) { &app } else { &replica };
         call(
             server,
             reqwest::Method::POST,
