@@ -1478,3 +1478,77 @@ async fn a_stream_changed_while_it_is_delivered_applies_the_change_from_the_next
         assert_eq!(claims[0]["sub_id"]["session"]["id"], first.to_string());
     }
 }
+
+#[tokio::test]
+async fn two_replicas_push_each_revocation_once_in_order_signed_with_the_shared_key() {
+    // Replicas behind one name: one issuer, one key file.
+    let behind_one_name = |config: &mut session_manager::config::Config| {
+        fast(config);
+        config.ssf_issuer = Some("https://sessions.example.com".into());
+    };
+    let app = spawn_app_with(behind_one_name).await;
+    let replica = spawn_replica(&app, behind_one_name).await;
+    let key = ssf_key(&app, &["SSF_MANAGE"]).await;
+    let (receiver, url) = PushReceiver::start().await;
+    let stream = create_stream(
+        &replica,
+        &key,
+        json!({
+            "aud": "https://receiver.test",
+            "delivery": { "method": PUSH, "endpoint_url": url },
+            "events_requested": [ssf::SESSION_REVOKED],
+        }),
+    )
+    .await;
+    let id = Uuid::parse_str(stream["stream_id"].as_str().unwrap()).unwrap();
+    let alice = app.create_user(Role::User).await;
+    let mut sessions = Vec::new();
+    for i in 0..10_usize {
+        let server = if i.is_multiple_of(2) { &app } else { &replica };
+        let (token, session) = server.sign_in_as(&alice, "laptop").await;
+        let body = server
+            .gql(Some(&token), REVOKE, json!({ "id": session }))
+            .await;
+        assert!(body.get("errors").is_none(), "{body}");
+        sessions.push(session.to_string());
+    }
+    let sets = receiver.wait_for_accepted(sessions.len()).await;
+    // Nothing more comes: each revocation once.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        receiver.accepted().len(),
+        sessions.len(),
+        "{:#?}",
+        receiver.log()
+    );
+    let revoked = app.events_of_type("session.revoked").await;
+    let (_, _, jwks) = get_json(&replica, "/jwks.json").await;
+    let Some(results) = verify_async(
+        jwks,
+        "https://sessions.example.com".into(),
+        "https://receiver.test".into(),
+        sets,
+    )
+    .await
+    else {
+        return;
+    };
+    let events = events_of(&results);
+    let announced: Vec<String> = events
+        .iter()
+        .map(|(kind, claims)| {
+            assert_eq!(kind, ssf::SESSION_REVOKED);
+            claims["sub_id"]["session"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(announced, sessions, "each once, in the order they ended");
+    let jtis: Vec<&str> = events
+        .iter()
+        .map(|(_, c)| c["jti"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = revoked.iter().map(|e| set::jti(e.id, id)).collect();
+    assert_eq!(jtis, expected, "the jti of each is its audit event's");
+}
