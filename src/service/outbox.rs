@@ -69,6 +69,21 @@ pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> AppResult<outbox_curs
         .ok_or_else(|| AppError::NotFound("destination not found".into()))
 }
 
+/// The cursors of the destinations `ids`, by id: for listing
+/// destinations with their health in one query.
+pub async fn cursors_of(
+    conn: &impl ConnectionTrait,
+    ids: impl IntoIterator<Item = Uuid>,
+) -> AppResult<std::collections::HashMap<Uuid, outbox_cursor::Model>> {
+    Ok(outbox_cursor::Entity::find()
+        .filter(outbox_cursor::Column::Id.is_in(ids))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c))
+        .collect())
+}
+
 /// The `seq` of the newest committed audit event (0 for none).
 pub async fn head_seq(conn: &impl ConnectionTrait) -> AppResult<i64> {
     let head: Option<i64> = audit_event::Entity::find()

@@ -480,15 +480,7 @@ pub async fn list(conn: &impl ConnectionTrait) -> AppResult<Vec<Stream>> {
         .order_by_asc(ssf_stream::Column::Id)
         .all(conn)
         .await?;
-    let ids: Vec<Uuid> = streams.iter().map(|s| s.id).collect();
-    let mut cursors: std::collections::HashMap<Uuid, outbox_cursor::Model> =
-        outbox_cursor::Entity::find()
-            .filter(outbox_cursor::Column::Id.is_in(ids))
-            .all(conn)
-            .await?
-            .into_iter()
-            .map(|c| (c.id, c))
-            .collect();
+    let mut cursors = outbox::cursors_of(conn, streams.iter().map(|s| s.id)).await?;
     Ok(streams
         .into_iter()
         .filter_map(|stream| {

@@ -17,8 +17,7 @@ pub mod delivery;
 
 use entity::{outbox_cursor, webhook_endpoint};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder,
+    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait, PaginatorTrait, QueryOrder,
 };
 use uuid::Uuid;
 
@@ -569,15 +568,7 @@ pub async fn list(conn: &impl ConnectionTrait) -> AppResult<Vec<Endpoint>> {
         .order_by_desc(webhook_endpoint::Column::Id)
         .all(conn)
         .await?;
-    let ids: Vec<Uuid> = endpoints.iter().map(|e| e.id).collect();
-    let mut cursors: std::collections::HashMap<Uuid, outbox_cursor::Model> =
-        outbox_cursor::Entity::find()
-            .filter(outbox_cursor::Column::Id.is_in(ids))
-            .all(conn)
-            .await?
-            .into_iter()
-            .map(|c| (c.id, c))
-            .collect();
+    let mut cursors = outbox::cursors_of(conn, endpoints.iter().map(|e| e.id)).await?;
     Ok(endpoints
         .into_iter()
         .filter_map(|endpoint| {
