@@ -51,6 +51,7 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
             .min_connections(1);
     }
     if url.starts_with("sqlite:") {
+        no_memory_statistics();
         wal_before_pool(url).await?;
     }
     let db = Database::connect(opts).await?;
@@ -87,6 +88,41 @@ async fn wal_before_pool(url: &str) -> anyhow::Result<()> {
 /// the same rate).
 pub fn sqlite_pool_size() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
+}
+
+/// Turns off SQLite's memory statistics for the process, before its first
+/// connection opens (SQLite accepts the setting only before it
+/// initializes). With them on (the bundled build's default), every
+/// allocation and free SQLite makes takes one process-wide mutex to count
+/// it, and it makes dozens per statement (a copy of every value of every
+/// row sqlx reads): measured, 5 % of the token check's instructions and a
+/// lock all the connection threads share. Nothing here reads the
+/// statistics, and no heap limit is set that would need them. Later calls
+/// (a second pool in the same process) find SQLite initialized and change
+/// nothing.
+#[allow(unsafe_code)]
+fn no_memory_statistics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int. sqlite3_config is
+        // not thread-safe against other SQLite calls, and this runs before
+        // this process has opened any SQLite connection (the `Once`, and
+        // `connect` being the only place that opens them); if SQLite is
+        // initialized already it refuses with SQLITE_MISUSE and nothing
+        // changes.
+        let rc = unsafe {
+            libsqlite3_sys::sqlite3_config(
+                libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS,
+                0 as std::ffi::c_int,
+            )
+        };
+        if rc != libsqlite3_sys::SQLITE_OK {
+            tracing::debug!(
+                code = rc,
+                "SQLite was initialized already; memory statistics left on"
+            );
+        }
+    });
 }
 
 /// Turns on SQLite's query planner stability guarantee for a connection.
