@@ -254,7 +254,10 @@ pub async fn run(
         }
         Plan::Sessions(fields) => {
             // As the `sessions` resolver does with no arguments.
-            let listed = sessions::list(&app.db, caller, meta, None, false)
+            // Boxed: the read's future is kilobytes, and inline it would
+            // make this one (and every request's handler future around
+            // it, `viewer`'s too) that large, copied at each move.
+            let listed = Box::pin(sessions::list(&app.db, caller, meta, None, false))
                 .await
                 .ok()?;
             let list = SessionList::new(listed);
