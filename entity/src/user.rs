@@ -140,10 +140,10 @@ impl Model {
             role: row.try_get_by_index_nullable(column())?,
             password_hash: row.try_get_by_index_nullable(column())?,
             created_at: crate::time::get(row, column())?,
-            external_id: row.try_get_by_index_nullable(column())?,
+            external_id: crate::nullable(row, column())?,
             status: row.try_get_by_index_nullable(column())?,
             disabled_at: crate::time::get(row, column())?,
-            disabled_reason: row.try_get_by_index_nullable(column())?,
+            disabled_reason: crate::nullable(row, column())?,
             last_sign_in_at: crate::time::get(row, column())?,
             deleted_at: crate::time::get(row, column())?,
         })
