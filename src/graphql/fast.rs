@@ -363,8 +363,18 @@ impl Out {
         self.raw("\":");
     }
 
+    /// As serde_json writes a string. Most (addresses, User-Agents, names)
+    /// hold nothing it escapes (controls, `"` and `\`; it leaves the rest
+    /// of UTF-8 as it is), and those are copied in one go.
     fn string(&mut self, s: &str) {
-        serde_json::to_writer(&mut self.0, s).expect("writing to a Vec cannot fail");
+        if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            self.0.reserve(s.len() + 2);
+            self.0.push(b'"');
+            self.raw(s);
+            self.0.push(b'"');
+        } else {
+            serde_json::to_writer(&mut self.0, s).expect("writing to a Vec cannot fail");
+        }
     }
 
     fn opt_string(&mut self, s: Option<&str>) {
@@ -386,8 +396,13 @@ impl Out {
         self.raw(if b { "true" } else { "false" });
     }
 
+    /// As the `UUID` scalar writes it (`to_string()`: lower-case and
+    /// hyphenated, nothing to escape), without the string and the `Value`.
     fn uuid(&mut self, id: &Uuid) {
-        self.value(&ScalarType::to_value(id));
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        self.0.push(b'"');
+        self.raw(id.hyphenated().encode_lower(&mut text));
+        self.0.push(b'"');
     }
 
     fn time(&mut self, at: &DateTime<Utc>) {
@@ -537,6 +552,39 @@ mod tests {
 
     fn plan(query: &str) -> Option<Plan> {
         Plan::of(&parse_query(query).unwrap())
+    }
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        let mut samples: Vec<String> = [
+            "",
+            "plain",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0",
+            "quote \" inside",
+            "back\\slash",
+            "tab\there",
+            "nul\0",
+            "del\u{7f} and é, 漢字, \u{2028}\u{2029}, 😀",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        samples.extend((0u8..=0x7f).map(|b| format!("a{}b", b as char)));
+        for sample in &samples {
+            let mut fast = Out(Vec::new());
+            fast.string(sample);
+            assert_eq!(fast.0, serde_json::to_vec(sample).unwrap(), "{sample:?}");
+        }
+    }
+
+    #[test]
+    fn uuids_are_written_as_the_scalar_writes_them() {
+        for id in [Uuid::nil(), Uuid::max(), Uuid::new_v4(), Uuid::now_v7()] {
+            let mut fast = Out(Vec::new());
+            fast.uuid(&id);
+            let general = serde_json::to_vec(&ScalarType::to_value(&id)).unwrap();
+            assert_eq!(fast.0, general, "{id}");
+        }
     }
 
     #[test]
