@@ -39,16 +39,22 @@ pub(crate) fn nullable<T: sea_orm::TryGetable>(
     row: &sea_orm::QueryResult,
     index: usize,
 ) -> Result<Option<T>, sea_orm::TryGetError> {
+    if is_null(row, index) {
+        return Ok(None);
+    }
+    row.try_get_by_index_nullable(index)
+}
+
+/// The column at `index` is SQL `NULL`, by the value's own flag (sqlx
+/// backends); `false` when that cannot be told (another backend, no such
+/// column), leaving the answer to SeaORM's read.
+pub(crate) fn is_null(row: &sea_orm::QueryResult, index: usize) -> bool {
     use sea_orm::sqlx::{Row, ValueRef};
-    let null = if let Some(sqlite) = row.try_as_sqlite_row() {
+    if let Some(sqlite) = row.try_as_sqlite_row() {
         sqlite.try_get_raw(index).is_ok_and(|value| value.is_null())
     } else if let Some(pg) = row.try_as_pg_row() {
         pg.try_get_raw(index).is_ok_and(|value| value.is_null())
     } else {
         false
-    };
-    if null {
-        return Ok(None);
     }
-    row.try_get_by_index_nullable(index)
 }

@@ -82,8 +82,7 @@ pub(crate) fn get<T: FromUtc>(row: &QueryResult, index: usize) -> Result<T, TryG
         {
             return Ok(T::from_utc(at));
         }
-    } else if let Some(pg) = row.try_as_pg_row()
-        && pg.try_get_raw(index).is_ok_and(|value| value.is_null())
+    } else if crate::is_null(row, index)
         && let Some(null) = T::null()
     {
         // Without SeaORM's error for a `NULL` (see `crate::nullable`).
