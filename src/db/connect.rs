@@ -1,10 +1,12 @@
-//! Opening the pool (per backend settings) and running the migrations.
+//! Opening the pool (per backend settings), running the migrations, and
+//! consistent reads on it ([`snapshot`]).
 
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DbErr,
+    AccessMode, ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
+    DatabaseTransaction, DbErr, IsolationLevel, TransactionTrait,
     sqlx::sqlite::{SqliteConnection, SqliteJournalMode, SqliteSynchronous},
 };
 
@@ -164,4 +166,25 @@ pub(super) async fn stable_plans(conn: &mut SqliteConnection) -> Result<(), sea_
 /// Runs the migrations that have not run yet.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     Migrator::up(db, None).await
+}
+
+/// A read-only transaction on `pool` that sees one committed state of the
+/// database from its first read to its end, for reads that must agree with
+/// each other while others write (walking the audit chain against its
+/// head). PostgreSQL: `REPEATABLE READ READ ONLY` (its default, `READ
+/// COMMITTED`, takes a new snapshot per statement). SQLite: a deferred
+/// transaction, whose first read fixes the snapshot it keeps in WAL mode
+/// (SQLite takes no isolation level; it is serializable anyway). Dropped or
+/// committed, it ends.
+pub async fn snapshot(pool: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    match pool.get_database_backend() {
+        DatabaseBackend::Postgres => {
+            pool.begin_with_config(
+                Some(IsolationLevel::RepeatableRead),
+                Some(AccessMode::ReadOnly),
+            )
+            .await
+        }
+        _ => pool.begin().await,
+    }
 }

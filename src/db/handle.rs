@@ -60,8 +60,9 @@ impl Db {
     }
 
     /// The pool, for what is no service's business: migrations, health
-    /// checks, the event tail's listener, tests. Services write through
-    /// the `Db`, never on the pool.
+    /// checks, the event tail's listener, tests; and for reads that must
+    /// see one committed state throughout ([`super::snapshot`], the audit
+    /// chain's walk). Services write through the `Db`, never on the pool.
     pub fn pool(&self) -> &DatabaseConnection {
         &self.pool
     }

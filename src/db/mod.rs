@@ -19,7 +19,7 @@ mod reads;
 mod writer;
 
 use connect::stable_plans;
-pub use connect::{connect, migrate, sqlite_pool_size};
+pub use connect::{connect, migrate, snapshot, sqlite_pool_size};
 pub use handle::Db;
 pub use prepared::Prepared;
 pub use reads::Reads;

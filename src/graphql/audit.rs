@@ -423,7 +423,7 @@ impl AuditQuery {
             keys: Some(&app.keyring),
             external: &[],
         };
-        let report = audits::verify(&app.db, &how)
+        let report = audits::verify(app.db.pool(), &how)
             .await
             .map_err(AppError::extend)?;
         let unsigned_events = report.unsigned_events();

@@ -545,6 +545,41 @@ async fn a_purge_moves_the_anchor_and_the_chain_still_verifies() {
     assert!(verify_chain(app.db()).await.unwrap().intact);
 }
 
+/// The walk reads the head, the checkpoints and the events in one
+/// committed state: events appended while it runs are neither a chain
+/// that "ends past its head" nor "newest events missing". (Found by the
+/// dashboard's test, whose own sign-ins were appended while the owner's
+/// page asked for `auditChain`.)
+#[tokio::test]
+async fn verifying_while_events_are_appended_sees_an_intact_chain() {
+    let app = spawn_app().await;
+    seed_events(&app, 50, "test.before", None).await;
+    let db = app.state.db.clone();
+    let appending = tokio::spawn(async move {
+        for i in 0..400 {
+            audits::record_alone(&db, NewEvent::success("test.during", format!("during {i}")))
+                .await
+                .unwrap();
+        }
+    });
+    let owner = app.create_user(Role::Owner).await;
+    let owner = app.sign_in(&owner).await;
+    let mut walks = 0;
+    while !appending.is_finished() {
+        let report = verify_chain(app.db()).await.unwrap();
+        assert!(report.intact, "walk {walks}: {report:?}");
+        let body = app.gql(Some(&owner), CHAIN, json!({})).await;
+        assert_eq!(
+            body["data"]["auditChain"]["intact"], true,
+            "walk {walks}: {body}"
+        );
+        walks += 1;
+    }
+    appending.await.unwrap();
+    assert!(walks > 0);
+    assert_linear(&app).await;
+}
+
 #[tokio::test]
 async fn concurrent_appends_keep_the_chain_linear() {
     let app = spawn_app().await;

@@ -6,8 +6,8 @@ use entity::{
     audit_event::{self},
 };
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
+    DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -167,8 +167,8 @@ pub struct Verification<'a> {
 
 /// Walks the whole chain from its anchor, recomputing each hash, with no
 /// signature checked: [`verify`] with no keys.
-pub async fn verify_chain(conn: &impl ConnectionTrait) -> AppResult<ChainReport> {
-    verify(conn, &Verification::default()).await
+pub async fn verify_chain(pool: &DatabaseConnection) -> AppResult<ChainReport> {
+    verify(pool, &Verification::default()).await
 }
 
 /// Walks the whole chain from its anchor, in pages, recomputing each
@@ -176,7 +176,19 @@ pub async fn verify_chain(conn: &impl ConnectionTrait) -> AppResult<ChainReport>
 /// (with `keys`), the anchor (where the last signed purge left it), each
 /// checkpoint's position (the chain's event there has the signed hash),
 /// and the chain's end (no signed position past it).
-pub async fn verify(conn: &impl ConnectionTrait, how: &Verification<'_>) -> AppResult<ChainReport> {
+///
+/// The head, the checkpoints and every page of events are read in one
+/// [`snapshot`](crate::db::snapshot): read one by one, the events appended
+/// (or purged) meanwhile would not match the head read before them, and
+/// an intact chain would be reported broken.
+pub async fn verify(pool: &DatabaseConnection, how: &Verification<'_>) -> AppResult<ChainReport> {
+    let snapshot = crate::db::snapshot(pool).await?;
+    let report = walk(&snapshot, how).await?;
+    snapshot.commit().await?;
+    Ok(report)
+}
+
+async fn walk(conn: &DatabaseTransaction, how: &Verification<'_>) -> AppResult<ChainReport> {
     const PAGE: u64 = 2_000;
     let head = chain_head(conn).await?;
     let stored = all_checkpoints(conn).await?;
