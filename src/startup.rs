@@ -174,7 +174,7 @@ pub fn router(state: AppState) -> Router {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("-");
                 // Every log line of the request carries its id.
-                tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
+                tracing::info_span!("request", request_id = %id)
             }),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))

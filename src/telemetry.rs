@@ -1,12 +1,7 @@
 //! Logging set-up.
 
 use tracing::{Level, Metadata};
-use tracing_subscriber::{
-    EnvFilter,
-    filter::{FilterExt, filter_fn},
-    fmt,
-    prelude::*,
-};
+use tracing_subscriber::{EnvFilter, filter::filter_fn, fmt, prelude::*};
 
 use crate::config::LogFormat;
 
@@ -20,7 +15,7 @@ use crate::config::LogFormat;
 /// emits no tracing events without its unstable `tracing` feature (its
 /// `trace!` calls give sizes and header counts only, never header values
 /// or bodies), `axum::serve` logs accepted connections, `tower_http` the
-/// method, path, status and latency; h2 is not linked in; SeaORM's and
+/// status and latency (in the request's span, which carries its id); h2 is not linked in; SeaORM's and
 /// sqlx's statement logging is off (`sqlx_logging(false)`).
 const WIRE_TARGETS: [&str; 2] = ["tungstenite", "tokio_tungstenite"];
 
@@ -35,19 +30,21 @@ const WIRE_MAX_LEVEL: Level = Level::DEBUG;
 /// `colours`: standard error is a terminal (the binary knows).
 pub fn init(format: LogFormat, colours: bool) {
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,tower_http=info"))
-        .and(filter_fn(is_allowed));
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,tower_http=info"));
     // Colours only for a terminal: escape codes are noise in a log file,
     // and writing them was a twentieth of `/auth/check`'s instructions
     // (the request span's fields are formatted for every request).
     let layer = fmt::layer().with_ansi(colours).with_writer(std::io::stderr);
+    // The filters are global (layers of their own), not the fmt layer's
+    // per-layer filter: with one output there is nothing to filter per
+    // layer, and a per-layer filter's bookkeeping ran on every enter and
+    // exit of every request's span.
+    let registry = tracing_subscriber::registry()
+        .with(filter_fn(is_allowed))
+        .with(filter);
     match format {
-        LogFormat::Text => tracing_subscriber::registry()
-            .with(layer.with_filter(filter))
-            .init(),
-        LogFormat::Json => tracing_subscriber::registry()
-            .with(layer.json().flatten_event(true).with_filter(filter))
-            .init(),
+        LogFormat::Text => registry.with(layer).init(),
+        LogFormat::Json => registry.with(layer.json().flatten_event(true)).init(),
     }
 }
 
