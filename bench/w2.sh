@@ -12,6 +12,7 @@
 #   bench/w2.sh                           # both databases, 8 s each
 #   bench/w2.sh --db postgres --pg-url postgres://postgres@127.0.0.1:5433/postgres
 #   BENCH_BIN=path bench/w2.sh            # a binary built before, not rebuilt
+#   SERVER_LOG=info,session_manager::db=debug bench/w2.sh   # the server's RUST_LOG (debug: each write group's size and time)
 #
 # Traffic goes to 127.0.0.1 only; every wrk run is bounded in time.
 set -euo pipefail
@@ -190,7 +191,7 @@ for db in $DBS; do
   tail -n "+$(( half + 1 ))" "$WORK/ids.txt" >"$WORK/ids-run.txt"
   revoke_script "$WORK/w2-warmup.lua" "$WORK/ids-warmup.txt"
   revoke_script "$WORK/w2.lua" "$WORK/ids-run.txt"
-  DATABASE_URL="$URL" BIND="127.0.0.1:$PORT" RUST_LOG=info MAX_SESSIONS_PER_USER=0 \
+  DATABASE_URL="$URL" BIND="127.0.0.1:$PORT" RUST_LOG="${SERVER_LOG:-info}" MAX_SESSIONS_PER_USER=0 \
     SIGNIN_MAX_FAILURES_PER_ACCOUNT=1000000 SIGNIN_MAX_FAILURES_PER_IP=1000000 \
     "$BIN" serve >"$OUT/server-$db.log" 2>&1 &
   SERVER_PID=$!
