@@ -15,8 +15,9 @@ use crate::config::LogFormat;
 /// emits no tracing events without its unstable `tracing` feature (its
 /// `trace!` calls give sizes and header counts only, never header values
 /// or bodies), `axum::serve` logs accepted connections, `tower_http` the
-/// status and latency (in the request's span, which carries its id); h2 is not linked in; SeaORM's and
-/// sqlx's statement logging is off (`sqlx_logging(false)`).
+/// status and latency (in the request's span, which carries its id); h2
+/// is not linked in; SeaORM's and sqlx's statement logging is off
+/// (`sqlx_logging(false)`).
 const WIRE_TARGETS: [&str; 2] = ["tungstenite", "tokio_tungstenite"];
 
 /// The most verbose level logged for [`WIRE_TARGETS`], whatever `RUST_LOG`

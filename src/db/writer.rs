@@ -225,10 +225,9 @@ const MAX_GROUP: usize = 64;
 /// SQLite; on PostgreSQL [`POSTGRES_GROUPS_IN_FLIGHT`] tasks) that runs
 /// all those waiting in one transaction and commits them with one sync,
 /// taking the chain head once for all of them (see the audit log's
-/// `GroupHead`). If any of them fails (or
-/// panics), that transaction is rolled back and each write of the group is
-/// run again in a transaction of its own, so a failing write undoes only
-/// itself; writes must therefore be safe to run again from the start,
+/// `GroupHead`). If any of them fails (or panics), that transaction is
+/// rolled back and each write of the group is run again in a transaction
+/// of its own, so a failing write undoes only itself; writes must therefore be safe to run again from the start,
 /// which a rolled-back attempt is. No caller hears of its write before the
 /// commit that makes it durable; if that commit fails, every write in it
 /// fails.
@@ -236,10 +235,10 @@ const MAX_GROUP: usize = 64;
 /// On PostgreSQL a group holds the row locks its writes take until it
 /// commits, so a write may wait behind another group, of this process or
 /// another replica (or that group behind it), a little longer than it
-/// would alone. Two groups that
-/// lock rows in opposite orders deadlock; PostgreSQL ends one of them with
-/// an error after `deadlock_timeout`, and that group is run again write by
-/// write like any failed one, so no write is lost to it. Writes whose rows
+/// would alone. Two groups that lock rows in opposite orders deadlock;
+/// PostgreSQL ends one of them with an error after `deadlock_timeout`, and
+/// that group is run again write by write like any failed one, so no write
+/// is lost to it. Writes whose rows
 /// others contend for (the sign-in throttle's) are not grouped on
 /// PostgreSQL ([`Db::write_contended`]), and those that need a transaction
 /// of their own (the session cap's lock on the user, held while a session
@@ -386,8 +385,8 @@ const MAX_POSTGRES_GROUP: usize = 16;
 type Queue = Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Job>>>;
 
 /// A writing thread or task: takes every write waiting (up to
-/// [`MAX_GROUP`], on PostgreSQL [`MAX_POSTGRES_GROUP`]), runs them in one transaction, commits, answers them,
-/// and again.
+/// [`MAX_GROUP`], on PostgreSQL [`MAX_POSTGRES_GROUP`]), runs them in one
+/// transaction, commits, answers them, and again.
 async fn write_groups(db: DatabaseConnection, turn: Turn, hook: Hook, queue: Queue) {
     let max_group = match db.get_database_backend() {
         DatabaseBackend::Postgres => MAX_POSTGRES_GROUP,
