@@ -373,8 +373,9 @@ fn failed_group(err: &DbErr) -> crate::error::AppError {
 /// order they take it, which is their commit order (see the audit log's
 /// `GroupHead`). Measured (`bench/w2.sh --db postgres`, three rounds
 /// taking turns): revocations ×1.05–1.5 of one group of up to 64 (1 256
-/// → 1 324, 1 019 → 1 604, 1 643 → 2 493 req/s; three groups did no
-/// better). SQLite has one writer at a time anyway: one group.
+/// → 1 324, 1 019 → 1 604, 1 643 → 2 493 req/s; three groups, 1 317,
+/// 2 158 and 2 249, were no better overall). SQLite has one writer at a
+/// time anyway: one group.
 const POSTGRES_GROUPS_IN_FLIGHT: usize = 2;
 
 /// Most writes in one group on PostgreSQL: small enough that the writes
