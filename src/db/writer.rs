@@ -227,10 +227,10 @@ const MAX_GROUP: usize = 64;
 /// taking the chain head once for all of them (see the audit log's
 /// `GroupHead`). If any of them fails (or panics), that transaction is
 /// rolled back and each write of the group is run again in a transaction
-/// of its own, so a failing write undoes only itself; writes must therefore be safe to run again from the start,
-/// which a rolled-back attempt is. No caller hears of its write before the
-/// commit that makes it durable; if that commit fails, every write in it
-/// fails.
+/// of its own, so a failing write undoes only itself; writes must
+/// therefore be safe to run again from the start, which a rolled-back
+/// attempt is. No caller hears of its write before the commit that makes
+/// it durable; if that commit fails, every write in it fails.
 ///
 /// On PostgreSQL a group holds the row locks its writes take until it
 /// commits, so a write may wait behind another group, of this process or
@@ -278,11 +278,19 @@ impl Writer {
                 .build()?;
             std::thread::Builder::new()
                 .name("sqlite-writer".into())
-                .spawn(move || runtime.block_on(write_groups(writer_db, turn, hook, queue)))?;
+                .spawn(move || {
+                    runtime.block_on(write_groups(writer_db, turn, hook, queue, MAX_GROUP))
+                })?;
         } else {
             for _ in 0..POSTGRES_GROUPS_IN_FLIGHT {
                 let (db, turn, hook) = (writer_db.clone(), turn.clone(), hook.clone());
-                tokio::spawn(write_groups(db, turn, hook, queue.clone()));
+                tokio::spawn(write_groups(
+                    db,
+                    turn,
+                    hook,
+                    queue.clone(),
+                    MAX_POSTGRES_GROUP,
+                ));
             }
         }
         Ok(Self { db, queue: sender })
@@ -386,13 +394,15 @@ const MAX_POSTGRES_GROUP: usize = 16;
 type Queue = Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Job>>>;
 
 /// A writing thread or task: takes every write waiting (up to
-/// [`MAX_GROUP`], on PostgreSQL [`MAX_POSTGRES_GROUP`]), runs them in one
-/// transaction, commits, answers them, and again.
-async fn write_groups(db: DatabaseConnection, turn: Turn, hook: Hook, queue: Queue) {
-    let max_group = match db.get_database_backend() {
-        DatabaseBackend::Postgres => MAX_POSTGRES_GROUP,
-        _ => MAX_GROUP,
-    };
+/// `max_group`: [`MAX_GROUP`], on PostgreSQL [`MAX_POSTGRES_GROUP`]), runs
+/// them in one transaction, commits, answers them, and again.
+async fn write_groups(
+    db: DatabaseConnection,
+    turn: Turn,
+    hook: Hook,
+    queue: Queue,
+    max_group: usize,
+) {
     let mut group = Vec::with_capacity(max_group);
     loop {
         // The queue is held only while taking from it, so another task
