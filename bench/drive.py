@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """Sends exactly N requests over C keep-alive connections and checks each
 answer's status (for bench/profile.sh: instruction counts per request need
-an exact request count, which wrk does not give)."""
+an exact request count, which wrk does not give). With an eleventh
+argument, a file of ids, one per line: each request's body has `@ID@`
+replaced by the next unused id (W2: a different session each time)."""
 import http.client, sys, threading, json
 
 def main():
     host, port, method, path, token, body, n, conns, want = sys.argv[1:10]
     port, n, conns, want = int(port), int(n), int(conns), int(want)
+    ids = iter(open(sys.argv[10]).read().split()) if len(sys.argv) > 10 else None
+    lock = threading.Lock()
     headers = {"authorization": "Bearer " + token}
     if body:
         headers["content-type"] = "application/json"
@@ -15,7 +19,11 @@ def main():
     def worker(k):
         c = http.client.HTTPConnection(host, port)
         for _ in range(k):
-            c.request(method, path, body=data, headers=headers)
+            d = data
+            if ids is not None:
+                with lock:
+                    d = body.replace("@ID@", next(ids)).encode()
+            c.request(method, path, body=d, headers=headers)
             r = c.getresponse()
             out = r.read()
             if r.status != want or b'"errors"' in out:

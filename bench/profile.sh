@@ -6,6 +6,7 @@
 # (instructions of all the server's threads, divided by N).
 #
 #   bench/profile.sh                 # W1, W4, W6; 400 requests each
+#   bench/profile.sh W2              # revokeSession, a different session each request
 #   bench/profile.sh -n 1000 W1      # one workload, more requests
 #   BIN=/tmp/old-build bench/profile.sh  # another binary
 #   bench/profile.sh --baseline      # also raw-axum's /sessions and /whoami (built by
@@ -42,12 +43,18 @@ trap cleanup EXIT
 
 URL="sqlite://$WORK/p.db?mode=rwc"
 DATABASE_URL="$URL" RUST_LOG=warn "$BIN" seed --users 200 --sessions-per-user 5 --audit-events 2000 \
-  >"$WORK/seed.json" 2>"$WORK/seed.log"
+  --revocable-sessions $((N + 100)) >"$WORK/seed.json" 2>"$WORK/seed.log"
 TOKEN="$(jq -r '.bench.tokens[0]' "$WORK/seed.json")"
+REVOKER_TOKEN="$(jq -r '.revoker.tokens[0]' "$WORK/seed.json")"
+# W2's warm-up takes the first 100 ids, its counted run the rest.
+jq -r '.revocableSessionIds[]' "$WORK/seed.json" >"$WORK/ids.txt"
+head -n 100 "$WORK/ids.txt" >"$WORK/ids-warmup.txt"
+tail -n +101 "$WORK/ids.txt" >"$WORK/ids-run.txt"
 
 # The same documents as bench/run.sh.
 Q_W1='query SettingsSessions { sessions { count activeCount sessions { id sessionToken device ipAddress userAgent createdAt lastActiveAt expires isCurrent isActive impersonationReason impersonator { name email } } } }'
 Q_W4='query { viewer { user { id email name role } session { id expires } } }'
+Q_W2='mutation($id: UUID!) { revokeSession(id: $id) { id revokedAt isActive } }'
 body() { jq -cn --arg q "$1" '{query: $q, variables: {}}'; }
 
 (cd "$OUT" && DATABASE_URL="$URL" BIND="127.0.0.1:$PORT" RUST_LOG="${RUST_LOG:-info}" \
@@ -59,13 +66,15 @@ for _ in $(seq 1 600); do
   sleep 0.2
 done
 
-run() { # run NAME METHOD PATH BODY STATUS
+run() { # run NAME METHOD PATH BODY STATUS [TOKEN IDS-PREFIX]
   local name="$1" method="$2" path="$3" body="$4" status="$5" total
+  local token="${6:-$TOKEN}" warm=() counted=()
+  [ -n "${7:-}" ] && warm=("$7-warmup.txt") counted=("$7-run.txt")
   # Warm-up, not counted (the first request of a document validates it).
-  python3 bench/drive.py 127.0.0.1 "$PORT" "$method" "$path" "$TOKEN" "$body" 100 "$CONNS" "$status"
+  python3 bench/drive.py 127.0.0.1 "$PORT" "$method" "$path" "$token" "$body" 100 "$CONNS" "$status" "${warm[@]}"
   callgrind_control --zero "$PID" >/dev/null
   callgrind_control --instr=on "$PID" >/dev/null
-  python3 bench/drive.py 127.0.0.1 "$PORT" "$method" "$path" "$TOKEN" "$body" "$N" "$CONNS" "$status"
+  python3 bench/drive.py 127.0.0.1 "$PORT" "$method" "$path" "$token" "$body" "$N" "$CONNS" "$status" "${counted[@]}"
   callgrind_control --instr=off "$PID" >/dev/null
   callgrind_control --dump="$name" "$PID" >/dev/null
   sleep 1
@@ -78,6 +87,8 @@ for w in "${WORKLOADS[@]}"; do
     W1) run W1 POST /graphql "$(body "$Q_W1")" 200 ;;
     W4) run W4 POST /graphql "$(body "$Q_W4")" 200 ;;
     W6) run W6 GET /auth/check "" 200 ;;
+    W2) run W2 POST /graphql "$(jq -cn --arg q "$Q_W2" '{query: $q, variables: {id: "@ID@"}}')" 200 \
+          "$REVOKER_TOKEN" "$WORK/ids" ;;
     *) echo "unknown workload $w" >&2; exit 2 ;;
   esac
 done

@@ -4,12 +4,16 @@
 use chrono::Utc;
 use entity::{session, user};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, Iterable, QueryFilter,
-    QueryResult, QuerySelect, QueryTrait, SelectTwo, Statement, TryGetError, sea_query::Expr,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryTrait, SelectTwo,
+    Statement, sea_query::Expr,
 };
 use uuid::Uuid;
 
-use super::{expiry::record_expiry_once, find_with_owner};
+use super::{
+    expiry::record_expiry_once,
+    find_with_owner,
+    list::{session_and_user, with_owner_query},
+};
 use crate::{
     auth::{self, Caller},
     config::Config,
@@ -69,10 +73,7 @@ fn activity_due(config: &Config, session: &session::Model) -> bool {
 
 /// The token check: the session with this token hash, joined with its user.
 fn token_check_query(token_hash: String) -> SelectTwo<session::Entity, user::Entity> {
-    session::Entity::find()
-        .filter(session::Column::TokenHash.eq(token_hash))
-        .find_also_related(user::Entity)
-        .limit(1)
+    with_owner_query(session::Column::TokenHash.eq(token_hash))
 }
 
 /// [`token_check_query`] as a statement, its SQL built once per backend.
@@ -84,18 +85,6 @@ fn token_check(backend: DatabaseBackend, token_hash: String) -> Statement {
         |backend| token_check_query(HASH.to_owned()).build(backend),
         [(HASH.into(), token_hash.into())],
     )
-}
-
-/// A row of [`token_check`]: the session's columns, then its user's (none
-/// if the join found no user), read by position.
-fn session_and_user(row: &QueryResult) -> Result<(session::Model, Option<user::Model>), DbErr> {
-    let session = session::Model::from_row_at(row, 0)?;
-    let user = match user::Model::from_row_at(row, session::Column::iter().count()) {
-        Ok(user) => Some(user),
-        Err(TryGetError::Null(_)) => None,
-        Err(err) => return Err(err.into()),
-    };
-    Ok((session, user))
 }
 
 /// Records activity (when [`activity_due`]): one statement executed on the [`Db`], committed on its own in its turn
