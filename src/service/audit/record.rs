@@ -414,57 +414,80 @@ pub fn event_hash(event: &audit_event::Model) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// The canonical encoding of everything in an event but its hashes.
+/// The canonical encoding of everything in an event but its hashes: a JSON
+/// object with its keys sorted at every level (see [`write_canonical`]).
+/// Written straight into one buffer, its top-level keys in their sorted
+/// order, on every append: through a `json!` value and `Display`, this was
+/// an eighth of a revocation's instructions (measured); the tests hold it
+/// byte for byte to that form.
 pub fn canonical_event(event: &audit_event::Model) -> String {
-    let value = json!({
-        "seq": event.seq,
-        "id": event.id.to_string(),
-        "createdAt": event.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        "eventType": event.event_type,
-        "status": event.status.as_str(),
-        "message": event.message,
-        "actorId": event.actor_id.map(|id| id.to_string()),
-        "userId": event.user_id.map(|id| id.to_string()),
-        "sessionId": event.session_id.map(|id| id.to_string()),
-        "ipAddress": event.ip_address,
-        "userAgent": event.user_agent,
-        "metadata": event.metadata,
-    });
-    let mut out = String::new();
-    write_canonical(&value, &mut out);
-    out
+    let mut out = Vec::with_capacity(256 + event.message.len());
+    out.push(b'{');
+    field(&mut out, "actorId", &event.actor_id.map(|id| id.hyphenated()));
+    let created_at = event
+        .created_at
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    field(&mut out, "createdAt", &created_at);
+    field(&mut out, "eventType", &event.event_type);
+    field(&mut out, "id", &event.id.hyphenated());
+    field(&mut out, "ipAddress", &event.ip_address);
+    field(&mut out, "message", &event.message);
+    key(&mut out, "metadata");
+    write_canonical(&event.metadata, &mut out);
+    field(&mut out, "seq", &event.seq);
+    field(&mut out, "sessionId", &event.session_id.map(|id| id.hyphenated()));
+    field(&mut out, "status", event.status.as_str());
+    field(&mut out, "userAgent", &event.user_agent);
+    field(&mut out, "userId", &event.user_id.map(|id| id.hyphenated()));
+    out.push(b'}');
+    String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
+/// `"name":value`, after a comma unless it is the object's first member.
+fn field(out: &mut Vec<u8>, name: &str, value: &(impl serde::Serialize + ?Sized)) {
+    key(out, name);
+    json(out, value);
+}
+
+fn key(out: &mut Vec<u8>, name: &str) {
+    if out.last() != Some(&b'{') {
+        out.push(b',');
+    }
+    json(out, name);
+    out.push(b':');
+}
+
+/// `value` as compact JSON, as serde_json writes it.
+fn json(out: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) {
+    serde_json::to_writer(out, value).expect("strings, numbers and UUIDs always serialize");
 }
 
 /// JSON with object keys sorted at every level, whatever map type
 /// serde_json was built with, so the encoding never depends on features
 /// or on how a database stored the document.
-fn write_canonical(value: &Value, out: &mut String) {
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[key], out);
+            let mut members: Vec<(&String, &Value)> = map.iter().collect();
+            members.sort_unstable_by_key(|(key, _)| *key);
+            out.push(b'{');
+            for (name, member) in members {
+                key(out, name);
+                write_canonical(member, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        scalar => json(out, scalar),
     }
 }
 
@@ -489,6 +512,89 @@ mod tests {
             metadata: json!({"b": 1, "a": {"d": [1, 2], "c": "x"}}),
             prev_hash: entity::audit_chain::GENESIS_HASH.into(),
             hash: String::new(),
+        }
+    }
+
+    /// The form the canonical encoding was first written in (a `json!`
+    /// value, keys sorted by a walk, scalars by `Display`): every hash in
+    /// a stored chain was made with it, so the encoding must not move.
+    fn canonical_by_value(event: &audit_event::Model) -> String {
+        fn walk(value: &Value, out: &mut String) {
+            match value {
+                Value::Object(map) => {
+                    let mut keys: Vec<&String> = map.keys().collect();
+                    keys.sort();
+                    out.push('{');
+                    for (i, key) in keys.into_iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        out.push_str(&Value::String(key.clone()).to_string());
+                        out.push(':');
+                        walk(&map[key], out);
+                    }
+                    out.push('}');
+                }
+                Value::Array(items) => {
+                    out.push('[');
+                    for (i, item) in items.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        walk(item, out);
+                    }
+                    out.push(']');
+                }
+                scalar => out.push_str(&scalar.to_string()),
+            }
+        }
+        let value = json!({
+            "seq": event.seq,
+            "id": event.id.to_string(),
+            "createdAt": event.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "eventType": event.event_type,
+            "status": event.status.as_str(),
+            "message": event.message,
+            "actorId": event.actor_id.map(|id| id.to_string()),
+            "userId": event.user_id.map(|id| id.to_string()),
+            "sessionId": event.session_id.map(|id| id.to_string()),
+            "ipAddress": event.ip_address,
+            "userAgent": event.user_agent,
+            "metadata": event.metadata,
+        });
+        let mut out = String::new();
+        walk(&value, &mut out);
+        out
+    }
+
+    #[test]
+    fn the_encoding_is_byte_for_byte_the_first_one() {
+        let mut events = vec![sample()];
+        let mut full = sample();
+        full.seq = -42;
+        full.id = Uuid::now_v7();
+        full.actor_id = Some(Uuid::new_v4());
+        full.user_id = Some(Uuid::new_v4());
+        full.session_id = Some(Uuid::new_v4());
+        full.user_agent = Some("Mozilla/5.0 \"quoted\" \\ back\u{0007}\u{1F600} é\n".into());
+        full.ip_address = Some("::1".into());
+        full.message = "session a… of ünïcode@example.com revoked (\"x\")\t\r".into();
+        full.status = AuditStatus::Failed;
+        full.metadata = json!({
+            "z": null, "a": true, "m": false, "n": 1.5, "neg": -7, "big": u64::MAX,
+            "nested": {"b": [1, {"y": "2", "x": [[]]}], "a": {}},
+            "\u{00e9}": "accented key", "A": "upper before lower", "": "empty key",
+            "quote\"key": "\u{0000}\u{001f}\u{007f}",
+        });
+        events.push(full);
+        let mut empty = sample();
+        empty.metadata = json!({});
+        events.push(empty);
+        let mut not_an_object = sample();
+        not_an_object.metadata = json!([1, "two", null]);
+        events.push(not_an_object);
+        for event in events {
+            assert_eq!(canonical_event(&event), canonical_by_value(&event));
         }
     }
 
