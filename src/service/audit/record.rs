@@ -423,7 +423,11 @@ pub fn event_hash(event: &audit_event::Model) -> String {
 pub fn canonical_event(event: &audit_event::Model) -> String {
     let mut out = Vec::with_capacity(256 + event.message.len());
     out.push(b'{');
-    field(&mut out, "actorId", &event.actor_id.map(|id| id.hyphenated()));
+    field(
+        &mut out,
+        "actorId",
+        &event.actor_id.map(|id| id.hyphenated()),
+    );
     let created_at = event
         .created_at
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
@@ -435,7 +439,11 @@ pub fn canonical_event(event: &audit_event::Model) -> String {
     key(&mut out, "metadata");
     write_canonical(&event.metadata, &mut out);
     field(&mut out, "seq", &event.seq);
-    field(&mut out, "sessionId", &event.session_id.map(|id| id.hyphenated()));
+    field(
+        &mut out,
+        "sessionId",
+        &event.session_id.map(|id| id.hyphenated()),
+    );
     field(&mut out, "status", event.status.as_str());
     field(&mut out, "userAgent", &event.user_agent);
     field(&mut out, "userId", &event.user_id.map(|id| id.hyphenated()));
