@@ -82,8 +82,9 @@ async fn wal_before_pool(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Connections of the SQLite pool, and of [`Reads`](super::Reads) beside it: one per core
-/// (at least two). SQLite's work is the CPU's, so more connections than
+/// Connections of the SQLite pool (and twice as many for
+/// [`Reads`](super::Reads) beside it, see there): one per core (at least
+/// two). SQLite's work is the CPU's, so more connections than
 /// cores add no throughput, yet each deep audit-log walk in flight holds
 /// megabytes (measured: with 4 pool connections beside the 2 read ones, the
 /// benchmark's deep unfiltered page peaked at 97 MB of RSS; with 2, 76 MB, at
