@@ -415,7 +415,7 @@ pub fn event_hash(event: &audit_event::Model) -> String {
 }
 
 /// The canonical encoding of everything in an event but its hashes: a JSON
-/// object with its keys sorted at every level (see [`write_canonical`]).
+/// object with its keys sorted at every level (see `write_canonical`).
 /// Written straight into one buffer, its top-level keys in their sorted
 /// order, on every append: through a `json!` value and `Display`, this was
 /// an eighth of a revocation's instructions (measured); the tests hold it
