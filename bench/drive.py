@@ -4,7 +4,7 @@ answer's status (for bench/profile.sh: instruction counts per request need
 an exact request count, which wrk does not give). With an eleventh
 argument, a file of ids, one per line: each request's body has `@ID@`
 replaced by the next unused id (W2: a different session each time)."""
-import http.client, sys, threading, json
+import http.client, sys, threading
 
 def main():
     host, port, method, path, token, body, n, conns, want = sys.argv[1:10]
@@ -17,6 +17,11 @@ def main():
     data = body.encode() if body else None
     bad = []
     def worker(k):
+        try:
+            send(k)
+        except Exception as e:  # e.g. ids ran out: fewer requests than counted
+            bad.append(("exception", repr(e)))
+    def send(k):
         c = http.client.HTTPConnection(host, port)
         for _ in range(k):
             d = data

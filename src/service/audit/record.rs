@@ -457,6 +457,9 @@ fn field(out: &mut Vec<u8>, name: &str, value: &(impl serde::Serialize + ?Sized)
     json(out, value);
 }
 
+/// `"name":`, after a comma unless it opens its object. Whether it does is
+/// read from the buffer: a member follows only its object's `{` or a
+/// complete value, and no complete JSON value ends in `{`.
 fn key(out: &mut Vec<u8>, name: &str) {
     if out.last() != Some(&b'{') {
         out.push(b',');
