@@ -37,6 +37,11 @@ VACUUM=1
 OUT=""
 BASELINE=0
 WEBHOOK=0
+# The server's connections to PostgreSQL, which runs on this host: over
+# loopback without TLS unless --pg-tls. (sqlx's default, sslmode=prefer,
+# takes TLS whenever the cluster offers it, as Debian's does; on loopback
+# that only costs CPU on both ends, in the cores the server shares.)
+PG_PARAMS="?sslmode=disable"
 BASELINE_DIR="${BASELINE_DIR:-$ROOT/../shared/baseline/raw-axum}"
 ISSUE_USERS=1000
 ARGS=("$@")
@@ -65,6 +70,8 @@ usage: bench/run.sh [options]
                            ../shared/baseline/raw-axum) with the same wrk settings, seeded
                            with the same sizes, and print each comparable workload's ratio
                            to it (W1: /sessions, W2: DELETE /sessions/{id}, W4 and W6: /whoami)
+  --pg-tls                 PostgreSQL: connect as the driver does by default (sslmode=prefer:
+                           TLS when the cluster offers it) instead of without TLS
   --webhook                W2 again with one webhook endpoint (every event type) at a local
                            receiver answering 204, then again without, and the ratio
 EOF
@@ -87,6 +94,7 @@ while [ $# -gt 0 ]; do
     --no-vacuum) VACUUM=0; shift ;;
     --baseline) BASELINE=1; shift ;;
     --webhook) WEBHOOK=1; shift ;;
+    --pg-tls) PG_PARAMS=""; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -194,7 +202,7 @@ fresh_database() {
     local name="sm_bench_${label}_$(date +%s)_$$"
     psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $name" >/dev/null
     PG_DBS+=("$name")
-    FRESH_URL="${PG_ADMIN_URL%/*}/$name"
+    FRESH_URL="${PG_ADMIN_URL%/*}/$name$PG_PARAMS"
   fi
 }
 
@@ -472,6 +480,9 @@ machine_header() {
   log "   commit $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet || echo ' (dirty)'), $(date -u '+%Y-%m-%d %H:%M UTC')"
   log "   load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (each row below says how much CPU other processes took during it)"
   log "   $CONNECTIONS connections, ${WARMUP}s warm-up, ${DURATION}s per workload; results in $OUT"
+  if [ "$DB" = postgres ]; then
+    log "   PostgreSQL connections: ${PG_PARAMS:-as the driver defaults (sslmode=prefer: TLS when offered)}"
+  fi
 }
 
 seed_db() { # seed_db URL LABEL ARGS... -> writes $OUT/seed-LABEL.json

@@ -31,6 +31,8 @@ AUDIT_EVENTS=10000
 PORT=18090
 SIGNIN=0
 OUT=""
+# Without TLS to the local PostgreSQL unless --pg-tls (as bench/run.sh).
+PG_PARAMS="?sslmode=disable"
 
 usage() {
   cat <<EOF
@@ -42,6 +44,7 @@ usage: bench/w2.sh [options]
   --connections N            wrk connections (default $CONNECTIONS)
   --audit-events M           seeded audit events (default $AUDIT_EVENTS)
   --port P                   server port (default $PORT)
+  --pg-tls                   PostgreSQL: the driver's default connection (TLS when offered)
   --signin                   also W8 (signIn alone, 4 connections)
   --out DIR                  results (default: a new directory under bench/results/)
 EOF
@@ -57,6 +60,7 @@ while [ $# -gt 0 ]; do
     --audit-events) AUDIT_EVENTS="$2"; shift 2 ;;
     --port) PORT="$2"; shift 2 ;;
     --signin) SIGNIN=1; shift ;;
+    --pg-tls) PG_PARAMS=""; shift ;;
     --out) OUT="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
@@ -97,6 +101,7 @@ REVOCABLE=$(( (WARMUP + DURATION + 3) * 4000 ))
 log "== bench/w2.sh: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (dirty)'), binary $BIN"
 log "   $(date -u '+%Y-%m-%d %H:%M UTC'), $NCPU cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 log "   $CONNECTIONS connections, ${WARMUP}s warm-up, ${DURATION}s measured; $USERS users, $AUDIT_EVENTS events, $REVOCABLE revocable"
+log "   PostgreSQL connections: ${PG_PARAMS:-as the driver defaults (sslmode=prefer: TLS when offered)}"
 
 server_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"; }
 machine_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
@@ -175,7 +180,7 @@ for db in $DBS; do
   else
     PG_DB="sm_w2_$(date +%s)_$$"
     psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $PG_DB" >/dev/null
-    URL="${PG_ADMIN_URL%/*}/$PG_DB"
+    URL="${PG_ADMIN_URL%/*}/$PG_DB$PG_PARAMS"
     has_pgss_admin=$(psql "$PG_ADMIN_URL" -Atqc "SHOW shared_preload_libraries" | grep -c pg_stat_statements || true)
     [ "$has_pgss_admin" = 1 ] && psql "$URL" -qc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
   fi
