@@ -30,6 +30,7 @@ USERS=1000
 AUDIT_EVENTS=10000
 PORT=18090
 SIGNIN=0
+WEBHOOK_ROUNDS=0
 OUT=""
 # Without TLS to the local PostgreSQL unless --pg-tls (as bench/run.sh).
 PG_PARAMS="?sslmode=disable"
@@ -46,6 +47,10 @@ usage: bench/w2.sh [options]
   --port P                   server port (default $PORT)
   --pg-tls                   PostgreSQL: the driver's default connection (TLS when offered)
   --signin                   also W8 (signIn alone, 4 connections)
+  --webhook N                after W2, N rounds of W2 with one webhook endpoint (every event
+                             type, a local nginx answering 204) and then without it (deleted),
+                             each on sessions of its own; each round's ratio is to the mean of
+                             the runs without it on either side, and the median is printed
   --out DIR                  results (default: a new directory under bench/results/)
 EOF
 }
@@ -60,6 +65,7 @@ while [ $# -gt 0 ]; do
     --audit-events) AUDIT_EVENTS="$2"; shift 2 ;;
     --port) PORT="$2"; shift 2 ;;
     --signin) SIGNIN=1; shift ;;
+    --webhook) WEBHOOK_ROUNDS="$2"; shift 2 ;;
     --pg-tls) PG_PARAMS=""; shift ;;
     --out) OUT="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
@@ -72,6 +78,11 @@ case "$DBS" in sqlite) DBS="sqlite" ;; postgres) DBS="postgres" ;; both) DBS="sq
 log() { printf '%s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 for tool in wrk jq curl psql; do command -v "$tool" >/dev/null || die "$tool is required"; done
+NGINX=""
+if [ "$WEBHOOK_ROUNDS" -gt 0 ]; then
+  NGINX="$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)"
+  [ -n "$NGINX" ] || die "--webhook needs nginx (apt-get install -y nginx)"
+fi
 
 if [ -n "${BENCH_BIN:-}" ]; then
   BIN="$BENCH_BIN"
@@ -85,8 +96,10 @@ OUT="${OUT:-$ROOT/bench/results/w2-$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$OUT"
 WORK="$(mktemp -d)"
 SERVER_PID=""
+RECEIVER_PID=""
 PG_DB=""
 cleanup() {
+  [ -z "$RECEIVER_PID" ] || kill "$RECEIVER_PID" 2>/dev/null || true
   if [ -n "$SERVER_PID" ]; then kill -TERM "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
   [ -z "$PG_DB" ] || psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true
   rm -rf "$WORK"
@@ -96,7 +109,9 @@ trap cleanup EXIT
 HZ="$(getconf CLK_TCK)"
 NCPU="$(nproc)"
 GRAPHQL="http://127.0.0.1:$PORT/graphql"
-REVOCABLE=$(( (WARMUP + DURATION + 3) * 4000 ))
+# Sessions for W2 and, with --webhook, for its two runs per round.
+RUNS=$(( 1 + 2 * WEBHOOK_ROUNDS ))
+REVOCABLE=$(( (WARMUP + RUNS * DURATION + 3) * 4000 ))
 
 log "== bench/w2.sh: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (dirty)'), binary $BIN"
 log "   $(date -u '+%Y-%m-%d %H:%M UTC'), $NCPU cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -173,6 +188,73 @@ measure() {
   fi
 }
 
+# The receiver: nginx answering 204 at once (Python's http.server took
+# ~120 us of the shared cores per delivery; see bench/run.sh).
+start_receiver() {
+  mkdir -p "$WORK/receiver"
+  cat >"$WORK/receiver/nginx.conf" <<NGX
+$( [ "$(id -u)" = 0 ] && echo 'user root root;' )
+daemon off;
+master_process off;
+worker_processes 1;
+pid $WORK/receiver/nginx.pid;
+error_log $OUT/receiver.log warn;
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/receiver/client_body;
+    proxy_temp_path $WORK/receiver/proxy;
+    fastcgi_temp_path $WORK/receiver/fastcgi;
+    uwsgi_temp_path $WORK/receiver/uwsgi;
+    scgi_temp_path $WORK/receiver/scgi;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$(( PORT + 2 ));
+        location / { return 204; }
+    }
+}
+NGX
+  timeout 1800 "$NGINX" -p "$WORK/receiver" -e "$OUT/receiver.log" -c "$WORK/receiver/nginx.conf" >>"$OUT/receiver.log" 2>&1 &
+  RECEIVER_PID=$!
+  for _ in $(seq 1 100); do
+    curl -fsS -o /dev/null -X POST "http://127.0.0.1:$(( PORT + 2 ))/" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  die "the receiver did not start: $(cat "$OUT/receiver.log")"
+}
+
+gql() { # TOKEN QUERY -> the answer
+  curl -fsS "$GRAPHQL" -H 'content-type: application/json' -H "authorization: Bearer $1" \
+    -d "$(jq -cn --arg q "$2" '{query: $q}')"
+}
+
+# webhook_rounds DB: WEBHOOK_ROUNDS times W2 with a fresh endpoint, then
+# W2 with it deleted; each on its own slice of sessions.
+webhook_rounds() {
+  local db="$1" owner token hook state run=1
+  [ -n "$RECEIVER_PID" ] || start_receiver
+  owner="$(jq -cn --arg p "$(jq -r .password "$OUT/seed-$db.json")" \
+    '{query: "mutation($p: String!) { signIn(email: \"w2-owner@example.com\", password: $p) { token } }", variables: {p: $p}}')"
+  token="$(curl -fsS "$GRAPHQL" -H 'content-type: application/json' -d "$owner" | jq -r .data.signIn.token)"
+  [ -n "$token" ] && [ "$token" != null ] || die "the owner could not sign in"
+  for round in $(seq 1 "$WEBHOOK_ROUNDS"); do
+    hook="$(gql "$token" "mutation { createWebhookEndpoint(url: \"http://127.0.0.1:$(( PORT + 2 ))/hook\", description: \"w2\") { endpoint { id } } }" \
+      | jq -r .data.createWebhookEndpoint.endpoint.id)"
+    [ -n "$hook" ] && [ "$hook" != null ] || die "the webhook endpoint was not made"
+    measure "W2_webhook_$round" "$db" "$WORK/w2-run$run.lua" "$CONNECTIONS" "$THREADS"
+    run=$(( run + 1 ))
+    for _ in $(seq 1 300); do
+      state="$(gql "$token" '{ webhookEndpoints { id lag failures } }' | jq -r --arg id "$hook" '.data.webhookEndpoints[] | select(.id == $id) | "\(.lag) \(.failures)"')"
+      [ "${state%% *}" = 0 ] && break
+      sleep 0.1
+    done
+    log "   round $round: endpoint lag, failures after the run: $state"
+    gql "$token" "mutation { deleteWebhookEndpoint(id: \"$hook\") }" >/dev/null
+    measure "W2_after_webhook_$round" "$db" "$WORK/w2-run$run.lua" "$CONNECTIONS" "$THREADS"
+    run=$(( run + 1 ))
+  done
+}
+
 printf 'db\tworkload\treq_per_s\tserver_cpu_us_per_req\tpg_backend_cpu_us_per_req\tpg_xacts_per_req\tserver_cpu\tpg_cpu\tother_cpu\terrors\n' >"$OUT/results.tsv"
 for db in $DBS; do
   if [ "$db" = sqlite ]; then
@@ -191,12 +273,22 @@ for db in $DBS; do
   sync
   REVOKER_TOKEN="$(jq -r '.revoker.tokens[0]' "$OUT/seed-$db.json")"
   jq -r '.revocableSessionIds[]' "$OUT/seed-$db.json" >"$WORK/ids.txt"
-  half=$(( REVOCABLE * WARMUP / (WARMUP + DURATION + 3) + 1 ))
+  half=$(( REVOCABLE * WARMUP / (WARMUP + RUNS * DURATION + 3) + 1 ))
   head -n "$half" "$WORK/ids.txt" >"$WORK/ids-warmup.txt"
-  tail -n "+$(( half + 1 ))" "$WORK/ids.txt" >"$WORK/ids-run.txt"
   revoke_script "$WORK/w2-warmup.lua" "$WORK/ids-warmup.txt"
-  revoke_script "$WORK/w2.lua" "$WORK/ids-run.txt"
+  # One slice of the rest per measured run (W2, then each round's two).
+  slice=$(( ($(wc -l <"$WORK/ids.txt") - half - 1) / RUNS ))
+  for run in $(seq 0 $(( RUNS - 1 ))); do
+    sed -n "$(( half + 1 + run * slice )),$(( half + (run + 1) * slice ))p" "$WORK/ids.txt" >"$WORK/ids-run$run.txt"
+    revoke_script "$WORK/w2-run$run.lua" "$WORK/ids-run$run.txt"
+  done
+  if [ "$WEBHOOK_ROUNDS" -gt 0 ]; then
+    jq -r .password "$OUT/seed-$db.json" | DATABASE_URL="$URL" RUST_LOG=warn "$BIN" user add \
+      --email w2-owner@example.com --name "W2 owner" --role owner --password-stdin >"$OUT/owner-$db.log" 2>&1 \
+      || die "owner: $(cat "$OUT/owner-$db.log")"
+  fi
   DATABASE_URL="$URL" BIND="127.0.0.1:$PORT" RUST_LOG="${SERVER_LOG:-info}" MAX_SESSIONS_PER_USER=0 \
+    WEBHOOK_ALLOW_PRIVATE="$([ "$WEBHOOK_ROUNDS" -gt 0 ] && echo true || echo false)" \
     SIGNIN_MAX_FAILURES_PER_ACCOUNT=1000000 SIGNIN_MAX_FAILURES_PER_IP=1000000 \
     "$BIN" serve >"$OUT/server-$db.log" 2>&1 &
   SERVER_PID=$!
@@ -209,7 +301,8 @@ for db in $DBS; do
     -d "{\"query\":\"mutation(\$id: UUID!) { revokeSession(id: \$id) { id isActive } }\",\"variables\":{\"id\":\"$check_id\"}}" \
     | jq -e '.data.revokeSession.isActive == false and (.errors == null)' >/dev/null || die "W2: a revocation did not answer as expected"
   log "-- $db"
-  measure W2_revoke_session "$db" "$WORK/w2.lua" "$CONNECTIONS" "$THREADS"
+  measure W2_revoke_session "$db" "$WORK/w2-run0.lua" "$CONNECTIONS" "$THREADS"
+  [ "$WEBHOOK_ROUNDS" -eq 0 ] || webhook_rounds "$db"
   if [ "$SIGNIN" = 1 ]; then
     email="$(jq -r .signInEmail "$OUT/seed-$db.json")"; password="$(jq -r .password "$OUT/seed-$db.json")"
     body="$(jq -cn --arg e "$email" --arg p "$password" '{query: "mutation($e: String!, $p: String!) { signIn(email: $e, password: $p) { token } }", variables: {e: $e, p: $p}}')"
@@ -224,4 +317,19 @@ log "== results: req/s, server CPU us/req, PostgreSQL backend CPU us/req, transa
 column -t -s $'\t' "$OUT/results.tsv" >&2
 awk -F'\t' '$2 == "W2_revoke_session" { r[$1] = $3 } END { if (r["sqlite"] && r["postgres"]) printf "W2 PostgreSQL / SQLite: x%.2f (%s / %s req/s)\n", r["postgres"] / r["sqlite"], r["postgres"], r["sqlite"] }' \
   "$OUT/results.tsv" | tee "$OUT/ratio.txt" >&2
+if [ "$WEBHOOK_ROUNDS" -gt 0 ]; then
+  # Round i: W2 with the endpoint / the mean of the runs without it just
+  # before (W2, or round i-1's after-run) and just after.
+  awk -F'\t' '
+    $2 == "W2_revoke_session" { prev[$1] = $3; pcpu[$1] = $4 }
+    $2 ~ /^W2_webhook_/ { w[$1] = $3; wc[$1] = $4 }
+    $2 ~ /^W2_after_webhook_/ {
+      r = w[$1] / ((prev[$1] + $3) / 2); c = wc[$1] / ((pcpu[$1] + $4) / 2)
+      printf "%s webhook round: x%.2f req/s (%s against %s and %s), server CPU/req x%.2f\n", $1, r, w[$1], prev[$1], $3, c
+      ratios[$1] = ratios[$1] " " r; prev[$1] = $3; pcpu[$1] = $4 }
+    END { for (db in ratios) { n = split(ratios[db], a, " "); asort(a)
+      m = (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+      printf "%s W2 with one webhook endpoint / without: median x%.2f of %d rounds\n", db, m, n } }' \
+    "$OUT/results.tsv" | tee "$OUT/webhook.txt" >&2
+fi
 log "   load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
