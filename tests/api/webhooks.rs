@@ -1347,3 +1347,58 @@ async fn changes_are_checked_as_at_creation_and_unknown_endpoints_are_not_found(
     let body = app.gql(Some(&owner), CREATE, json!({ "url": 42 })).await;
     assert_error_code(&body, "BAD_USER_INPUT", "a URL of the wrong type");
 }
+
+#[tokio::test]
+async fn a_busy_endpoint_keeps_its_lease_between_events_and_hands_it_back_once_idle() {
+    // Caught up, the worker's turn waits for the next event holding the
+    // lease: it does not claim, record and release the endpoint (three
+    // commits) for every event that comes. Idle for a quarter of the
+    // lease (0.75 s here), it hands the lease back.
+    use sea_orm::EntityTrait;
+    let app = spawn_app_with(fast).await;
+    let (owner, _) = owner_token(&app).await;
+    let receiver = Receiver::start().await;
+    let (endpoint, _) =
+        create_endpoint(&app, &owner, &receiver.url, Some(&["session.revoked"])).await;
+    let id: uuid::Uuid = endpoint.parse().unwrap();
+    let lease_owner = || async {
+        entity::outbox_cursor::Entity::find_by_id(id)
+            .one(app.db())
+            .await
+            .unwrap()
+            .expect("the endpoint's cursor")
+            .lease_owner
+    };
+    let alice = app.create_user(Role::User).await;
+    let first = revocation(&app, &alice).await;
+    receiver.wait_for_event(&first).await;
+    let holder = lease_owner().await.expect("leased while delivering");
+    for round in 0..4 {
+        // Between two events the turn is caught up, and keeps the lease.
+        for _ in 0..5 {
+            assert_eq!(
+                lease_owner().await.as_deref(),
+                Some(holder.as_str()),
+                "caught up before event {round}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let next = revocation(&app, &alice).await;
+        receiver.wait_for_event(&next).await;
+    }
+    let mut released = false;
+    for _ in 0..150 {
+        if lease_owner().await.is_none() {
+            released = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(released, "idle, the lease is handed back");
+    let revocations = receiver
+        .acknowledged()
+        .iter()
+        .filter(|d| d.json()["type"] == "session.revoked")
+        .count();
+    assert_eq!(revocations, 5, "each revocation delivered once");
+}
