@@ -330,7 +330,7 @@ async fn turn(shared: &Shared, kind: &dyn Destination, id: Uuid) -> AppResult<()
             let outcome = sender.send(event).await;
             if outcome.ok {
                 progress.delivered.push(outbox::Delivered {
-                    event: event.clone(),
+                    event: event.into(),
                     attempt: cursor.attempts.saturating_add(1),
                     outcome,
                 });

@@ -251,9 +251,28 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
+/// The event an attempt was at, as the attempt's row records it (what a
+/// delivery keeps of its event until it is recorded).
+#[derive(Debug, Clone)]
+pub struct Attempted {
+    pub id: Uuid,
+    pub seq: i64,
+    pub event_type: String,
+}
+
+impl From<&audit_event::Model> for Attempted {
+    fn from(event: &audit_event::Model) -> Self {
+        Self {
+            id: event.id,
+            seq: event.seq,
+            event_type: event.event_type.clone(),
+        }
+    }
+}
+
 fn attempt_row(
     id: Uuid,
-    event: &audit_event::Model,
+    event: Attempted,
     attempt: i32,
     outcome: &Outcome,
     now: DateTime<Utc>,
@@ -263,7 +282,7 @@ fn attempt_row(
         destination_id: id,
         event_id: event.id,
         event_seq: event.seq,
-        event_type: event.event_type.clone(),
+        event_type: event.event_type,
         attempt,
         status: if outcome.ok { "success" } else { "failed" }.to_owned(),
         response_code: outcome.response_code.map(i32::from),
@@ -288,7 +307,7 @@ fn truncate(text: &str, max: usize) -> String {
 /// One event delivered, not yet recorded (see [`advance`]).
 #[derive(Debug, Clone)]
 pub struct Delivered {
-    pub event: audit_event::Model,
+    pub event: Attempted,
     pub attempt: i32,
     pub outcome: Outcome,
 }
@@ -340,7 +359,7 @@ pub async fn advance(
     if !delivered.is_empty() {
         let rows = delivered
             .iter()
-            .map(|d| attempt_row(id, &d.event, d.attempt, &d.outcome, now));
+            .map(|d| attempt_row(id, d.event.clone(), d.attempt, &d.outcome, now));
         outbox_attempt::Entity::insert_many(rows)
             .exec_without_returning(&txn)
             .await?;
@@ -449,7 +468,7 @@ pub async fn failed(
     if done.rows_affected != 1 {
         return Ok(AfterFailure::Lost);
     }
-    outbox_attempt::Entity::insert(attempt_row(cursor.id, event, failures, outcome, now))
+    outbox_attempt::Entity::insert(attempt_row(cursor.id, event.into(), failures, outcome, now))
         .exec_without_returning(&txn)
         .await?;
     if give_up {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use base64::{Engine, engine::general_purpose::STANDARD};
 use entity::audit_event;
 use hmac::{Hmac, Mac};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::Sha256;
 
 use super::address;
@@ -73,31 +73,58 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> AppResult<St
 
 /// The body of an event's delivery: the event as `sessionAudit` answers it
 /// (same field names and values), and Standard Webhooks' `type` and
-/// `timestamp` (the event's type and time).
-pub fn payload(event: &audit_event::Model) -> Value {
+/// `timestamp` (the event's type and time), as JSON with its keys sorted.
+///
+/// Serialized straight from the event: building a `serde_json::Value`
+/// first copied every string and the metadata of every event delivered.
+/// The bytes are those of that `Value` (a test holds it to them).
+pub fn body(event: &audit_event::Model) -> serde_json::Result<Vec<u8>> {
     let status = match event.status {
         audit_event::AuditStatus::Success => "SUCCESS",
         audit_event::AuditStatus::Failed => "FAILED",
     };
     // As the schema's `DateTime` writes it.
     let created_at = event.created_at.to_rfc3339();
-    json!({
-        "type": event.event_type,
-        "timestamp": created_at,
-        "id": event.id,
-        "seq": event.seq,
-        "eventType": event.event_type,
-        "status": status,
-        "message": event.message,
-        "createdAt": created_at,
-        "actorId": event.actor_id,
-        "userId": event.user_id,
-        "sessionId": event.session_id,
-        "ipAddress": event.ip_address,
-        "userAgent": event.user_agent,
-        "metadata": event.metadata,
-        "hash": event.hash,
+    serde_json::to_vec(&Body {
+        actor_id: event.actor_id,
+        created_at: &created_at,
+        event_type: &event.event_type,
+        hash: &event.hash,
+        id: event.id,
+        ip_address: event.ip_address.as_deref(),
+        message: &event.message,
+        metadata: &event.metadata,
+        seq: event.seq,
+        session_id: event.session_id,
+        status,
+        timestamp: &created_at,
+        kind: &event.event_type,
+        user_agent: event.user_agent.as_deref(),
+        user_id: event.user_id,
     })
+}
+
+/// [`body`]'s fields, in the order of their names (as a `Value`'s map
+/// writes them).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Body<'a> {
+    actor_id: Option<uuid::Uuid>,
+    created_at: &'a str,
+    event_type: &'a str,
+    hash: &'a str,
+    id: uuid::Uuid,
+    ip_address: Option<&'a str>,
+    message: &'a str,
+    metadata: &'a Value,
+    seq: i64,
+    session_id: Option<uuid::Uuid>,
+    status: &'static str,
+    timestamp: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    user_agent: Option<&'a str>,
+    user_id: Option<uuid::Uuid>,
 }
 
 /// The HTTP client every delivery of a process goes through: no redirects
@@ -149,7 +176,7 @@ pub async fn send(
             )),
         );
     }
-    let body = match serde_json::to_vec(&payload(event)) {
+    let body = match body(event) {
         Ok(body) => body,
         Err(e) => return outcome(None, Some(format!("cannot encode the event: {e}"))),
     };
@@ -253,5 +280,68 @@ mod tests {
         let body = br#"{"test": 2432232314}"#;
         let signature = sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body).unwrap();
         assert_eq!(signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    /// The body as it was first built, through a `Value`.
+    fn body_by_value(event: &audit_event::Model) -> Vec<u8> {
+        let status = match event.status {
+            audit_event::AuditStatus::Success => "SUCCESS",
+            audit_event::AuditStatus::Failed => "FAILED",
+        };
+        let created_at = event.created_at.to_rfc3339();
+        serde_json::to_vec(&serde_json::json!({
+            "type": event.event_type,
+            "timestamp": created_at,
+            "id": event.id,
+            "seq": event.seq,
+            "eventType": event.event_type,
+            "status": status,
+            "message": event.message,
+            "createdAt": created_at,
+            "actorId": event.actor_id,
+            "userId": event.user_id,
+            "sessionId": event.session_id,
+            "ipAddress": event.ip_address,
+            "userAgent": event.user_agent,
+            "metadata": event.metadata,
+            "hash": event.hash,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_body_is_byte_for_byte_the_first_one() {
+        let full = audit_event::Model {
+            id: uuid::Uuid::now_v7(),
+            seq: 42,
+            created_at: chrono::Utc::now(),
+            event_type: "session.revoked".into(),
+            status: audit_event::AuditStatus::Success,
+            message: "session ab12\u{2026} of \"q\" revoked\n(tab\t) é 🦀".into(),
+            actor_id: Some(uuid::Uuid::new_v4()),
+            user_id: Some(uuid::Uuid::new_v4()),
+            session_id: Some(uuid::Uuid::new_v4()),
+            ip_address: Some("2001:db8::1".into()),
+            user_agent: Some("Mozilla/5.0 \"x\" \\ y".into()),
+            metadata: serde_json::json!({ "z": [1, 2.5, null, { "b": true, "a": "\u{7f}" }], "a": "x" }),
+            prev_hash: "0".repeat(64),
+            hash: "f".repeat(64),
+        };
+        let bare = audit_event::Model {
+            status: audit_event::AuditStatus::Failed,
+            actor_id: None,
+            user_id: None,
+            session_id: None,
+            ip_address: None,
+            user_agent: None,
+            metadata: serde_json::json!({}),
+            ..full.clone()
+        };
+        for event in [full, bare] {
+            assert_eq!(
+                String::from_utf8(body(&event).unwrap()).unwrap(),
+                String::from_utf8(body_by_value(&event)).unwrap()
+            );
+        }
     }
 }
