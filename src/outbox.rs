@@ -217,6 +217,31 @@ impl Progress {
     }
 }
 
+/// What a turn does between two events: records its batch once due and
+/// renews the lease once half of it has gone (until `renew_after`).
+/// `false` when either found the lease or the cursor changed: the turn
+/// must stop.
+async fn keep_up(
+    db: &Db,
+    id: Uuid,
+    owner: &str,
+    progress: &mut Progress,
+    renew_after: &mut chrono::DateTime<chrono::Utc>,
+    lease: chrono::Duration,
+) -> AppResult<bool> {
+    if progress.due() && !progress.record(db, id, owner).await? {
+        return Ok(false);
+    }
+    let now = db::now();
+    if now >= *renew_after {
+        if !outbox::renew(db, id, owner, progress.stored, now + lease).await? {
+            return Ok(false);
+        }
+        *renew_after = now + lease / 2;
+    }
+    Ok(true)
+}
+
 /// Delivers the events after the cursor of `id` while this process holds
 /// its lease: until it has been caught up for a while (see
 /// [`MAX_IDLE_TURN`]), an attempt fails (the back-off is written and the
@@ -268,16 +293,10 @@ async fn turn(shared: &Shared, kind: &dyn Destination, id: Uuid) -> AppResult<()
                 progress.record(db, id, owner).await?;
                 return Ok(());
             }
-            if progress.due() && !progress.record(db, id, owner).await? {
+            if !keep_up(db, id, owner, &mut progress, &mut renew_after, lease).await? {
                 return Ok(());
             }
             let now = db::now();
-            if now >= renew_after {
-                if !outbox::renew(db, id, owner, progress.stored, now + lease).await? {
-                    return Ok(());
-                }
-                renew_after = now + lease / 2;
-            }
             // Until an event comes, the batch is due, the lease wants
             // renewing or the turn has idled long enough.
             let mut wait = idle_for.saturating_sub(busy_at.elapsed());
@@ -312,15 +331,8 @@ async fn turn(shared: &Shared, kind: &dyn Destination, id: Uuid) -> AppResult<()
                 // half a lease later.
                 renew_after = db::now();
             }
-            if progress.due() && !progress.record(db, id, owner).await? {
+            if !keep_up(db, id, owner, &mut progress, &mut renew_after, lease).await? {
                 return Ok(());
-            }
-            let now = db::now();
-            if now >= renew_after {
-                if !outbox::renew(db, id, owner, progress.stored, now + lease).await? {
-                    return Ok(());
-                }
-                renew_after = now + lease / 2;
             }
             if !sender.wants(event) {
                 progress.reached = event.seq;
