@@ -15,6 +15,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=bench/receiver.sh
+. "$ROOT/bench/receiver.sh"
 cd "$ROOT"
 
 DB=sqlite
@@ -586,38 +588,11 @@ record W2_revoke_session "$OUT/W2_revoke_session.wrk" "$note"
 # the same process; the ratio is to their mean.
 if [ "$WEBHOOK" -eq 1 ]; then
   log "== W2 with one webhook endpoint (uptime: $(uptime))"
-  # The receiver is nginx answering 204 (Debian's package; CI installs it
-  # for the gateway test): it shares the two cores with the server, and
-  # Python's http.server took ~120 µs of CPU per delivery there, which
-  # showed up as the server's rate. Python is the fallback without nginx.
-  NGINX="$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)"
+  # The receiver: nginx answering 204 (see bench/receiver.sh); Python is
+  # the fallback without nginx.
+  NGINX="$(find_nginx)"
   if [ -n "$NGINX" ]; then
-    mkdir -p "$WORK/receiver"
-    cat >"$WORK/receiver/nginx.conf" <<NGX
-$( [ "$(id -u)" = 0 ] && echo 'user root root;' )
-daemon off;
-master_process off;
-worker_processes 1;
-pid $WORK/receiver/nginx.pid;
-error_log $OUT/receiver.log warn;
-events { worker_connections 256; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/receiver/client_body;
-    proxy_temp_path $WORK/receiver/proxy;
-    fastcgi_temp_path $WORK/receiver/fastcgi;
-    uwsgi_temp_path $WORK/receiver/uwsgi;
-    scgi_temp_path $WORK/receiver/scgi;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$(( PORT + 2 ));
-        location / { return 204; }
-    }
-}
-NGX
-    timeout 900 "$NGINX" -p "$WORK/receiver" -e "$OUT/receiver.log" -c "$WORK/receiver/nginx.conf" \
-      >>"$OUT/receiver.log" 2>&1 &
-    RECEIVER_PID=$!
+    start_nginx_receiver "$NGINX" "$WORK/receiver" $(( PORT + 2 )) "$OUT/receiver.log"
     log "   receiver: nginx ($NGINX), return 204"
   else
     cat >"$WORK/receiver.py" <<'PY'

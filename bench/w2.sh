@@ -18,6 +18,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=bench/receiver.sh
+. "$ROOT/bench/receiver.sh"
 cd "$ROOT"
 
 DBS=both
@@ -80,7 +82,7 @@ die() { log "error: $*"; exit 1; }
 for tool in wrk jq curl psql; do command -v "$tool" >/dev/null || die "$tool is required"; done
 NGINX=""
 if [ "$WEBHOOK_ROUNDS" -gt 0 ]; then
-  NGINX="$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)"
+  NGINX="$(find_nginx)"
   [ -n "$NGINX" ] || die "--webhook needs nginx (apt-get install -y nginx)"
 fi
 
@@ -188,34 +190,9 @@ measure() {
   fi
 }
 
-# The receiver: nginx answering 204 at once (Python's http.server took
-# ~120 us of the shared cores per delivery; see bench/run.sh).
+# The receiver: nginx answering 204 at once (see bench/receiver.sh).
 start_receiver() {
-  mkdir -p "$WORK/receiver"
-  cat >"$WORK/receiver/nginx.conf" <<NGX
-$( [ "$(id -u)" = 0 ] && echo 'user root root;' )
-daemon off;
-master_process off;
-worker_processes 1;
-pid $WORK/receiver/nginx.pid;
-error_log $OUT/receiver.log warn;
-events { worker_connections 256; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/receiver/client_body;
-    proxy_temp_path $WORK/receiver/proxy;
-    fastcgi_temp_path $WORK/receiver/fastcgi;
-    uwsgi_temp_path $WORK/receiver/uwsgi;
-    scgi_temp_path $WORK/receiver/scgi;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$(( PORT + 2 ));
-        location / { return 204; }
-    }
-}
-NGX
-  timeout 1800 "$NGINX" -p "$WORK/receiver" -e "$OUT/receiver.log" -c "$WORK/receiver/nginx.conf" >>"$OUT/receiver.log" 2>&1 &
-  RECEIVER_PID=$!
+  start_nginx_receiver "$NGINX" "$WORK/receiver" $(( PORT + 2 )) "$OUT/receiver.log"
   for _ in $(seq 1 100); do
     curl -fsS -o /dev/null -X POST "http://127.0.0.1:$(( PORT + 2 ))/" 2>/dev/null && return 0
     sleep 0.05
