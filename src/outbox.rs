@@ -219,8 +219,8 @@ impl Progress {
 
 /// What a turn does between two events: records its batch once due and
 /// renews the lease once half of it has gone (until `renew_after`).
-/// `false` when either found the lease or the cursor changed: the turn
-/// must stop.
+/// `false` when either found the lease or the cursor changed, or the
+/// destination disabled: the turn must stop.
 async fn keep_up(
     db: &Db,
     id: Uuid,
@@ -235,6 +235,10 @@ async fn keep_up(
     let now = db::now();
     if now >= *renew_after {
         if !outbox::renew(db, id, owner, progress.stored, now + lease).await? {
+            // Disabled, say: what was delivered is still recorded (the
+            // record holds to the lease and the position itself), so it
+            // is not sent again once the destination is turned on.
+            progress.record(db, id, owner).await?;
             return Ok(false);
         }
         *renew_after = now + lease / 2;

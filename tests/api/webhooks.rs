@@ -1402,3 +1402,93 @@ async fn a_busy_endpoint_keeps_its_lease_between_events_and_hands_it_back_once_i
         .count();
     assert_eq!(revocations, 5, "each revocation delivered once");
 }
+
+#[tokio::test]
+async fn an_endpoint_disabled_or_deleted_while_its_turn_waits_gets_nothing_more() {
+    // The worker's turn on a caught-up endpoint holds the lease and waits
+    // for the next event; disabling or deleting the endpoint meanwhile
+    // must still stop its deliveries from the next event on (and, turned
+    // on again, it delivers what it missed).
+    use sea_orm::EntityTrait;
+    let app = spawn_app_with(|config| {
+        fast(config);
+        // A turn waits up to a quarter of this before it hands back.
+        config.outbox_lease = Duration::from_secs(20);
+    })
+    .await;
+    let (owner, _) = owner_token(&app).await;
+    let witness = Receiver::start().await;
+    create_endpoint(&app, &owner, &witness.url, Some(&["session.revoked"])).await;
+    let paused = Receiver::start().await;
+    let (paused_id, _) =
+        create_endpoint(&app, &owner, &paused.url, Some(&["session.revoked"])).await;
+    let gone = Receiver::start().await;
+    let (gone_id, _) = create_endpoint(&app, &owner, &gone.url, Some(&["session.revoked"])).await;
+    let alice = app.create_user(Role::User).await;
+    let first = revocation(&app, &alice).await;
+    paused.wait_for_event(&first).await;
+    gone.wait_for_event(&first).await;
+    let cursor =
+        entity::outbox_cursor::Entity::find_by_id(paused_id.parse::<uuid::Uuid>().unwrap())
+            .one(app.db())
+            .await
+            .unwrap()
+            .unwrap();
+    assert!(
+        cursor.lease_owner.is_some(),
+        "its turn waits, holding the lease"
+    );
+
+    let body = app
+        .gql(
+            Some(&owner),
+            "mutation($id: UUID!) { updateWebhookEndpoint(id: $id, enabled: false) { enabled } }",
+            json!({ "id": paused_id }),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["updateWebhookEndpoint"]["enabled"], false,
+        "{body}"
+    );
+    let body = app
+        .gql(
+            Some(&owner),
+            "mutation($id: UUID!) { deleteWebhookEndpoint(id: $id) }",
+            json!({ "id": gone_id }),
+        )
+        .await;
+    assert_eq!(body["data"]["deleteWebhookEndpoint"], true, "{body}");
+    let second = revocation(&app, &alice).await;
+    witness.wait_for_event(&second).await;
+    // The other endpoints' turns had as long as the witness's.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ids = |r: &Receiver| r.log().into_iter().map(|d| d.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(&paused),
+        std::slice::from_ref(&first),
+        "disabled: nothing more"
+    );
+    assert_eq!(
+        ids(&gone),
+        std::slice::from_ref(&first),
+        "deleted: nothing more"
+    );
+
+    let body = app
+        .gql(
+            Some(&owner),
+            "mutation($id: UUID!) { updateWebhookEndpoint(id: $id, enabled: true) { enabled } }",
+            json!({ "id": paused_id }),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["updateWebhookEndpoint"]["enabled"], true,
+        "{body}"
+    );
+    paused.wait_for_event(&second).await;
+    assert_eq!(
+        ids(&paused),
+        [first, second],
+        "turned on again: what it missed, once"
+    );
+}
