@@ -207,11 +207,11 @@ impl Progress {
         if self.reached == self.stored {
             return Ok(true);
         }
-        if !outbox::advance(db, id, owner, self.stored, self.reached, &self.delivered).await? {
+        let delivered = std::mem::take(&mut self.delivered);
+        if !outbox::advance(db, id, owner, self.stored, self.reached, delivered).await? {
             return Ok(false);
         }
         self.stored = self.reached;
-        self.delivered.clear();
         self.since = None;
         Ok(true)
     }
