@@ -13,6 +13,9 @@
 #   bench/w2.sh --db postgres --pg-url postgres://postgres@127.0.0.1:5433/postgres
 #   BENCH_BIN=path bench/w2.sh            # a binary built before, not rebuilt
 #   SERVER_LOG=info,session_manager::db=debug bench/w2.sh   # the server's RUST_LOG (debug: each write group's size and time)
+#   PG_AFTER_SEED_SQL='ALTER TABLE sessions SET (fillfactor = 80); VACUUM FULL sessions' bench/w2.sh --db postgres
+#                                         # SQL run on the seeded PostgreSQL database before the run (a schema
+#                                         # experiment without a migration)
 #
 # Traffic goes to 127.0.0.1 only; every wrk run is bounded in time.
 set -euo pipefail
@@ -33,6 +36,7 @@ AUDIT_EVENTS=10000
 PORT=18090
 SIGNIN=0
 WEBHOOK_ROUNDS=0
+ROUNDS=1
 OUT=""
 # Without TLS to the local PostgreSQL unless --pg-tls (as bench/run.sh).
 PG_PARAMS="?sslmode=disable"
@@ -53,6 +57,10 @@ usage: bench/w2.sh [options]
                              type, a local nginx answering 204) and then without it (deleted),
                              each on sessions of its own; each round's ratio is to the mean of
                              the runs without it on either side, and the median is printed
+  --rounds N                 N rounds, each with a freshly seeded database per --db (with both,
+                             SQLite first in odd rounds, PostgreSQL first in even ones): on a
+                             host whose speed drifts, each round's PostgreSQL/SQLite ratio is of
+                             two runs a minute apart; the median of the rounds is printed
   --out DIR                  results (default: a new directory under bench/results/)
 EOF
 }
@@ -68,6 +76,7 @@ while [ $# -gt 0 ]; do
     --port) PORT="$2"; shift 2 ;;
     --signin) SIGNIN=1; shift ;;
     --webhook) WEBHOOK_ROUNDS="$2"; shift 2 ;;
+    --rounds) ROUNDS="$2"; shift 2 ;;
     --pg-tls) PG_PARAMS=""; shift ;;
     --out) OUT="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
@@ -233,66 +242,83 @@ webhook_rounds() {
 }
 
 printf 'db\tworkload\treq_per_s\tserver_cpu_us_per_req\tpg_backend_cpu_us_per_req\tpg_xacts_per_req\tserver_cpu\tpg_cpu\tother_cpu\terrors\n' >"$OUT/results.tsv"
-for db in $DBS; do
-  if [ "$db" = sqlite ]; then
-    URL="sqlite://$WORK/w2.db?mode=rwc"
-  else
-    PG_DB="sm_w2_$(date +%s)_$$"
-    psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $PG_DB" >/dev/null
-    URL="${PG_ADMIN_URL%/*}/$PG_DB$PG_PARAMS"
-    has_pgss_admin=$(psql "$PG_ADMIN_URL" -Atqc "SHOW shared_preload_libraries" | grep -c pg_stat_statements || true)
-    [ "$has_pgss_admin" = 1 ] && psql "$URL" -qc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
-  fi
-  DATABASE_URL="$URL" RUST_LOG=warn "$BIN" seed --users "$USERS" --sessions-per-user 2 --audit-events "$AUDIT_EVENTS" \
-    --revocable-sessions "$REVOCABLE" --bench-user-events 100 >"$OUT/seed-$db.json" 2>"$OUT/seed-$db.log" \
-    || die "seed: $(cat "$OUT/seed-$db.log")"
-  [ "$db" = postgres ] && psql "$URL" -qc "VACUUM (ANALYZE)"
-  sync
-  REVOKER_TOKEN="$(jq -r '.revoker.tokens[0]' "$OUT/seed-$db.json")"
-  jq -r '.revocableSessionIds[]' "$OUT/seed-$db.json" >"$WORK/ids.txt"
-  half=$(( REVOCABLE * WARMUP / (WARMUP + RUNS * DURATION + 3) + 1 ))
-  head -n "$half" "$WORK/ids.txt" >"$WORK/ids-warmup.txt"
-  revoke_script "$WORK/w2-warmup.lua" "$WORK/ids-warmup.txt"
-  # One slice of the rest per measured run (W2, then each round's two).
-  slice=$(( ($(wc -l <"$WORK/ids.txt") - half - 1) / RUNS ))
-  for run in $(seq 0 $(( RUNS - 1 ))); do
-    sed -n "$(( half + 1 + run * slice )),$(( half + (run + 1) * slice ))p" "$WORK/ids.txt" >"$WORK/ids-run$run.txt"
-    revoke_script "$WORK/w2-run$run.lua" "$WORK/ids-run$run.txt"
+for round in $(seq 1 "$ROUNDS"); do
+  order="$DBS"
+  if [ $(( round % 2 )) -eq 0 ] && [ "$DBS" = "sqlite postgres" ]; then order="postgres sqlite"; fi
+  [ "$ROUNDS" -eq 1 ] || log "== round $round of $ROUNDS: $order"
+  for db in $order; do
+    if [ "$db" = sqlite ]; then
+      URL="sqlite://$WORK/w2-$round.db?mode=rwc"
+    else
+      PG_DB="sm_w2_$(date +%s)_$$_$round"
+      psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $PG_DB" >/dev/null
+      URL="${PG_ADMIN_URL%/*}/$PG_DB$PG_PARAMS"
+      has_pgss_admin=$(psql "$PG_ADMIN_URL" -Atqc "SHOW shared_preload_libraries" | grep -c pg_stat_statements || true)
+      [ "$has_pgss_admin" = 1 ] && psql "$URL" -qc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+    fi
+    DATABASE_URL="$URL" RUST_LOG=warn "$BIN" seed --users "$USERS" --sessions-per-user 2 --audit-events "$AUDIT_EVENTS" \
+      --revocable-sessions "$REVOCABLE" --bench-user-events 100 >"$OUT/seed-$db.json" 2>"$OUT/seed-$db.log" \
+      || die "seed: $(cat "$OUT/seed-$db.log")"
+    if [ "$db" = postgres ] && [ -n "${PG_AFTER_SEED_SQL:-}" ]; then
+      log "   after the seed: $PG_AFTER_SEED_SQL"
+      psql "$URL" -v ON_ERROR_STOP=1 -q <<<"$PG_AFTER_SEED_SQL;" >/dev/null
+    fi
+    [ "$db" = postgres ] && psql "$URL" -qc "VACUUM (ANALYZE)"
+    sync
+    REVOKER_TOKEN="$(jq -r '.revoker.tokens[0]' "$OUT/seed-$db.json")"
+    jq -r '.revocableSessionIds[]' "$OUT/seed-$db.json" >"$WORK/ids.txt"
+    half=$(( REVOCABLE * WARMUP / (WARMUP + RUNS * DURATION + 3) + 1 ))
+    head -n "$half" "$WORK/ids.txt" >"$WORK/ids-warmup.txt"
+    revoke_script "$WORK/w2-warmup.lua" "$WORK/ids-warmup.txt"
+    # One slice of the rest per measured run (W2, then each round's two).
+    slice=$(( ($(wc -l <"$WORK/ids.txt") - half - 1) / RUNS ))
+    for run in $(seq 0 $(( RUNS - 1 ))); do
+      sed -n "$(( half + 1 + run * slice )),$(( half + (run + 1) * slice ))p" "$WORK/ids.txt" >"$WORK/ids-run$run.txt"
+      revoke_script "$WORK/w2-run$run.lua" "$WORK/ids-run$run.txt"
+    done
+    if [ "$WEBHOOK_ROUNDS" -gt 0 ]; then
+      jq -r .password "$OUT/seed-$db.json" | DATABASE_URL="$URL" RUST_LOG=warn "$BIN" user add \
+        --email w2-owner@example.com --name "W2 owner" --role owner --password-stdin >"$OUT/owner-$db.log" 2>&1 \
+        || die "owner: $(cat "$OUT/owner-$db.log")"
+    fi
+    DATABASE_URL="$URL" BIND="127.0.0.1:$PORT" RUST_LOG="${SERVER_LOG:-info}" MAX_SESSIONS_PER_USER=0 \
+      WEBHOOK_ALLOW_PRIVATE="$([ "$WEBHOOK_ROUNDS" -gt 0 ] && echo true || echo false)" \
+      SIGNIN_MAX_FAILURES_PER_ACCOUNT=1000000 SIGNIN_MAX_FAILURES_PER_IP=1000000 \
+      "$BIN" serve >"$OUT/server-$db.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+    curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null || die "the server did not start: $(tail -5 "$OUT/server-$db.log")"
+    wrk -t "$THREADS" -c "$CONNECTIONS" -d "${WARMUP}s" --timeout 10s -s "$WORK/w2-warmup.lua" "$GRAPHQL" >"$OUT/$db-warmup.wrk" 2>&1
+    # One request checked by hand: revoked, no errors.
+    check_id="$(tail -n 1 "$WORK/ids.txt")"
+    curl -fsS "$GRAPHQL" -H 'content-type: application/json' -H "authorization: Bearer $REVOKER_TOKEN" \
+      -d "{\"query\":\"mutation(\$id: UUID!) { revokeSession(id: \$id) { id isActive } }\",\"variables\":{\"id\":\"$check_id\"}}" \
+      | jq -e '.data.revokeSession.isActive == false and (.errors == null)' >/dev/null || die "W2: a revocation did not answer as expected"
+    log "-- $db"
+    measure W2_revoke_session "$db" "$WORK/w2-run0.lua" "$CONNECTIONS" "$THREADS"
+    [ "$WEBHOOK_ROUNDS" -eq 0 ] || webhook_rounds "$db"
+    if [ "$SIGNIN" = 1 ]; then
+      email="$(jq -r .signInEmail "$OUT/seed-$db.json")"; password="$(jq -r .password "$OUT/seed-$db.json")"
+      body="$(jq -cn --arg e "$email" --arg p "$password" '{query: "mutation($e: String!, $p: String!) { signIn(email: $e, password: $p) { token } }", variables: {e: $e, p: $p}}')"
+      printf 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [==[%s]==]\n' "$body" >"$WORK/w8.lua"
+      measure W8_sign_in "$db" "$WORK/w8.lua" 4 1
+    fi
+    kill -TERM "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
+    if [ "$db" = postgres ]; then psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null; PG_DB=""; fi
   done
-  if [ "$WEBHOOK_ROUNDS" -gt 0 ]; then
-    jq -r .password "$OUT/seed-$db.json" | DATABASE_URL="$URL" RUST_LOG=warn "$BIN" user add \
-      --email w2-owner@example.com --name "W2 owner" --role owner --password-stdin >"$OUT/owner-$db.log" 2>&1 \
-      || die "owner: $(cat "$OUT/owner-$db.log")"
-  fi
-  DATABASE_URL="$URL" BIND="127.0.0.1:$PORT" RUST_LOG="${SERVER_LOG:-info}" MAX_SESSIONS_PER_USER=0 \
-    WEBHOOK_ALLOW_PRIVATE="$([ "$WEBHOOK_ROUNDS" -gt 0 ] && echo true || echo false)" \
-    SIGNIN_MAX_FAILURES_PER_ACCOUNT=1000000 SIGNIN_MAX_FAILURES_PER_IP=1000000 \
-    "$BIN" serve >"$OUT/server-$db.log" 2>&1 &
-  SERVER_PID=$!
-  for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-  curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null || die "the server did not start: $(tail -5 "$OUT/server-$db.log")"
-  wrk -t "$THREADS" -c "$CONNECTIONS" -d "${WARMUP}s" --timeout 10s -s "$WORK/w2-warmup.lua" "$GRAPHQL" >"$OUT/$db-warmup.wrk" 2>&1
-  # One request checked by hand: revoked, no errors.
-  check_id="$(tail -n 1 "$WORK/ids.txt")"
-  curl -fsS "$GRAPHQL" -H 'content-type: application/json' -H "authorization: Bearer $REVOKER_TOKEN" \
-    -d "{\"query\":\"mutation(\$id: UUID!) { revokeSession(id: \$id) { id isActive } }\",\"variables\":{\"id\":\"$check_id\"}}" \
-    | jq -e '.data.revokeSession.isActive == false and (.errors == null)' >/dev/null || die "W2: a revocation did not answer as expected"
-  log "-- $db"
-  measure W2_revoke_session "$db" "$WORK/w2-run0.lua" "$CONNECTIONS" "$THREADS"
-  [ "$WEBHOOK_ROUNDS" -eq 0 ] || webhook_rounds "$db"
-  if [ "$SIGNIN" = 1 ]; then
-    email="$(jq -r .signInEmail "$OUT/seed-$db.json")"; password="$(jq -r .password "$OUT/seed-$db.json")"
-    body="$(jq -cn --arg e "$email" --arg p "$password" '{query: "mutation($e: String!, $p: String!) { signIn(email: $e, password: $p) { token } }", variables: {e: $e, p: $p}}')"
-    printf 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [==[%s]==]\n' "$body" >"$WORK/w8.lua"
-    measure W8_sign_in "$db" "$WORK/w8.lua" 4 1
-  fi
-  kill -TERM "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
-  if [ "$db" = postgres ]; then psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null; PG_DB=""; fi
 done
 log ""
 log "== results: req/s, server CPU us/req, PostgreSQL backend CPU us/req, transactions/req, CPU shares of $NCPU cores (server, PostgreSQL backends of this run, everything else)"
 column -t -s $'\t' "$OUT/results.tsv" >&2
-awk -F'\t' '$2 == "W2_revoke_session" { r[$1] = $3 } END { if (r["sqlite"] && r["postgres"]) printf "W2 PostgreSQL / SQLite: x%.2f (%s / %s req/s)\n", r["postgres"] / r["sqlite"], r["postgres"], r["sqlite"] }' \
+# The W2 rows come in rounds, one row per database each: each round's
+# ratio, then (more than one round) their median.
+awk -F'\t' '
+  $2 == "W2_revoke_session" { r[$1] = $3; n++
+    if (n % 2 == 0 && r["sqlite"] && r["postgres"]) {
+      x = r["postgres"] / r["sqlite"]; k++; all[k] = x
+      printf "W2 PostgreSQL / SQLite: x%.2f (%s / %s req/s)\n", x, r["postgres"], r["sqlite"]; delete r } }
+  END { if (k > 1) { asort(all); m = (k % 2) ? all[(k + 1) / 2] : (all[k / 2] + all[k / 2 + 1]) / 2
+    printf "W2 PostgreSQL / SQLite: median x%.2f of %d rounds (x%.2f to x%.2f)\n", m, k, all[1], all[k] } }' \
   "$OUT/results.tsv" | tee "$OUT/ratio.txt" >&2
 if [ "$WEBHOOK_ROUNDS" -gt 0 ]; then
   # Round i: W2 with the endpoint / the mean of the runs without it just
