@@ -354,17 +354,8 @@ pub async fn advance(
             let mut update = outbox_cursor::Entity::update_many()
                 .col_expr(outbox_cursor::Column::CursorSeq, Expr::value(to));
             if !rows.is_empty() {
-                update = update
-                    .col_expr(outbox_cursor::Column::Attempts, Expr::value(0))
-                    .col_expr(
-                        outbox_cursor::Column::FailingSince,
-                        Expr::value(None::<DateTime<Utc>>),
-                    )
-                    .col_expr(
-                        outbox_cursor::Column::NextAttemptAt,
-                        Expr::value(None::<DateTime<Utc>>),
-                    )
-                    .col_expr(outbox_cursor::Column::LastSuccessAt, Expr::value(now));
+                update = update.col_expr(outbox_cursor::Column::LastSuccessAt, Expr::value(now));
+                update = forget_failures(update);
             }
             let done = update
                 .filter(outbox_cursor::Column::Id.eq(id))
@@ -497,13 +488,12 @@ pub async fn failed(
     Ok(after)
 }
 
-/// Moves the cursor of `id` back (or on) so that the next event delivered
-/// is the first at or after `from_seq`, with its failures forgotten. The
-/// process delivering it, if any, notices at its next step and stops; the
-/// next pass starts from here.
-pub async fn rewind(conn: &impl ConnectionTrait, id: Uuid, from_seq: i64) -> AppResult<()> {
-    outbox_cursor::Entity::update_many()
-        .col_expr(outbox_cursor::Column::CursorSeq, Expr::value(from_seq - 1))
+/// `update` also forgets the destination's failures: no attempts counted,
+/// not failing, nothing scheduled.
+fn forget_failures(
+    update: sea_orm::UpdateMany<outbox_cursor::Entity>,
+) -> sea_orm::UpdateMany<outbox_cursor::Entity> {
+    update
         .col_expr(outbox_cursor::Column::Attempts, Expr::value(0))
         .col_expr(
             outbox_cursor::Column::FailingSince,
@@ -513,6 +503,16 @@ pub async fn rewind(conn: &impl ConnectionTrait, id: Uuid, from_seq: i64) -> App
             outbox_cursor::Column::NextAttemptAt,
             Expr::value(None::<DateTime<Utc>>),
         )
+}
+
+/// Moves the cursor of `id` back (or on) so that the next event delivered
+/// is the first at or after `from_seq`, with its failures forgotten. The
+/// process delivering it, if any, notices at its next step and stops; the
+/// next pass starts from here.
+pub async fn rewind(conn: &impl ConnectionTrait, id: Uuid, from_seq: i64) -> AppResult<()> {
+    let update = outbox_cursor::Entity::update_many()
+        .col_expr(outbox_cursor::Column::CursorSeq, Expr::value(from_seq - 1));
+    forget_failures(update)
         .filter(outbox_cursor::Column::Id.eq(id))
         .exec(conn)
         .await?;
@@ -524,16 +524,8 @@ pub async fn rewind(conn: &impl ConnectionTrait, id: Uuid, from_seq: i64) -> App
 pub async fn set_enabled(conn: &impl ConnectionTrait, id: Uuid, enabled: bool) -> AppResult<()> {
     let now = crate::db::now();
     let mut update = outbox_cursor::Entity::update_many()
-        .col_expr(outbox_cursor::Column::Enabled, Expr::value(enabled))
-        .col_expr(outbox_cursor::Column::Attempts, Expr::value(0))
-        .col_expr(
-            outbox_cursor::Column::FailingSince,
-            Expr::value(None::<DateTime<Utc>>),
-        )
-        .col_expr(
-            outbox_cursor::Column::NextAttemptAt,
-            Expr::value(None::<DateTime<Utc>>),
-        );
+        .col_expr(outbox_cursor::Column::Enabled, Expr::value(enabled));
+    update = forget_failures(update);
     update = if enabled {
         update
             .col_expr(
