@@ -88,6 +88,7 @@ case "$DBS" in sqlite) DBS="sqlite" ;; postgres) DBS="postgres" ;; both) DBS="sq
 
 log() { printf '%s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive number"
 for tool in wrk jq curl psql; do command -v "$tool" >/dev/null || die "$tool is required"; done
 NGINX=""
 if [ "$WEBHOOK_ROUNDS" -gt 0 ]; then
@@ -305,7 +306,14 @@ for round in $(seq 1 "$ROUNDS"); do
     fi
     kill -TERM "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
     if [ "$db" = postgres ]; then psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null; PG_DB=""; fi
+    if [ "$db" = sqlite ]; then rm -f "$WORK/w2-$round.db" "$WORK/w2-$round.db-wal" "$WORK/w2-$round.db-shm"; fi
   done
+  # Each round's raw files (wrk output, logs, seeds, statements) in a
+  # directory of their own, not overwritten by the next round's.
+  if [ "$ROUNDS" -gt 1 ]; then
+    mkdir -p "$OUT/round-$round"
+    find "$OUT" -maxdepth 1 -type f ! -name results.tsv -exec mv -t "$OUT/round-$round" {} +
+  fi
 done
 log ""
 log "== results: req/s, server CPU us/req, PostgreSQL backend CPU us/req, transactions/req, CPU shares of $NCPU cores (server, PostgreSQL backends of this run, everything else)"
